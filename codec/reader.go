@@ -1,0 +1,141 @@
+package codec
+
+import (
+	"fmt"
+	"io"
+)
+
+// Default buffer sizes of a Reader. A connection starts small, so ten
+// thousand idle connections cost little, grows to hold the largest packet it
+// is sent, and goes back to the small buffer once that packet is consumed.
+const (
+	DefaultReadBufferSize = 512
+	maxKeptBufferSize     = 64 * 1024
+)
+
+// Reader decodes a stream of packets from an io.Reader such as a net.Conn.
+// It handles packets split across reads at any byte and several packets in
+// one read, and enforces MaxPacketSize from the fixed header, before reading
+// (or allocating for) the body.
+//
+// A Reader is not safe for concurrent use. The byte fields of a packet it
+// returns alias its buffer and are valid until the next ReadPacket.
+type Reader struct {
+	r io.Reader
+	// MaxPacketSize is the largest packet accepted, counting the fixed
+	// header; 0 means the protocol maximum.
+	MaxPacketSize int
+	// Version is the protocol level used to decode packets other than
+	// CONNECT. ReadPacket sets it when it decodes a CONNECT.
+	Version byte
+
+	buf        []byte
+	start, end int
+	initial    int
+}
+
+// NewReader returns a Reader with an initial buffer of size bytes (0: the
+// default).
+func NewReader(r io.Reader, size int) *Reader {
+	if size <= 0 {
+		size = DefaultReadBufferSize
+	}
+	return &Reader{r: r, initial: size}
+}
+
+// Buffered returns the number of bytes read from the stream but not yet
+// decoded.
+func (r *Reader) Buffered() int { return r.end - r.start }
+
+// ReadPacket reads and decodes the next packet into p. It returns io.EOF at a
+// clean end of stream, io.ErrUnexpectedEOF when the stream ends inside a
+// packet, an *Error for a packet that must be rejected (after which the
+// stream cannot be resynchronised and should be closed), or the underlying
+// reader's error.
+func (r *Reader) ReadPacket(p *Packet) error {
+	if r.buf == nil {
+		r.buf = make([]byte, r.initial)
+	}
+	for {
+		remaining, hdr, err := parseHeader(r.buf[r.start:r.end])
+		if err != nil {
+			return err
+		}
+		if hdr > 0 {
+			total := hdr + int(remaining)
+			if max := r.MaxPacketSize; max > 0 && total > max {
+				// Enforced before the body is read, so a hostile length
+				// never turns into an allocation.
+				return &Error{Code: PacketTooLarge, Field: "remaining_length",
+					Reason: fmt.Sprintf("packet of %d bytes exceeds the maximum of %d", total, max), Spec: "5.0:MQTT-3.1.2-24"}
+			}
+			if r.end-r.start >= total {
+				return r.decode(p, hdr, total)
+			}
+			r.makeRoom(total)
+		} else {
+			r.makeRoom(5)
+		}
+		if err := r.fill(); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *Reader) decode(p *Packet, hdr, total int) error {
+	b := r.buf[r.start : r.start+total]
+	r.start += total
+	if r.start == r.end {
+		r.start, r.end = 0, 0
+	}
+	err := DecodeBody(b[0], b[hdr:], r.Version, p)
+	if err == nil && p.Type == CONNECT {
+		r.Version = p.ProtocolLevel
+	}
+	return err
+}
+
+// makeRoom ensures the buffer can hold need bytes from r.start.
+func (r *Reader) makeRoom(need int) {
+	if need <= len(r.buf)-r.start {
+		return
+	}
+	n := r.end - r.start
+	if need <= len(r.buf) {
+		copy(r.buf, r.buf[r.start:r.end])
+	} else {
+		size := len(r.buf) * 2
+		if size < need {
+			size = need
+		}
+		nb := make([]byte, size)
+		copy(nb, r.buf[r.start:r.end])
+		r.buf = nb
+	}
+	r.start, r.end = 0, n
+}
+
+// fill reads at least one byte into the free end of the buffer. Before it,
+// an oversized buffer with nothing pending is swapped for a small one.
+func (r *Reader) fill() error {
+	if r.start == r.end && len(r.buf) > maxKeptBufferSize {
+		r.buf = make([]byte, r.initial)
+		r.start, r.end = 0, 0
+	}
+	for {
+		n, err := r.r.Read(r.buf[r.end:])
+		r.end += n
+		if n > 0 {
+			return nil
+		}
+		if err == io.EOF {
+			if r.end > r.start {
+				return io.ErrUnexpectedEOF
+			}
+			return io.EOF
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
