@@ -378,8 +378,9 @@ func (p *Properties) Bytes(id PropID) ([]byte, bool) {
 // decode reads a property length and the properties that follow, for a
 // packet of type t (willProps for will properties).
 func (p *Properties) decode(d *decoder, t Type, field string) error {
-	n, err := d.varint(field + ".length")
+	n, err := d.varint("length")
 	if err != nil {
+		err.(*Error).Field = field + ".length"
 		return err
 	}
 	if int(n) > d.remaining() {
@@ -388,95 +389,112 @@ func (p *Properties) decode(d *decoder, t Type, field string) error {
 	end := d.off + int(n)
 	sub := decoder{b: d.b[:end], off: d.off}
 	for sub.off < end {
-		idb, err := sub.varint(field)
-		if err != nil {
-			return err
-		}
-		if idb > 0xff || propIndex[idb] == 0 {
-			return malformed(field, fmt.Sprintf("unknown property identifier 0x%02X", idb), "")
-		}
-		id := PropID(idb)
-		info := PropTable[propIndex[id]-1]
-		name := field + "." + info.Name
-		if propAllowed[t]&(1<<id) == 0 {
-			// 5.0 §2.2.2.2: a property not allowed in this packet.
-			return protocolErr(name, "property not allowed in "+packetName(t), "5.0:§2.2.2.2")
-		}
-		if !info.Repeat && p.Has(id) {
-			// 5.0: "It is a Protocol Error to include ... more than once".
-			return protocolErr(name, "property included more than once", "5.0:§3.1.2.11")
-		}
-		switch info.Wire {
-		case WireByte:
-			v, err := sub.byte(name)
-			if err != nil {
-				return err
-			}
-			if info.Bool && v > 1 {
-				return protocolErr(name, fmt.Sprintf("value %d is not 0 or 1", v), "5.0:§3.1.2.11")
-			}
-			p.SetUint(id, uint32(v))
-		case WireUint16:
-			v, err := sub.uint16(name)
-			if err != nil {
-				return err
-			}
-			if info.NonZero && v == 0 {
-				if id == PropTopicAlias {
-					// 5.0 [MQTT-3.3.2-8]: a Topic Alias of 0 is a Protocol Error.
-					return &Error{Code: TopicAliasInvalid, Field: name, Reason: "topic alias 0", Spec: "5.0:MQTT-3.3.2-8"}
+		if err := p.decodeOne(&sub, t); err != nil {
+			// Field names are relative to the property list until here,
+			// so that no name is built unless there is an error: this loop
+			// runs for every property of every PUBLISH.
+			if ce, ok := err.(*Error); ok {
+				ce.Field = field + "." + ce.Field
+				if ce.Field == field+"." {
+					ce.Field = field
 				}
-				return protocolErr(name, "value 0 is a protocol error", "5.0:§3.1.2.11")
 			}
-			p.SetUint(id, uint32(v))
-		case WireUint32:
-			v, err := sub.uint32(name)
-			if err != nil {
-				return err
-			}
-			if info.NonZero && v == 0 {
-				return protocolErr(name, "value 0 is a protocol error", "5.0:§3.1.2.11")
-			}
-			p.SetUint(id, v)
-		case WireVarint:
-			v, err := sub.varint(name)
-			if err != nil {
-				return err
-			}
-			if v == 0 {
-				// 5.0 §3.8.2.1.2: a Subscription Identifier of 0 is a
-				// Protocol Error.
-				return protocolErr(name, "subscription identifier 0", "5.0:§3.8.2.1.2")
-			}
-			if t == SUBSCRIBE && len(p.SubscriptionIDs) > 0 {
-				return protocolErr(name, "property included more than once", "5.0:§3.8.2.1.2")
-			}
-			p.SetUint(id, v)
-		case WireString:
-			s, err := sub.string(name)
-			if err != nil {
-				return err
-			}
-			p.SetString(id, s)
-		case WireBinary:
-			b, err := sub.binary(name)
-			if err != nil {
-				return err
-			}
-			p.SetBytes(id, b)
-		case WireStringPair:
-			k, err := sub.string(name + ".key")
-			if err != nil {
-				return err
-			}
-			v, err := sub.string(name + ".value")
-			if err != nil {
-				return err
-			}
-			p.User = append(p.User, UserProperty{k, v})
+			return err
 		}
 	}
 	d.off = end
+	return nil
+}
+
+// decodeOne reads one property. Error fields name the property only.
+func (p *Properties) decodeOne(d *decoder, t Type) error {
+	idb, err := d.varint("")
+	if err != nil {
+		return err
+	}
+	if idb > 0xff || propIndex[idb] == 0 {
+		return malformed("", fmt.Sprintf("unknown property identifier 0x%02X", idb), "")
+	}
+	id := PropID(idb)
+	info := &PropTable[propIndex[id]-1]
+	name := info.Name
+	if propAllowed[t]&(1<<id) == 0 {
+		// 5.0 §2.2.2.2: a property not allowed in this packet.
+		return protocolErr(name, "property not allowed in "+packetName(t), "5.0:§2.2.2.2")
+	}
+	if !info.Repeat && p.Has(id) {
+		// 5.0: "It is a Protocol Error to include ... more than once".
+		return protocolErr(name, "property included more than once", "5.0:§3.1.2.11")
+	}
+	switch info.Wire {
+	case WireByte:
+		v, err := d.byte(name)
+		if err != nil {
+			return err
+		}
+		if info.Bool && v > 1 {
+			return protocolErr(name, fmt.Sprintf("value %d is not 0 or 1", v), "5.0:§3.1.2.11")
+		}
+		p.SetUint(id, uint32(v))
+	case WireUint16:
+		v, err := d.uint16(name)
+		if err != nil {
+			return err
+		}
+		if info.NonZero && v == 0 {
+			if id == PropTopicAlias {
+				// 5.0 [MQTT-3.3.2-8]: a Topic Alias of 0 is not permitted.
+				return &Error{Code: TopicAliasInvalid, Field: name, Reason: "topic alias 0", Spec: "5.0:MQTT-3.3.2-8"}
+			}
+			return protocolErr(name, "value 0 is a protocol error", "5.0:§3.1.2.11")
+		}
+		p.SetUint(id, uint32(v))
+	case WireUint32:
+		v, err := d.uint32(name)
+		if err != nil {
+			return err
+		}
+		if info.NonZero && v == 0 {
+			return protocolErr(name, "value 0 is a protocol error", "5.0:§3.1.2.11")
+		}
+		p.SetUint(id, v)
+	case WireVarint:
+		v, err := d.varint(name)
+		if err != nil {
+			return err
+		}
+		if v == 0 {
+			// 5.0 §3.8.2.1.2: a Subscription Identifier of 0 is a
+			// Protocol Error.
+			return protocolErr(name, "subscription identifier 0", "5.0:§3.8.2.1.2")
+		}
+		if t == SUBSCRIBE && len(p.SubscriptionIDs) > 0 {
+			return protocolErr(name, "property included more than once", "5.0:§3.8.2.1.2")
+		}
+		p.SetUint(id, v)
+	case WireString:
+		s, err := d.string(name)
+		if err != nil {
+			return err
+		}
+		p.SetString(id, s)
+	case WireBinary:
+		b, err := d.binary(name)
+		if err != nil {
+			return err
+		}
+		p.SetBytes(id, b)
+	case WireStringPair:
+		k, err := d.string("user_property.key")
+		if err != nil {
+			return err
+		}
+		v, err := d.string("user_property.value")
+		if err != nil {
+			return err
+		}
+		p.User = append(p.User, UserProperty{k, v})
+	}
 	return nil
 }
 
@@ -534,47 +552,58 @@ func (p *Properties) check(t Type, field string) error {
 		if !p.Has(info.ID) {
 			continue
 		}
-		name := field + "." + info.Name
-		if propAllowed[t]&(1<<info.ID) == 0 {
-			return protocolErr(name, "property not allowed in "+packetName(t), "5.0:§2.2.2.2")
+		if err := p.checkOne(t, info); err != nil {
+			if ce, ok := err.(*Error); ok {
+				ce.Field = field + "." + ce.Field
+			}
+			return err
 		}
-		switch info.Wire {
-		case WireVarint:
-			if t == SUBSCRIBE && len(p.SubscriptionIDs) > 1 {
-				return protocolErr(name, "only one subscription identifier in SUBSCRIBE", "5.0:§3.8.2.1.2")
+	}
+	return nil
+}
+
+// checkOne validates one present property; error fields name the property.
+func (p *Properties) checkOne(t Type, info *PropInfo) error {
+	name := info.Name
+	if propAllowed[t]&(1<<info.ID) == 0 {
+		return protocolErr(name, "property not allowed in "+packetName(t), "5.0:§2.2.2.2")
+	}
+	switch info.Wire {
+	case WireVarint:
+		if t == SUBSCRIBE && len(p.SubscriptionIDs) > 1 {
+			return protocolErr(name, "only one subscription identifier in SUBSCRIBE", "5.0:§3.8.2.1.2")
+		}
+		for _, v := range p.SubscriptionIDs {
+			if v == 0 || v > MaxRemainingLength {
+				return protocolErr(name, "subscription identifier out of range 1..268435455", "5.0:§3.8.2.1.2")
 			}
-			for _, v := range p.SubscriptionIDs {
-				if v == 0 || v > MaxRemainingLength {
-					return protocolErr(name, "subscription identifier out of range 1..268435455", "5.0:§3.8.2.1.2")
-				}
-			}
-		case WireString:
-			s, _ := p.String(info.ID)
-			if err := checkEncUTF8(s, name); err != nil {
+		}
+	case WireString:
+		s, _ := p.String(info.ID)
+		if err := checkEncUTF8(s, name); err != nil {
+			return err
+		}
+	case WireBinary:
+		b, _ := p.Bytes(info.ID)
+		if err := checkLen(len(b), name); err != nil {
+			return err
+		}
+	case WireStringPair:
+		for _, u := range p.User {
+			if err := checkEncUTF8(u.Key, "user_property.key"); err != nil {
 				return err
 			}
-		case WireBinary:
-			b, _ := p.Bytes(info.ID)
-			if err := checkLen(len(b), name); err != nil {
+			if err := checkEncUTF8(u.Value, "user_property.value"); err != nil {
 				return err
 			}
-		case WireStringPair:
-			for _, u := range p.User {
-				if err := checkEncUTF8(u.Key, name+".key"); err != nil {
-					return err
-				}
-				if err := checkEncUTF8(u.Value, name+".value"); err != nil {
-					return err
-				}
-			}
-		default:
-			v, _ := p.Uint(info.ID)
-			if info.Bool && v > 1 {
-				return protocolErr(name, fmt.Sprintf("value %d is not 0 or 1", v), "5.0:§3.1.2.11")
-			}
-			if info.NonZero && v == 0 {
-				return protocolErr(name, "value 0 is a protocol error", "5.0:§3.1.2.11")
-			}
+		}
+	default:
+		v, _ := p.Uint(info.ID)
+		if info.Bool && v > 1 {
+			return protocolErr(name, fmt.Sprintf("value %d is not 0 or 1", v), "5.0:§3.1.2.11")
+		}
+		if info.NonZero && v == 0 {
+			return protocolErr(name, "value 0 is a protocol error", "5.0:§3.1.2.11")
 		}
 	}
 	return nil
