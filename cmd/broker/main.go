@@ -1,0 +1,169 @@
+// Command broker runs the scriptable MQTT broker:
+//
+//	broker --scripts ./scripts
+//
+// It loads scripts/config.lua if present, then the handlers in
+// scripts/main.lua, and serves MQTT 3.1, 3.1.1 and 5.0 until SIGINT or
+// SIGTERM. Bad flags, a missing scripts folder or a broken script print one
+// line naming the problem and exit with status 2.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/mqttlua/broker/engine"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// exitError carries an exit status with a one-line message.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func run(args []string, stderr io.Writer) int {
+	srv, log, err := setup(args, stderr)
+	if err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			if ee.msg != "" {
+				fmt.Fprintln(stderr, "broker:", ee.msg)
+			}
+			return ee.code
+		}
+		fmt.Fprintln(stderr, "broker:", err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go srv.Serve()
+	sig := <-sigs
+	log.WithField("signal", sig.String()).Info("shutting down")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.WithError(err).Warn("some connections did not close in time")
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// setup parses flags, reads config.lua, loads the scripts and opens the
+// listeners.
+func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, error) {
+	fs := pflag.NewFlagSet("broker", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	scripts := fs.String("scripts", "./scripts", "folder with main.lua, config.lua and the script modules")
+	lualib := fs.String("lualib", "", "folder of Lua modules shipped with the broker (default: lualib beside the scripts folder, if present)")
+	listen := fs.StringArray("listen", []string{":1883"}, "TCP address to listen on, host:port (repeatable)")
+	workers := fs.Int("workers", runtime.NumCPU(), "number of Lua VMs; a connection is pinned to VM fd % workers")
+	maxPacket := fs.Int("max-packet-size", 1<<20, "largest packet accepted, in bytes")
+	maxConns := fs.Int("max-connections", 0, "refuse connections past this many (0: no limit)")
+	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "time a new connection has to send CONNECT")
+	handlerTimeout := fs.Duration("handler-timeout", time.Second, "deadline of one Lua handler call")
+	maxOutbound := fs.Int("max-outbound", 4<<20, "bytes queued for one connection before it is cut off as a slow consumer")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	help := fs.BoolP("help", "h", false, "show this help")
+	usage := func() string {
+		return "Usage: broker [flags]\n\nRuns the MQTT broker with the Lua handlers in --scripts.\n\nFlags:\n" + fs.FlagUsages()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, &exitError{2, err.Error() + " (see broker --help)"}
+	}
+	if *help {
+		fmt.Fprint(stderr, usage())
+		return nil, nil, &exitError{0, ""}
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, &exitError{2, fmt.Sprintf("unexpected argument %q (see broker --help)", fs.Arg(0))}
+	}
+
+	log := logrus.New()
+	log.SetOutput(stderr)
+	level, err := logrus.ParseLevel(*logLevel)
+	if err != nil {
+		return nil, nil, &exitError{2, fmt.Sprintf("--log-level: %q is not debug, info, warn or error", *logLevel)}
+	}
+	log.SetLevel(level)
+	switch *logFormat {
+	case "text":
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	case "json":
+		log.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return nil, nil, &exitError{2, fmt.Sprintf("--log-format: %q is not text or json", *logFormat)}
+	}
+
+	cfg := engine.Config{Scripts: *scripts, LuaLib: *lualib, Log: log}
+	if cfg.LuaLib == "" {
+		cand := filepath.Join(filepath.Dir(filepath.Clean(*scripts)), "lualib")
+		if st, err := os.Stat(cand); err == nil && st.IsDir() {
+			cfg.LuaLib = cand
+		}
+	}
+	cfgFile := filepath.Join(*scripts, "config.lua")
+	fc, err := engine.LoadConfigFile(cfgFile)
+	if err != nil {
+		return nil, nil, &exitError{2, err.Error()}
+	}
+	if err := fc.Apply(&cfg, cfgFile); err != nil {
+		return nil, nil, &exitError{2, err.Error()}
+	}
+	// Flags given on the command line override config.lua.
+	if fs.Changed("listen") || len(cfg.Listen) == 0 {
+		cfg.Listen = *listen
+	}
+	if fs.Changed("workers") || cfg.Workers == 0 {
+		cfg.Workers = *workers
+	}
+	if fs.Changed("max-packet-size") || cfg.MaxPacketSize == 0 {
+		cfg.MaxPacketSize = *maxPacket
+	}
+	if fs.Changed("max-connections") {
+		cfg.MaxConnections = *maxConns
+	}
+	if fs.Changed("connect-timeout") || cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = *connectTimeout
+	}
+	if fs.Changed("handler-timeout") || cfg.HandlerTimeout == 0 {
+		cfg.HandlerTimeout = *handlerTimeout
+	}
+	if fs.Changed("max-outbound") || cfg.MaxOutbound == 0 {
+		cfg.MaxOutbound = *maxOutbound
+	}
+	for name, v := range map[string]int{"workers": cfg.Workers, "max-packet-size": cfg.MaxPacketSize, "max-outbound": cfg.MaxOutbound} {
+		if v <= 0 {
+			return nil, nil, &exitError{2, fmt.Sprintf("--%s must be positive", name)}
+		}
+	}
+	if cfg.MaxPacketSize > 268435460 {
+		return nil, nil, &exitError{2, "--max-packet-size: the protocol maximum is 268435460"}
+	}
+
+	srv, err := engine.New(cfg)
+	if err != nil {
+		return nil, nil, &exitError{2, err.Error()}
+	}
+	if err := srv.Listen(); err != nil {
+		srv.Shutdown(context.Background())
+		return nil, nil, &exitError{1, err.Error()}
+	}
+	return srv, log, nil
+}

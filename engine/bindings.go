@@ -1,0 +1,329 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mqttlua/broker/codec"
+	"github.com/sirupsen/logrus"
+	lua "github.com/yuin/gopher-lua"
+)
+
+// Bindings follow OpenResty's two kinds of failure: misuse raises a Lua
+// error ("bad argument #1 to 'send' (number expected, got nil)"), an
+// operational failure returns nil and a short lowercase message
+// ("closed", "full").
+
+const serverTypeName = "mqtt.server"
+
+// openBindings registers the server userdata and the mqtt, log, json,
+// shared and timer modules, each also as a global.
+func (vm *VM) openBindings() {
+	L := vm.L
+	mt := L.NewTypeMetatable(serverTypeName)
+	L.SetField(mt, "__index", L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+		"send":        vm.serverSend,
+		"close":       vm.serverClose,
+		"exist":       vm.serverExist,
+		"info":        vm.serverInfo,
+		"connections": vm.serverConnections,
+	}))
+	L.SetField(mt, "__tostring", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LString(fmt.Sprintf("server (worker %d)", vm.ID)))
+		return 1
+	}))
+	vm.server = L.NewUserData()
+	vm.server.Value = vm
+	L.SetMetatable(vm.server, mt)
+	L.SetGlobal("server", vm.server)
+
+	for name, open := range map[string]func() *lua.LTable{
+		"mqtt":   vm.openMQTT,
+		"log":    vm.openLog,
+		"json":   vm.openJSON,
+		"shared": vm.openShared,
+		"timer":  vm.openTimer,
+	} {
+		t := open()
+		L.PreloadModule(name, func(L *lua.LState) int { L.Push(t); return 1 })
+		L.SetGlobal(name, t)
+	}
+}
+
+// checkServer is the `self` check of server methods.
+func checkServer(L *lua.LState) {
+	ud, ok := L.Get(1).(*lua.LUserData)
+	if !ok {
+		L.ArgError(1, "server expected (call server:method, not server.method)")
+	}
+	if _, ok := ud.Value.(*VM); !ok {
+		L.ArgError(1, "server expected")
+	}
+}
+
+// checkFD reads an fd argument.
+func checkFD(L *lua.LState, n int) int {
+	v := L.CheckNumber(n)
+	if v < 1 || float64(v) != float64(int(v)) {
+		L.ArgError(n, "fd must be a positive integer")
+	}
+	return int(v)
+}
+
+// server:send(fd, bytes | packet) -> true | nil, err
+func (vm *VM) serverSend(L *lua.LState) int {
+	checkServer(L)
+	fd := checkFD(L, 2)
+	c := vm.srv.Conn(fd)
+	var err error
+	switch data := L.Get(3).(type) {
+	case lua.LString:
+		if c != nil {
+			err = c.Send([]byte(data))
+		}
+	case *lua.LTable:
+		if c != nil {
+			var p *codec.Packet
+			if p, err = tablePacket(data, c.Version()); err != nil {
+				L.ArgError(3, err.Error())
+			}
+			err = c.SendPacket(p)
+			var ce *codec.Error
+			if asCodecError(err, &ce) {
+				L.ArgError(3, err.Error())
+			}
+		}
+	default:
+		L.TypeError(3, lua.LTString)
+	}
+	if c == nil {
+		err = ErrClosed
+	}
+	if err != nil {
+		L.Push(lua.LNil)
+		L.Push(lua.LString(err.Error()))
+		return 2
+	}
+	L.Push(lua.LTrue)
+	return 1
+}
+
+// server:close(fd [, reasonCode [, reasonString]]) -> true | nil, "closed"
+func (vm *VM) serverClose(L *lua.LState) int {
+	checkServer(L)
+	fd := checkFD(L, 2)
+	code := codec.ReasonCode(L.OptInt(3, int(codec.AdministrativeAction)))
+	if L.Get(3) != lua.LNil && !code.ValidFor(codec.DISCONNECT) {
+		L.ArgError(3, fmt.Sprintf("0x%02X is not a DISCONNECT reason code", byte(code)))
+	}
+	reasonString := L.OptString(4, "")
+	c := vm.srv.Conn(fd)
+	if c == nil || c.Closing() {
+		L.Push(lua.LNil)
+		L.Push(lua.LString("closed"))
+		return 2
+	}
+	c.CloseWithCode(CloseScript, code, reasonString)
+	L.Push(lua.LTrue)
+	return 1
+}
+
+// server:exist(fd) -> bool
+func (vm *VM) serverExist(L *lua.LState) int {
+	checkServer(L)
+	c := vm.srv.Conn(checkFD(L, 2))
+	L.Push(lua.LBool(c != nil && !c.Closing()))
+	return 1
+}
+
+// server:info(fd) -> {remote_addr, client_id, protocol_level, worker_id} | nil, "closed"
+func (vm *VM) serverInfo(L *lua.LState) int {
+	checkServer(L)
+	c := vm.srv.Conn(checkFD(L, 2))
+	if c == nil {
+		L.Push(lua.LNil)
+		L.Push(lua.LString("closed"))
+		return 2
+	}
+	t := L.NewTable()
+	t.RawSetString("fd", lua.LNumber(c.FD))
+	t.RawSetString("remote_addr", lua.LString(c.RemoteAddr().String()))
+	t.RawSetString("client_id", lua.LString(c.ClientID()))
+	t.RawSetString("protocol_level", lua.LNumber(c.Version()))
+	t.RawSetString("worker_id", lua.LNumber(c.WorkerID()))
+	t.RawSetString("keep_alive", lua.LNumber(c.keepAlive.Load()/1.5e9))
+	L.Push(t)
+	return 1
+}
+
+// server:connections() -> iterator over live fds, for
+// `for fd in server:connections() do ... end`. The set is taken when the
+// loop starts.
+func (vm *VM) serverConnections(L *lua.LState) int {
+	checkServer(L)
+	var fds []int
+	vm.srv.Range(func(c *Conn) bool {
+		if !c.Closing() && c.connected {
+			fds = append(fds, c.FD)
+		}
+		return true
+	})
+	slices.Sort(fds)
+	i := 0
+	L.Push(L.NewFunction(func(L *lua.LState) int {
+		if i >= len(fds) {
+			L.Push(lua.LNil)
+			return 1
+		}
+		i++
+		L.Push(lua.LNumber(fds[i-1]))
+		return 1
+	}))
+	return 1
+}
+
+func asCodecError(err error, target **codec.Error) bool {
+	ce, ok := err.(*codec.Error)
+	if ok {
+		*target = ce
+	}
+	return ok
+}
+
+func (vm *VM) openMQTT() *lua.LTable {
+	L := vm.L
+	t := L.NewTable()
+	for i := 1; i < 16; i++ {
+		t.RawSetString(codec.Type(i).String(), lua.LNumber(i))
+	}
+	t.RawSetString("MQTT_3_1", lua.LNumber(codec.V31))
+	t.RawSetString("MQTT_3_1_1", lua.LNumber(codec.V311))
+	t.RawSetString("MQTT_5_0", lua.LNumber(codec.V5))
+	for _, r := range codec.Reasons {
+		t.RawSetString(r.Name, lua.LNumber(r.Code))
+	}
+	L.SetFuncs(t, map[string]lua.LGFunction{
+		"getAck": vm.mqttPack,
+		"pack":   vm.mqttPack,
+		"unpack": vm.mqttUnpack,
+	})
+	return t
+}
+
+// level returns the protocol level for mqtt.pack/getAck: the argument, or
+// that of the connection being handled, or 3.1.1.
+func (vm *VM) level(L *lua.LState, n int) byte {
+	if L.Get(n) != lua.LNil {
+		lv := L.CheckInt(n)
+		if lv < 3 || lv > 5 {
+			L.ArgError(n, "protocol level must be 3, 4 or 5")
+		}
+		return byte(lv)
+	}
+	if vm.cur != nil && vm.cur.Version() != 0 {
+		return vm.cur.Version()
+	}
+	return codec.V311
+}
+
+// mqtt.pack(t [, level]) and mqtt.getAck(t [, level]) -> bytes
+func (vm *VM) mqttPack(L *lua.LState) int {
+	t := L.CheckTable(1)
+	level := vm.level(L, 2)
+	p, err := tablePacket(t, level)
+	if err != nil {
+		L.ArgError(1, err.Error())
+	}
+	b, err := codec.Encode(p, level)
+	if err != nil {
+		L.ArgError(1, err.Error())
+	}
+	L.Push(lua.LString(b))
+	return 1
+}
+
+// mqtt.unpack(bytes [, level]) -> packet table, consumed | nil, err
+func (vm *VM) mqttUnpack(L *lua.LState) int {
+	b := []byte(L.CheckString(1))
+	level := vm.level(L, 2)
+	var p codec.Packet
+	n, err := codec.Decode(b, level, &p)
+	if err != nil {
+		L.Push(lua.LNil)
+		L.Push(lua.LString(err.Error()))
+		return 2
+	}
+	L.Push(packetTable(L, &p, level))
+	L.Push(lua.LNumber(n))
+	return 2
+}
+
+// logEntry is a logrus entry with the connection being handled and the
+// script position of the caller.
+func (vm *VM) logEntry(L *lua.LState) *logrus.Entry {
+	e := vm.srv.cfg.Log.WithField("worker", vm.ID)
+	if c := vm.cur; c != nil {
+		e = e.WithFields(logrus.Fields{"fd": c.FD, "client_id": c.ClientID()})
+	}
+	if where := strings.TrimSuffix(L.Where(1), ":"); where != "" {
+		e = e.WithField("script", where)
+	}
+	return e
+}
+
+func (vm *VM) openLog() *lua.LTable {
+	L := vm.L
+	logAt := func(level logrus.Level) lua.LGFunction {
+		return func(L *lua.LState) int {
+			if !vm.srv.cfg.Log.IsLevelEnabled(level) {
+				return 0
+			}
+			msg := L.CheckString(1)
+			e := vm.logEntry(L)
+			if f, ok := L.Get(2).(*lua.LTable); ok {
+				f.ForEach(func(k, v lua.LValue) { e = e.WithField(k.String(), v.String()) })
+			}
+			e.Log(level, msg)
+			return 0
+		}
+	}
+	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+		"debug": logAt(logrus.DebugLevel),
+		"info":  logAt(logrus.InfoLevel),
+		"warn":  logAt(logrus.WarnLevel),
+		"error": logAt(logrus.ErrorLevel),
+	})
+}
+
+func (vm *VM) openJSON() *lua.LTable {
+	L := vm.L
+	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+		// json.encode(value) -> string | nil, err
+		"encode": func(L *lua.LState) int {
+			v, err := fromLua(L.CheckAny(1))
+			if err == nil {
+				var b []byte
+				if b, err = json.Marshal(v); err == nil {
+					L.Push(lua.LString(b))
+					return 1
+				}
+			}
+			L.Push(lua.LNil)
+			L.Push(lua.LString(err.Error()))
+			return 2
+		},
+		// json.decode(string) -> value | nil, err
+		"decode": func(L *lua.LState) int {
+			var v any
+			if err := json.Unmarshal([]byte(L.CheckString(1)), &v); err != nil {
+				L.Push(lua.LNil)
+				L.Push(lua.LString(err.Error()))
+				return 2
+			}
+			L.Push(toLua(L, v))
+			return 1
+		},
+	})
+}

@@ -1,0 +1,94 @@
+package engine
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/mqttlua/broker/codec"
+	"github.com/sirupsen/logrus"
+)
+
+// Config configures a Server. Zero values take the defaults below.
+type Config struct {
+	// Scripts is the folder holding main.lua and the user's modules.
+	Scripts string
+	// LuaLib is the folder of Lua modules shipped with the broker
+	// (lualib/); it is on the module path after Scripts.
+	LuaLib string
+	// Listen lists the TCP addresses to listen on (host:port).
+	Listen []string
+	// Workers is the number of Lua VMs (default: number of CPUs).
+	Workers int
+	// MaxPacketSize is the largest packet accepted, fixed header included
+	// (default 1 MiB).
+	MaxPacketSize int
+	// MaxConnections refuses connections past this many (0: no limit).
+	MaxConnections int
+	// ConnectTimeout is how long a new connection has to send CONNECT
+	// (default 10 s).
+	ConnectTimeout time.Duration
+	// HandlerTimeout bounds one handler or timer call (default 1 s).
+	HandlerTimeout time.Duration
+	// MaxOutbound bounds a connection's queued outbound bytes (default
+	// 4 MiB); past it the connection is closed as a slow consumer.
+	MaxOutbound int
+	// Callbacks maps packet types to the names of their handlers; types
+	// not listed use the Simps names (onMqConnect, ...).
+	Callbacks map[codec.Type]string
+	// Log receives the broker's and the scripts' log lines.
+	Log *logrus.Logger
+	// Modules are extra Go-backed Lua modules, such as the broker kit.
+	Modules []Module
+}
+
+// DefaultCallbacks are the Simps handler names.
+var DefaultCallbacks = map[codec.Type]string{
+	codec.CONNECT:     "onMqConnect",
+	codec.PINGREQ:     "onMqPingreq",
+	codec.DISCONNECT:  "onMqDisconnect",
+	codec.PUBLISH:     "onMqPublish",
+	codec.SUBSCRIBE:   "onMqSubscribe",
+	codec.UNSUBSCRIBE: "onMqUnsubscribe",
+	codec.PUBACK:      "onMqPuback",
+	codec.PUBREC:      "onMqPubrec",
+	codec.PUBREL:      "onMqPubrel",
+	codec.PUBCOMP:     "onMqPubcomp",
+	codec.AUTH:        "onMqAuth",
+}
+
+func (c *Config) withDefaults() Config {
+	out := *c
+	if out.Scripts == "" {
+		out.Scripts = "./scripts"
+	}
+	if len(out.Listen) == 0 {
+		out.Listen = []string{":1883"}
+	}
+	if out.Workers <= 0 {
+		out.Workers = runtime.NumCPU()
+	}
+	if out.MaxPacketSize <= 0 {
+		out.MaxPacketSize = 1 << 20
+	}
+	if out.ConnectTimeout <= 0 {
+		out.ConnectTimeout = 10 * time.Second
+	}
+	if out.HandlerTimeout <= 0 {
+		out.HandlerTimeout = time.Second
+	}
+	if out.MaxOutbound <= 0 {
+		out.MaxOutbound = 4 << 20
+	}
+	cb := map[codec.Type]string{}
+	for t, n := range DefaultCallbacks {
+		cb[t] = n
+	}
+	for t, n := range c.Callbacks {
+		cb[t] = n
+	}
+	out.Callbacks = cb
+	if out.Log == nil {
+		out.Log = logrus.New()
+	}
+	return out
+}

@@ -1,0 +1,155 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/mqttlua/broker/codec"
+	lua "github.com/yuin/gopher-lua"
+)
+
+// FileConfig is what scripts/config.lua returns, the counterpart of Simps'
+// config/servers.php:
+//
+//	return {
+//	  ip = "0.0.0.0", port = 1883,
+//	  receiveCallbacks = { [mqtt.CONNECT] = "onMqConnect", ... },
+//	  settings = { worker_num = 2, package_max_length = 1048576 },
+//	}
+//
+// Fields left out keep the defaults; command-line flags override it.
+type FileConfig struct {
+	Listen    []string
+	Callbacks map[codec.Type]string
+	Settings  map[string]any
+}
+
+// LoadConfigFile evaluates config.lua in a sandboxed VM. A missing file is
+// not an error (nil, nil).
+func LoadConfigFile(path string) (*FileConfig, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	proto, err := compileFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var defaults Config
+	vm := &VM{srv: &Server{cfg: defaults.withDefaults(), Shared: NewSharedStore()}}
+	vm.L = lua.NewState(lua.Options{SkipOpenLibs: true})
+	defer vm.L.Close()
+	vm.openLibs()
+	vm.L.SetGlobal("mqtt", vm.openMQTT())
+	vm.resetContext()
+	vm.L.Push(vm.L.NewFunctionFromProto(proto))
+	if err := vm.pcall(0, 1); err != nil {
+		return nil, scriptErrorOf(err, path)
+	}
+	t, ok := vm.L.Get(-1).(*lua.LTable)
+	if !ok {
+		return nil, &ScriptError{File: path, Msg: "must return a table"}
+	}
+	v, err := fromLua(t)
+	if err != nil {
+		return nil, &ScriptError{File: path, Msg: err.Error()}
+	}
+	m, _ := v.(map[string]any)
+	fc := &FileConfig{Callbacks: map[codec.Type]string{}, Settings: map[string]any{}}
+	bad := func(format string, a ...any) error {
+		return &ScriptError{File: path, Msg: fmt.Sprintf(format, a...)}
+	}
+	if ip, port := m["ip"], m["port"]; ip != nil || port != nil {
+		host, _ := ip.(string)
+		p, ok := port.(int64)
+		if port != nil && !ok {
+			return nil, bad("port must be a number")
+		}
+		if port == nil {
+			p = 1883
+		}
+		fc.Listen = []string{net.JoinHostPort(host, strconv.Itoa(int(p)))}
+	}
+	if cbs, ok := m["receiveCallbacks"].(map[string]any); ok {
+		for k, v := range cbs {
+			t, ok := codec.TypeByName(k)
+			if !ok {
+				n, err := strconv.Atoi(k)
+				if err != nil || n < 1 || n > 15 {
+					return nil, bad("receiveCallbacks: %q is not a packet type", k)
+				}
+				t = codec.Type(n)
+			}
+			name, ok := v.(string)
+			if l, isList := v.([]any); isList && len(l) > 0 {
+				// Simps style: {Class, "method"}: the method is the handler.
+				name, ok = l[len(l)-1].(string)
+			}
+			if !ok {
+				return nil, bad("receiveCallbacks[%s]: want a handler name", k)
+			}
+			fc.Callbacks[t] = name
+		}
+	} else if m["receiveCallbacks"] != nil {
+		return nil, bad("receiveCallbacks must be a table")
+	}
+	if s, ok := m["settings"].(map[string]any); ok {
+		fc.Settings = s
+	} else if m["settings"] != nil {
+		return nil, bad("settings must be a table")
+	}
+	return fc, nil
+}
+
+// Apply copies the file's values into cfg. Settings understood:
+// worker_num, package_max_length, max_connections, connect_timeout and
+// handler_timeout (seconds), max_outbound (bytes).
+func (fc *FileConfig) Apply(cfg *Config, file string) error {
+	if fc == nil {
+		return nil
+	}
+	if len(fc.Listen) > 0 {
+		cfg.Listen = fc.Listen
+	}
+	if cfg.Callbacks == nil {
+		cfg.Callbacks = map[codec.Type]string{}
+	}
+	for t, n := range fc.Callbacks {
+		cfg.Callbacks[t] = n
+	}
+	for k, v := range fc.Settings {
+		if k == "open_mqtt_protocol" {
+			continue // a Swoole setting Simps configs carry; always on here
+		}
+		var n float64
+		switch x := v.(type) {
+		case int64:
+			n = float64(x)
+		case float64:
+			n = x
+		default:
+			return &ScriptError{File: file, Msg: fmt.Sprintf("settings.%s must be a number", k)}
+		}
+		switch k {
+		case "worker_num":
+			cfg.Workers = int(n)
+		case "package_max_length":
+			cfg.MaxPacketSize = int(n)
+		case "max_connections":
+			cfg.MaxConnections = int(n)
+		case "connect_timeout":
+			cfg.ConnectTimeout = time.Duration(n * float64(time.Second))
+		case "handler_timeout":
+			cfg.HandlerTimeout = time.Duration(n * float64(time.Second))
+		case "max_outbound":
+			cfg.MaxOutbound = int(n)
+		default:
+			return &ScriptError{File: file, Msg: fmt.Sprintf("settings.%s is not a known setting", k)}
+		}
+	}
+	return nil
+}

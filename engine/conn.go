@@ -1,0 +1,422 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqttlua/broker/codec"
+	"github.com/sirupsen/logrus"
+)
+
+// Conn is one client connection.
+type Conn struct {
+	// FD identifies the connection; it is never reused while the server
+	// runs.
+	FD  int
+	srv *Server
+	nc  net.Conn
+
+	// Set by the reader goroutine when CONNECT arrives; read by anyone.
+	version   atomic.Uint32
+	clientID  atomic.Pointer[string]
+	keepAlive atomic.Int64 // read deadline in ns, 0: none
+
+	// Reader-goroutine state.
+	connected      bool
+	gotDisconnect  bool
+	disconnectCode codec.ReasonCode
+
+	// mu guards the outbound queue and the closing state.
+	mu      sync.Mutex
+	out     []byte
+	spare   []byte
+	closing bool
+	reason  CloseReason
+	wake    chan struct{} // cap 1: the writer has work
+	done    chan struct{} // closed when the writer has exited
+
+	// Data is for Go modules (the broker kit keeps its session here). It
+	// is set and read under the module's own locking.
+	Data atomic.Value
+}
+
+func newConn(s *Server, fd int, nc net.Conn) *Conn {
+	c := &Conn{FD: fd, srv: s, nc: nc, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	empty := ""
+	c.clientID.Store(&empty)
+	return c
+}
+
+// Version returns the connection's protocol level (0 before CONNECT).
+func (c *Conn) Version() byte { return byte(c.version.Load()) }
+
+// ClientID returns the client identifier (set from CONNECT; the kit may
+// replace it with an assigned one).
+func (c *Conn) ClientID() string { return *c.clientID.Load() }
+
+// SetClientID replaces the client identifier, e.g. with a server-assigned one.
+func (c *Conn) SetClientID(id string) { c.clientID.Store(&id) }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// Server returns the server the connection belongs to.
+func (c *Conn) Server() *Server { return c.srv }
+
+// WorkerID returns the ID of the VM the connection is pinned to.
+func (c *Conn) WorkerID() int { return c.FD % len(c.srv.VMs()) }
+
+// SetKeepAlive sets the keep alive in seconds; the connection is closed
+// when nothing arrives within 1.5 times it ([MQTT-3.1.2-24]).
+func (c *Conn) SetKeepAlive(seconds int) {
+	c.keepAlive.Store(int64(time.Duration(seconds) * 1500 * time.Millisecond))
+}
+
+func (c *Conn) log() *logrus.Entry {
+	return c.srv.cfg.Log.WithFields(logrus.Fields{"fd": c.FD, "client_id": c.ClientID()})
+}
+
+// ErrClosed is returned when queuing to a connection that is closing.
+var ErrClosed = errors.New("closed")
+
+// ErrFull is returned when a connection's outbound queue is over its limit;
+// the connection is then closed as a slow consumer.
+var ErrFull = errors.New("full")
+
+// Send queues raw bytes for the connection. A CONNACK with a failure code
+// closes the connection once it is written ([MQTT-3.2.2-5]).
+func (c *Conn) Send(b []byte) error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if len(c.out)+len(b) > c.srv.cfg.MaxOutbound {
+		c.mu.Unlock()
+		c.slowConsumer()
+		return ErrFull
+	}
+	c.out = append(c.out, b...)
+	c.mu.Unlock()
+	c.signal()
+	if len(b) >= 4 && b[0] == byte(codec.CONNACK)<<4 {
+		var p codec.Packet
+		if _, err := codec.Decode(b, c.Version(), &p); err == nil && p.ReasonCode != 0 {
+			c.Close(CloseConnectRefused)
+		}
+	}
+	return nil
+}
+
+// SendPacket encodes p for the connection's protocol level straight into
+// its outbound queue.
+func (c *Conn) SendPacket(p *codec.Packet) error {
+	v := c.Version()
+	if v == 0 {
+		v = codec.V311
+	}
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	n := len(c.out)
+	out, err := p.Append(c.out, v)
+	if err != nil {
+		c.out = out[:n]
+		c.mu.Unlock()
+		return err
+	}
+	if len(out) > c.srv.cfg.MaxOutbound {
+		c.out = out[:n]
+		c.mu.Unlock()
+		c.slowConsumer()
+		return ErrFull
+	}
+	c.out = out
+	c.mu.Unlock()
+	c.signal()
+	if p.Type == codec.CONNACK && p.ReasonCode != 0 {
+		c.Close(CloseConnectRefused)
+	}
+	return nil
+}
+
+func (c *Conn) slowConsumer() {
+	c.srv.Stats.SlowConsumers.Add(1)
+	c.Close(CloseSlowConsumer)
+}
+
+func (c *Conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close closes the connection for reason. For MQTT 5 clients a DISCONNECT
+// with the reason's code is written first.
+func (c *Conn) Close(reason CloseReason) {
+	c.CloseWithCode(reason, reason.DisconnectCode(), "")
+}
+
+// CloseWithCode closes the connection, first sending an MQTT 5 client a
+// DISCONNECT with code and, if not empty, a reason string. code 0 sends
+// no DISCONNECT.
+func (c *Conn) CloseWithCode(reason CloseReason, code codec.ReasonCode, reasonString string) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.reason = reason
+	if code != 0 && c.Version() == codec.V5 && reason != CloseSlowConsumer {
+		// [MQTT-4.13.2-1] a DISCONNECT with a reason code before closing.
+		d := codec.Packet{Type: codec.DISCONNECT, ReasonCode: code}
+		if reasonString != "" {
+			d.Properties.SetString(codec.PropReasonString, reasonString)
+		}
+		if out, err := d.Append(c.out, codec.V5); err == nil {
+			c.out = out
+		}
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+// Closing reports whether the connection is closing or closed.
+func (c *Conn) Closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// writeLoop writes whatever is queued in one call per wake-up, so a burst of
+// packets costs one syscall. It never holds mu during the write.
+func (c *Conn) writeLoop() {
+	defer c.srv.wg.Done()
+	defer close(c.done)
+	for {
+		<-c.wake
+		for {
+			c.mu.Lock()
+			buf, closing := c.out, c.closing
+			c.out = c.spare[:0]
+			c.spare = nil
+			c.mu.Unlock()
+			if len(buf) == 0 {
+				c.recycle(buf)
+				if closing {
+					c.nc.Close()
+					return
+				}
+				break
+			}
+			if closing {
+				// Do not let a peer that stopped reading hold up the close.
+				c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			}
+			if _, err := c.nc.Write(buf); err != nil {
+				c.CloseWithCode(CloseNetworkError, 0, "")
+				c.nc.Close()
+				return
+			}
+			c.recycle(buf)
+		}
+	}
+}
+
+// recycle keeps a written buffer as the next spare unless it grew large,
+// so an idle connection does not keep a burst's memory.
+func (c *Conn) recycle(buf []byte) {
+	if cap(buf) > 64*1024 {
+		return
+	}
+	c.mu.Lock()
+	if c.spare == nil {
+		c.spare = buf[:0]
+	}
+	c.mu.Unlock()
+}
+
+// deadlineReader refreshes the read deadline before each read: the connect
+// timeout until CONNECT, then 1.5 x keep alive.
+type deadlineReader struct{ c *Conn }
+
+func (d deadlineReader) Read(p []byte) (int, error) {
+	c := d.c
+	if !c.connected {
+		c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
+	} else if ka := c.keepAlive.Load(); ka > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(time.Duration(ka)))
+	} else {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	return c.nc.Read(p)
+}
+
+func (c *Conn) readLoop() {
+	defer c.srv.wg.Done()
+	r := codec.NewReader(deadlineReader{c}, 0)
+	r.MaxPacketSize = c.srv.cfg.MaxPacketSize
+	var p codec.Packet
+	for {
+		err := r.ReadPacket(&p)
+		if err != nil {
+			c.readError(err, &p)
+			break
+		}
+		c.srv.Stats.PacketsIn.Add(1)
+		c.handle(&p)
+		if c.Closing() {
+			break
+		}
+	}
+	c.finish()
+}
+
+// readError closes the connection for a read or decode error, answering
+// with the reason code the protocol has for it.
+func (c *Conn) readError(err error, p *codec.Packet) {
+	var ce *codec.Error
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce):
+		c.log().WithError(err).Debug("rejected packet")
+		if !c.connected {
+			c.rejectConnect(ce, p)
+			return
+		}
+		reason := CloseMalformed
+		switch ce.Code {
+		case codec.PacketTooLarge:
+			reason = ClosePacketTooLarge
+		case codec.MalformedPacket:
+		default:
+			reason = CloseProtocolError
+		}
+		code := ce.Code
+		if !code.ValidFor(codec.DISCONNECT) {
+			code = codec.ProtocolError
+		}
+		c.CloseWithCode(reason, code, "")
+	case errors.As(err, &ne) && ne.Timeout():
+		if c.connected {
+			c.Close(CloseKeepAliveTimeout)
+		} else {
+			c.Close(CloseConnectTimeout)
+		}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		c.Close(CloseNetworkError)
+	default:
+		c.log().WithError(err).Debug("read failed")
+		c.Close(CloseNetworkError)
+	}
+}
+
+// rejectConnect answers a CONNECT the codec rejected. [MQTT-3.1.2-2] an
+// unsupported protocol level gets CONNACK 0x01 (0x84 for 5.0); a 5.0
+// client gets a CONNACK with the codec's reason code; a 3.1.1 client with a
+// malformed CONNECT is just closed ([MQTT-3.1.4-1]).
+func (c *Conn) rejectConnect(ce *codec.Error, p *codec.Packet) {
+	reason := CloseMalformed
+	if p.Type != codec.CONNECT {
+		reason = CloseNotConnect
+	} else if ce.Code == codec.UnsupportedProtocolVersion {
+		ack := codec.Packet{Type: codec.CONNACK, ReasonCode: codec.V3UnacceptableProtocolVersion}
+		level := codec.V311
+		if p.ProtocolLevel == codec.V5 {
+			ack.ReasonCode, level = codec.UnsupportedProtocolVersion, codec.V5
+		}
+		c.queue(&ack, level)
+		reason = CloseProtocolError
+	} else if p.ProtocolLevel == codec.V5 && ce.Code.ValidFor(codec.CONNACK) {
+		c.queue(&codec.Packet{Type: codec.CONNACK, ReasonCode: ce.Code}, codec.V5)
+	}
+	c.CloseWithCode(reason, 0, "")
+}
+
+// queue encodes p at a given level into the queue, for the replies sent
+// before the connection's level is known.
+func (c *Conn) queue(p *codec.Packet, level byte) {
+	c.mu.Lock()
+	if out, err := p.Append(c.out, level); err == nil {
+		c.out = out
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+// handle applies the engine's protocol rules to a packet and runs its
+// handler.
+func (c *Conn) handle(p *codec.Packet) {
+	switch {
+	case !c.connected && p.Type != codec.CONNECT:
+		// [MQTT-3.1.0-1] the first packet is CONNECT.
+		c.log().WithField("type", p.Type.String()).Debug("first packet is not CONNECT")
+		c.CloseWithCode(CloseNotConnect, 0, "")
+		return
+	case c.connected && p.Type == codec.CONNECT:
+		// [MQTT-3.1.0-2] a second CONNECT is a protocol violation.
+		c.Close(CloseSecondConnect)
+		return
+	}
+	switch p.Type {
+	case codec.CONNACK, codec.SUBACK, codec.UNSUBACK, codec.PINGRESP:
+		// Only a server sends these.
+		c.CloseWithCode(CloseProtocolError, codec.ProtocolError, p.Type.String()+" from a client")
+		return
+	case codec.CONNECT:
+		c.connected = true
+		c.version.Store(uint32(p.ProtocolLevel))
+		c.SetClientID(p.ClientID)
+		c.SetKeepAlive(int(p.KeepAlive))
+	case codec.DISCONNECT:
+		// [MQTT-3.14.4-3] the will is discarded, unless a 5.0 client asks
+		// for it with 0x04.
+		c.gotDisconnect = true
+		c.disconnectCode = p.ReasonCode
+	}
+	c.srv.dispatch(c, p)
+}
+
+// finish runs once when the reader stops: it waits for the writer, removes
+// the connection, and tells the script and the modules.
+func (c *Conn) finish() {
+	c.mu.Lock()
+	if !c.closing {
+		c.closing, c.reason = true, CloseNetworkError
+	}
+	if c.gotDisconnect && (c.reason == CloseNetworkError || c.reason == CloseClientDisconnect) {
+		c.reason = CloseClientDisconnect
+		if c.disconnectCode == codec.DisconnectWithWillMessage {
+			c.reason = CloseClientDisconnectWithWill
+		}
+	}
+	reason := c.reason
+	c.mu.Unlock()
+	c.signal()
+	<-c.done
+	c.srv.conns.Delete(c.FD)
+	c.srv.Stats.Connections.Add(-1)
+	c.srv.Stats.Closes[reason].Add(1)
+	c.log().WithField("reason", reason.String()).Debug("connection closed")
+	if c.connected {
+		c.srv.onClose(c, reason)
+	}
+	for _, m := range c.srv.cfg.Modules {
+		m.ConnClosed(c, reason)
+	}
+}
+
+// Reason returns why the connection closed (CloseNone while it is open).
+func (c *Conn) Reason() CloseReason {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}

@@ -1,0 +1,65 @@
+-- Exercises the bindings: each PUBLISH to "cmd/<name>" runs a check and
+-- answers the sender on "result/<name>" with what it found.
+local json = require "json"
+
+local function reply(server, fd, name, value)
+  server:send(fd, { type = mqtt.PUBLISH, topic = "result/" .. name, message = tostring(value) })
+end
+
+function onWorkerStart(server, workerId)
+  shared.incr("workers_started", 1)
+end
+
+function onMqConnect(server, fd, fromId, data)
+  if data.client_id == "refuse-me" then
+    server:send(fd, { type = mqtt.CONNACK, code = mqtt.NOT_AUTHORIZED })
+    return
+  end
+  if data.client_id == "drop-me" then
+    return false
+  end
+  server:send(fd, mqtt.getAck({ cmd = mqtt.CONNACK, code = 0, session_present = 0 }))
+end
+
+function onMqPublish(server, fd, fromId, data)
+  local name = data.topic:match("^cmd/(.+)$")
+  if name == "incr" then
+    reply(server, fd, name, shared.incr("counter", 1))
+  elseif name == "workers" then
+    reply(server, fd, name, shared.get("workers_started"))
+  elseif name == "json" then
+    local v = json.decode(data.message)
+    v.seen = true
+    reply(server, fd, name, json.encode({ n = v.n + 1, seen = v.seen }))
+  elseif name == "info" then
+    local info = server:info(fd)
+    reply(server, fd, name, info.client_id .. " " .. info.protocol_level .. " " .. tostring(server:exist(fd)))
+  elseif name == "unpack" then
+    local p = mqtt.unpack(mqtt.pack({ type = mqtt.PUBLISH, topic = "x/y", message = "z", qos = 1, message_id = 7 }))
+    reply(server, fd, name, p.topic .. " " .. p.message .. " " .. p.message_id)
+  elseif name == "timer" then
+    timer.after(0.05, function()
+      reply(server, fd, name, "fired")
+    end)
+  elseif name == "badarg" then
+    local ok, err = pcall(server.send, server, nil, "x")
+    reply(server, fd, name, err)
+  elseif name == "sendclosed" then
+    local ok, err = server:send(999999, "x")
+    reply(server, fd, name, tostring(ok) .. " " .. err)
+  elseif name == "kick" then
+    server:close(fd, mqtt.ADMINISTRATIVE_ACTION, "kicked by script")
+  elseif name == "io" then
+    reply(server, fd, name, tostring(io) .. " " .. tostring(os.execute) .. " " .. tostring(dofile))
+  end
+end
+
+function onMqSubscribe(server, fd, fromId, data)
+  local codes = {}
+  for i, f in ipairs(data.filters) do codes[i] = f.qos end
+  server:send(fd, { type = mqtt.SUBACK, message_id = data.message_id, codes = codes })
+end
+
+function onClose(server, fd, reason)
+  shared.set("closed:" .. fd, reason)
+end

@@ -1,0 +1,208 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqttlua/broker/codec"
+	lua "github.com/yuin/gopher-lua"
+)
+
+// Module is a Go-backed Lua module registered in every VM, such as the
+// broker kit. Scripts reach it with require(Name()) and as a global.
+type Module interface {
+	// Name is the module's name for require and its global.
+	Name() string
+	// Open builds the module's table in one VM.
+	Open(vm *VM) *lua.LTable
+	// ConnClosed is called once when a connection ends, after the
+	// script's onClose, without any VM lock held.
+	ConnClosed(c *Conn, reason CloseReason)
+}
+
+// VM is one Lua state running the scripts. Connections are pinned to a VM
+// by fd % workers. One goroutine at a time uses a VM: whoever holds mu.
+type VM struct {
+	ID  int
+	L   *lua.LState
+	srv *Server
+
+	mu  sync.Mutex
+	cur *Conn // connection whose handler is running, nil in timers
+
+	server *lua.LUserData // the `server` argument of handlers
+
+	// Handler deadline: busySince is the start of the running call in
+	// UnixNano (0 when idle); the watchdog cancels ctx past the deadline.
+	busySince atomic.Int64
+	ctxMu     sync.Mutex
+	cancel    context.CancelFunc
+
+	timers timerSet
+}
+
+// Lua libraries open in a VM: no io, no os.execute/exit, no dofile/loadfile,
+// no debug beyond traceback. SetMx is never called: it can exit the process.
+func (vm *VM) openLibs() {
+	L := vm.L
+	for _, lib := range []struct {
+		name string
+		fn   lua.LGFunction
+	}{
+		{lua.BaseLibName, lua.OpenBase}, {lua.LoadLibName, lua.OpenPackage}, {lua.TabLibName, lua.OpenTable},
+		{lua.StringLibName, lua.OpenString}, {lua.MathLibName, lua.OpenMath}, {lua.CoroutineLibName, lua.OpenCoroutine},
+		{lua.OsLibName, lua.OpenOs}, {lua.DebugLibName, lua.OpenDebug},
+	} {
+		L.Push(L.NewFunction(lib.fn))
+		L.Push(lua.LString(lib.name))
+		L.Call(1, 0)
+	}
+	for _, name := range []string{"dofile", "loadfile", "module", "_printregs"} {
+		L.SetGlobal(name, lua.LNil)
+	}
+	L.SetGlobal("print", L.NewFunction(vm.luaPrint))
+	// os: only the clock and calendar.
+	osT := L.NewTable()
+	oldOs := L.GetGlobal("os").(*lua.LTable)
+	for _, f := range []string{"time", "clock", "date", "difftime"} {
+		osT.RawSetString(f, oldOs.RawGetString(f))
+	}
+	L.SetGlobal("os", osT)
+	// debug: traceback only.
+	dbg := L.NewTable()
+	dbg.RawSetString("traceback", L.GetGlobal("debug").(*lua.LTable).RawGetString("traceback"))
+	L.SetGlobal("debug", dbg)
+	// package: require finds modules in the scripts folder, then lualib,
+	// and uses the compiled chunks shared by every VM.
+	pkg := L.GetGlobal("package").(*lua.LTable)
+	pkg.RawSetString("path", lua.LString(""))
+	pkg.RawSetString("cpath", lua.LString(""))
+	pkg.RawSetString("loadlib", lua.LNil)
+	if loaders, ok := L.GetField(L.Get(lua.RegistryIndex), "_LOADERS").(*lua.LTable); ok {
+		loaders.RawSetInt(2, L.NewFunction(vm.loadModule))
+	}
+}
+
+// loadModule is the package loader for script and lualib modules.
+func (vm *VM) loadModule(L *lua.LState) int {
+	name := L.CheckString(1)
+	path, ok := vm.srv.scripts().find(name)
+	if !ok {
+		L.Push(lua.LString(fmt.Sprintf("\n\tno module '%s' in %s or %s", name, vm.srv.cfg.Scripts, vm.srv.cfg.LuaLib)))
+		return 1
+	}
+	proto, err := vm.srv.scripts().proto(path)
+	if err != nil {
+		L.RaiseError("%s", err.Error())
+	}
+	L.Push(L.NewFunctionFromProto(proto))
+	return 1
+}
+
+func (vm *VM) luaPrint(L *lua.LState) int {
+	parts := make([]string, L.GetTop())
+	for i := range parts {
+		parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
+	}
+	vm.logEntry(L).Info(strings.Join(parts, "\t"))
+	return 0
+}
+
+// newVM creates a VM, opens its libraries and modules, and runs main.lua.
+func newVM(srv *Server, id int, sc *scripts) (*VM, error) {
+	vm := &VM{ID: id, srv: srv}
+	vm.L = lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistrySize: 1024 * 4, RegistryMaxSize: 1024 * 256})
+	vm.openLibs()
+	vm.openBindings()
+	for _, m := range srv.cfg.Modules {
+		m := m
+		t := m.Open(vm)
+		vm.L.PreloadModule(m.Name(), func(L *lua.LState) int { L.Push(t); return 1 })
+		vm.L.SetGlobal(m.Name(), t)
+	}
+	vm.resetContext()
+	vm.L.Push(vm.L.NewFunctionFromProto(sc.main))
+	if err := vm.pcall(0, 0); err != nil {
+		vm.L.Close()
+		return nil, err
+	}
+	return vm, nil
+}
+
+// resetContext gives the VM a fresh cancellable context. Must be called
+// with mu held or before the VM is shared.
+func (vm *VM) resetContext() {
+	ctx, cancel := context.WithCancel(context.Background())
+	vm.ctxMu.Lock()
+	vm.cancel = cancel
+	vm.ctxMu.Unlock()
+	vm.L.SetContext(ctx)
+}
+
+// pcall runs the function and arguments on the stack under the handler
+// deadline. A failure is returned as a *LuaError. mu must be held.
+func (vm *VM) pcall(nargs, nret int) error {
+	vm.busySince.Store(time.Now().UnixNano())
+	err := vm.L.PCall(nargs, nret, nil)
+	vm.busySince.Store(0)
+	if err == nil {
+		return nil
+	}
+	le := &LuaError{Msg: err.Error()}
+	if ae, ok := err.(*lua.ApiError); ok {
+		le.Msg = ae.Object.String()
+		le.Traceback = ae.StackTrace
+	}
+	if vm.L.Context().Err() != nil {
+		le.Timeout = true
+		le.Msg = fmt.Sprintf("handler ran past its deadline of %s", vm.srv.cfg.HandlerTimeout)
+		vm.resetContext()
+	}
+	return le
+}
+
+// LuaError is an error raised by a script, or a handler that ran past its
+// deadline.
+type LuaError struct {
+	Msg       string // includes the script's file:line when Lua knows it
+	Traceback string
+	Timeout   bool
+}
+
+func (e *LuaError) Error() string { return e.Msg }
+
+// watchdog cancels the context of a VM whose call has run too long.
+func (vm *VM) watchdog(now time.Time, limit time.Duration) {
+	start := vm.busySince.Load()
+	if start != 0 && now.UnixNano()-start > int64(limit) {
+		vm.ctxMu.Lock()
+		vm.cancel()
+		vm.ctxMu.Unlock()
+	}
+}
+
+// handler returns the global function for a packet type, or nil.
+func (vm *VM) handler(t codec.Type) *lua.LFunction {
+	name := vm.srv.callbackNames[t]
+	if name == "" {
+		return nil
+	}
+	fn, _ := vm.L.GetGlobal(name).(*lua.LFunction)
+	return fn
+}
+
+func (vm *VM) global(name string) *lua.LFunction {
+	fn, _ := vm.L.GetGlobal(name).(*lua.LFunction)
+	return fn
+}
+
+func (vm *VM) close() {
+	vm.mu.Lock()
+	vm.timers.stopAll()
+	vm.L.Close()
+	vm.mu.Unlock()
+}
