@@ -32,6 +32,7 @@ type Reader struct {
 	buf        []byte
 	start, end int
 	initial    int
+	lastRead   int // bytes the last read returned, to size the buffer
 }
 
 // NewReader returns a Reader with an initial buffer of size bytes (0: the
@@ -115,16 +116,25 @@ func (r *Reader) makeRoom(need int) {
 	r.start, r.end = 0, n
 }
 
-// fill reads at least one byte into the free end of the buffer. Before it,
-// an oversized buffer with nothing pending is swapped for a small one.
+// fill reads at least one byte into the free end of the buffer. When the
+// buffer is empty it is first resized to the traffic, as nats-server does:
+// doubled (up to 64 KiB) after a read that filled it, so a busy publisher
+// is read in few syscalls, and back to the initial size after a small
+// read, so an idle connection holds little memory.
 func (r *Reader) fill() error {
-	if r.start == r.end && len(r.buf) > maxKeptBufferSize {
-		r.buf = make([]byte, r.initial)
+	if r.start == r.end {
 		r.start, r.end = 0, 0
+		switch {
+		case r.lastRead == len(r.buf) && len(r.buf) < maxKeptBufferSize:
+			r.buf = make([]byte, 2*len(r.buf))
+		case len(r.buf) > r.initial && r.lastRead < len(r.buf)/4:
+			r.buf = make([]byte, r.initial)
+		}
 	}
 	for {
 		n, err := r.r.Read(r.buf[r.end:])
 		r.end += n
+		r.lastRead = n
 		if n > 0 {
 			return nil
 		}

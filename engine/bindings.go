@@ -81,7 +81,7 @@ func (vm *VM) serverSend(L *lua.LState) int {
 	switch data := L.Get(3).(type) {
 	case lua.LString:
 		if c != nil {
-			err = c.Send([]byte(data))
+			err = c.SendVia([]byte(data), vm.Batch())
 		}
 	case *lua.LTable:
 		if c != nil {
@@ -89,7 +89,7 @@ func (vm *VM) serverSend(L *lua.LState) int {
 			if p, err = tablePacket(data, c.Version()); err != nil {
 				L.ArgError(3, err.Error())
 			}
-			err = c.SendPacket(p)
+			err = c.SendPacketVia(p, vm.Batch())
 			var ce *codec.Error
 			if asCodecError(err, &ce) {
 				L.ArgError(3, err.Error())

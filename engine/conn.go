@@ -26,6 +26,7 @@ type Conn struct {
 	keepAlive atomic.Int64 // read deadline in ns, 0: none
 
 	// Reader-goroutine state.
+	batch          Batch
 	connected      bool
 	gotDisconnect  bool
 	disconnectCode codec.ReasonCode
@@ -87,9 +88,52 @@ var ErrClosed = errors.New("closed")
 // the connection is then closed as a slow consumer.
 var ErrFull = errors.New("full")
 
+// Batch defers waking connection writers until Flush. A reader goroutine
+// handles every packet of one read before flushing, so a burst of packets
+// that fan out to a subscriber is written to it in one syscall instead of
+// one per packet (as nats-server's read loop does with its pending
+// clients). A Batch belongs to one goroutine.
+type Batch struct {
+	conns []*Conn
+	seen  map[*Conn]struct{}
+}
+
+// Add records that c has queued output to write.
+func (b *Batch) Add(c *Conn) {
+	if b.seen == nil {
+		b.seen = map[*Conn]struct{}{}
+	}
+	if _, ok := b.seen[c]; !ok {
+		b.seen[c] = struct{}{}
+		b.conns = append(b.conns, c)
+	}
+}
+
+// Flush wakes the writer of every connection added since the last Flush.
+func (b *Batch) Flush() {
+	for i, c := range b.conns {
+		c.signal()
+		b.conns[i] = nil
+	}
+	b.conns = b.conns[:0]
+	clear(b.seen)
+}
+
+// wake signals c's writer now, or at the batch's flush.
+func (c *Conn) wakeVia(batch *Batch) {
+	if batch != nil {
+		batch.Add(c)
+	} else {
+		c.signal()
+	}
+}
+
 // Send queues raw bytes for the connection. A CONNACK with a failure code
 // closes the connection once it is written ([MQTT-3.2.2-5]).
-func (c *Conn) Send(b []byte) error {
+func (c *Conn) Send(b []byte) error { return c.SendVia(b, nil) }
+
+// SendVia is Send with the writer's wake-up deferred to batch (nil: now).
+func (c *Conn) SendVia(b []byte, batch *Batch) error {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -102,7 +146,7 @@ func (c *Conn) Send(b []byte) error {
 	}
 	c.out = append(c.out, b...)
 	c.mu.Unlock()
-	c.signal()
+	c.wakeVia(batch)
 	if len(b) >= 4 && b[0] == byte(codec.CONNACK)<<4 {
 		var p codec.Packet
 		if _, err := codec.Decode(b, c.Version(), &p); err == nil && p.ReasonCode != 0 {
@@ -114,7 +158,11 @@ func (c *Conn) Send(b []byte) error {
 
 // SendPacket encodes p for the connection's protocol level straight into
 // its outbound queue.
-func (c *Conn) SendPacket(p *codec.Packet) error {
+func (c *Conn) SendPacket(p *codec.Packet) error { return c.SendPacketVia(p, nil) }
+
+// SendPacketVia is SendPacket with the writer's wake-up deferred to batch
+// (nil: now).
+func (c *Conn) SendPacketVia(p *codec.Packet, batch *Batch) error {
 	v := c.Version()
 	if v == 0 {
 		v = codec.V311
@@ -139,7 +187,7 @@ func (c *Conn) SendPacket(p *codec.Packet) error {
 	}
 	c.out = out
 	c.mu.Unlock()
-	c.signal()
+	c.wakeVia(batch)
 	if p.Type == codec.CONNACK && p.ReasonCode != 0 {
 		c.Close(CloseConnectRefused)
 	}
@@ -197,26 +245,18 @@ func (c *Conn) Closing() bool {
 }
 
 // writeLoop writes whatever is queued in one call per wake-up, so a burst of
-// packets costs one syscall. It never holds mu during the write.
+// packets costs one syscall. It never holds mu during the write. Bytes
+// queued through a Batch wait for its flush, which wakes the writer.
 func (c *Conn) writeLoop() {
 	defer c.srv.wg.Done()
 	defer close(c.done)
-	for {
-		<-c.wake
-		for {
-			c.mu.Lock()
-			buf, closing := c.out, c.closing
-			c.out = c.spare[:0]
-			c.spare = nil
-			c.mu.Unlock()
-			if len(buf) == 0 {
-				c.recycle(buf)
-				if closing {
-					c.nc.Close()
-					return
-				}
-				break
-			}
+	for range c.wake {
+		c.mu.Lock()
+		buf, closing := c.out, c.closing
+		c.out = c.spare[:0]
+		c.spare = nil
+		c.mu.Unlock()
+		if len(buf) > 0 {
 			if closing {
 				// Do not let a peer that stopped reading hold up the close.
 				c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
@@ -226,7 +266,18 @@ func (c *Conn) writeLoop() {
 				c.nc.Close()
 				return
 			}
-			c.recycle(buf)
+		}
+		c.recycle(buf)
+		if closing {
+			c.mu.Lock()
+			rest := c.out
+			c.mu.Unlock()
+			if len(rest) > 0 {
+				c.signal() // queued while writing: one more round
+				continue
+			}
+			c.nc.Close()
+			return
 		}
 	}
 }
@@ -244,12 +295,16 @@ func (c *Conn) recycle(buf []byte) {
 	c.mu.Unlock()
 }
 
-// deadlineReader refreshes the read deadline before each read: the connect
-// timeout until CONNECT, then 1.5 x keep alive.
+// deadlineReader is the reader goroutine's view of the socket. Before each
+// read it flushes the write batch and refreshes the read deadline: the
+// connect timeout until CONNECT, then 1.5 x keep alive.
 type deadlineReader struct{ c *Conn }
 
 func (d deadlineReader) Read(p []byte) (int, error) {
 	c := d.c
+	// Everything read so far is handled: write what it produced before
+	// waiting for more.
+	c.batch.Flush()
 	if !c.connected {
 		c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
 	} else if ka := c.keepAlive.Load(); ka > 0 {
@@ -277,6 +332,7 @@ func (c *Conn) readLoop() {
 			break
 		}
 	}
+	c.batch.Flush()
 	c.finish()
 }
 

@@ -43,7 +43,7 @@ func (s *Server) dispatch(c *Conn, p *codec.Packet) {
 		}
 	case codec.PINGREQ:
 		if lua.LVAsBool(ret) {
-			c.SendPacket(&codec.Packet{Type: codec.PINGRESP})
+			c.SendPacketVia(&codec.Packet{Type: codec.PINGRESP}, &c.batch)
 		}
 	case codec.DISCONNECT:
 		if lua.LVAsBool(ret) {
@@ -80,10 +80,10 @@ func (c *Conn) defaultAction(p *codec.Packet) {
 	v5 := c.Version() == codec.V5
 	switch p.Type {
 	case codec.CONNECT:
-		c.SendPacket(&codec.Packet{Type: codec.CONNACK})
+		c.SendPacketVia(&codec.Packet{Type: codec.CONNACK}, &c.batch)
 	case codec.PINGREQ:
 		// [MQTT-3.12.4-1]
-		c.SendPacket(&codec.Packet{Type: codec.PINGRESP})
+		c.SendPacketVia(&codec.Packet{Type: codec.PINGRESP}, &c.batch)
 	case codec.DISCONNECT:
 		c.CloseWithCode(CloseClientDisconnect, 0, "")
 	case codec.PUBLISH:
@@ -91,15 +91,15 @@ func (c *Conn) defaultAction(p *codec.Packet) {
 		// QoS flow must still complete.
 		switch p.QoS {
 		case 1:
-			c.SendPacket(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID})
+			c.SendPacketVia(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID}, &c.batch)
 		case 2:
-			c.SendPacket(&codec.Packet{Type: codec.PUBREC, PacketID: p.PacketID})
+			c.SendPacketVia(&codec.Packet{Type: codec.PUBREC, PacketID: p.PacketID}, &c.batch)
 		}
 	case codec.PUBREL:
 		// [MQTT-4.3.3-11] PUBREL is answered with PUBCOMP.
-		c.SendPacket(&codec.Packet{Type: codec.PUBCOMP, PacketID: p.PacketID})
+		c.SendPacketVia(&codec.Packet{Type: codec.PUBCOMP, PacketID: p.PacketID}, &c.batch)
 	case codec.PUBREC:
-		c.SendPacket(&codec.Packet{Type: codec.PUBREL, PacketID: p.PacketID})
+		c.SendPacketVia(&codec.Packet{Type: codec.PUBREL, PacketID: p.PacketID}, &c.batch)
 	case codec.SUBSCRIBE:
 		// [MQTT-3.8.4-1] SUBSCRIBE is always answered; with no handler
 		// nothing would be delivered, so every filter is refused.
@@ -110,7 +110,7 @@ func (c *Conn) defaultAction(p *codec.Packet) {
 				codes[i] = codec.ImplementationSpecificError
 			}
 		}
-		c.SendPacket(&codec.Packet{Type: codec.SUBACK, PacketID: p.PacketID, ReasonCodes: codes})
+		c.SendPacketVia(&codec.Packet{Type: codec.SUBACK, PacketID: p.PacketID, ReasonCodes: codes}, &c.batch)
 	case codec.UNSUBSCRIBE:
 		// [MQTT-3.10.4-4]
 		ack := &codec.Packet{Type: codec.UNSUBACK, PacketID: p.PacketID}
@@ -120,7 +120,7 @@ func (c *Conn) defaultAction(p *codec.Packet) {
 				ack.ReasonCodes[i] = codec.NoSubscriptionExisted
 			}
 		}
-		c.SendPacket(ack)
+		c.SendPacketVia(ack, &c.batch)
 	case codec.AUTH:
 		c.CloseWithCode(CloseProtocolError, codec.BadAuthenticationMethod, "no onMqAuth handler")
 	}

@@ -195,6 +195,16 @@ func (vm *VM) handler(t codec.Type) *lua.LFunction {
 	return fn
 }
 
+// Batch returns the write batch of the connection whose handler is
+// running, or nil (timers, onWorkerStart): output queued through it is
+// written when that connection's read is fully handled. mu must be held.
+func (vm *VM) Batch() *Batch {
+	if vm.cur != nil {
+		return &vm.cur.batch
+	}
+	return nil
+}
+
 func (vm *VM) global(name string) *lua.LFunction {
 	fn, _ := vm.L.GetGlobal(name).(*lua.LFunction)
 	return fn
