@@ -40,20 +40,20 @@ func TestWriterBatchesBursts(t *testing.T) {
 		srv.ServeConn(cc)
 	}()
 	sub := dialRaw(t, ln.Addr().String(), codec.V311)
-	sub.connect("sub")
+	sub.Connect("sub")
 	cc := <-counted
 	before := cc.writes.Load()
 
 	pub := dialRaw(t, addr, codec.V311)
-	pub.connect("pub")
+	pub.Connect("pub")
 	var burst []byte
 	const n = 1000
 	for i := 0; i < n; i++ {
 		burst, _ = (&codec.Packet{Type: codec.PUBLISH, Topic: "b", Payload: []byte{byte(i)}}).Append(burst, codec.V311)
 	}
-	pub.sendRaw(burst)
+	pub.SendRaw(burst)
 	for i := 0; i < n; i++ {
-		if p := sub.expect(codec.PUBLISH); p.Payload[0] != byte(i) {
+		if p := sub.Expect(codec.PUBLISH); p.Payload[0] != byte(i) {
 			t.Fatalf("message %d out of order", i)
 		}
 	}

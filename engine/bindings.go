@@ -86,7 +86,7 @@ func (vm *VM) serverSend(L *lua.LState) int {
 	case *lua.LTable:
 		if c != nil {
 			var p *codec.Packet
-			if p, err = tablePacket(data, c.Version()); err != nil {
+			if p, err = TablePacket(data, c.Version()); err != nil {
 				L.ArgError(3, err.Error())
 			}
 			err = c.SendPacketVia(p, vm.Batch())
@@ -138,7 +138,8 @@ func (vm *VM) serverExist(L *lua.LState) int {
 	return 1
 }
 
-// server:info(fd) -> {remote_addr, client_id, protocol_level, worker_id} | nil, "closed"
+// server:info(fd) -> {fd, remote_addr, client_id, user_name, protocol_level,
+// worker_id, keep_alive} | nil, "closed"
 func (vm *VM) serverInfo(L *lua.LState) int {
 	checkServer(L)
 	c := vm.srv.Conn(checkFD(L, 2))
@@ -151,6 +152,9 @@ func (vm *VM) serverInfo(L *lua.LState) int {
 	t.RawSetString("fd", lua.LNumber(c.FD))
 	t.RawSetString("remote_addr", lua.LString(c.RemoteAddr().String()))
 	t.RawSetString("client_id", lua.LString(c.ClientID()))
+	if u, ok := c.Username(); ok {
+		t.RawSetString("user_name", lua.LString(u))
+	}
 	t.RawSetString("protocol_level", lua.LNumber(c.Version()))
 	t.RawSetString("worker_id", lua.LNumber(c.WorkerID()))
 	t.RawSetString("keep_alive", lua.LNumber(c.keepAlive.Load()/1.5e9))
@@ -232,7 +236,7 @@ func (vm *VM) level(L *lua.LState, n int) byte {
 func (vm *VM) mqttPack(L *lua.LState) int {
 	t := L.CheckTable(1)
 	level := vm.level(L, 2)
-	p, err := tablePacket(t, level)
+	p, err := TablePacket(t, level)
 	if err != nil {
 		L.ArgError(1, err.Error())
 	}
@@ -255,7 +259,7 @@ func (vm *VM) mqttUnpack(L *lua.LState) int {
 		L.Push(lua.LString(err.Error()))
 		return 2
 	}
-	L.Push(packetTable(L, &p, level))
+	L.Push(PacketTable(L, &p, level))
 	L.Push(lua.LNumber(n))
 	return 2
 }
@@ -302,7 +306,7 @@ func (vm *VM) openJSON() *lua.LTable {
 	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		// json.encode(value) -> string | nil, err
 		"encode": func(L *lua.LState) int {
-			v, err := fromLua(L.CheckAny(1))
+			v, err := FromLua(L.CheckAny(1))
 			if err == nil {
 				var b []byte
 				if b, err = json.Marshal(v); err == nil {
@@ -322,7 +326,7 @@ func (vm *VM) openJSON() *lua.LTable {
 				L.Push(lua.LString(err.Error()))
 				return 2
 			}
-			L.Push(toLua(L, v))
+			L.Push(ToLua(L, v))
 			return 1
 		},
 	})

@@ -14,11 +14,11 @@ import (
 func TestBindings(t *testing.T) {
 	srv, addr, logs := startServer(t, engine.Config{Scripts: filepath.Join("testdata", "bindings"), Workers: 2})
 	c := dialRaw(t, addr, codec.V5)
-	c.connect("binder")
+	c.Connect("binder")
 	ask := func(name, msg string) string {
 		t.Helper()
-		c.send(&codec.Packet{Type: codec.PUBLISH, Topic: "cmd/" + name, Payload: []byte(msg)})
-		p := c.expect(codec.PUBLISH)
+		c.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "cmd/" + name, Payload: []byte(msg)})
+		p := c.Expect(codec.PUBLISH)
 		if p.Topic != "result/"+name {
 			t.Fatalf("want result/%s, got %s", name, p.Topic)
 		}
@@ -43,18 +43,18 @@ func TestBindings(t *testing.T) {
 	}
 	// A second client on the other VM shares the counter.
 	c2 := dialRaw(t, addr, codec.V311)
-	c2.connect("other")
-	c2.send(&codec.Packet{Type: codec.PUBLISH, Topic: "cmd/incr"})
-	if p := c2.expect(codec.PUBLISH); string(p.Payload) != "3" {
+	c2.Connect("other")
+	c2.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "cmd/incr"})
+	if p := c2.Expect(codec.PUBLISH); string(p.Payload) != "3" {
 		t.Errorf("shared counter across VMs: got %s", p.Payload)
 	}
 	// server:close with a reason code and string.
-	c.send(&codec.Packet{Type: codec.PUBLISH, Topic: "cmd/kick"})
-	d := c.expect(codec.DISCONNECT)
+	c.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "cmd/kick"})
+	d := c.Expect(codec.DISCONNECT)
 	if d.ReasonCode != codec.AdministrativeAction || d.Properties.ReasonString != "kicked by script" {
 		t.Fatalf("kick: %+v", d)
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 	waitFor(t, "onClose recorded the reason", func() bool {
 		v, ok := srv.Shared.Get("closed:1")
 		return ok && v == "script_close"
@@ -68,21 +68,21 @@ func TestConnectRefusedByScript(t *testing.T) {
 	_, addr, _ := startServer(t, engine.Config{Scripts: filepath.Join("testdata", "bindings")})
 	// A 5.0 reason code sent to a 3.1.1 client is mapped: 0x87 -> 0x05.
 	c := dialRaw(t, addr, codec.V311)
-	c.send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V311, ClientID: "refuse-me", CleanSession: true})
-	if a := c.expect(codec.CONNACK); a.ReasonCode != codec.V3NotAuthorized {
+	c.Send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V311, ClientID: "refuse-me", CleanSession: true})
+	if a := c.Expect(codec.CONNACK); a.ReasonCode != codec.V3NotAuthorized {
 		t.Fatalf("want 0x05, got %#x", byte(a.ReasonCode))
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 	c5 := dialRaw(t, addr, codec.V5)
-	c5.send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V5, ClientID: "refuse-me", CleanSession: true})
-	if a := c5.expect(codec.CONNACK); a.ReasonCode != codec.NotAuthorized {
+	c5.Send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V5, ClientID: "refuse-me", CleanSession: true})
+	if a := c5.Expect(codec.CONNACK); a.ReasonCode != codec.NotAuthorized {
 		t.Fatalf("want 0x87, got %#x", byte(a.ReasonCode))
 	}
-	c5.expectClosed()
+	c5.ExpectClosed()
 	// onMqConnect returning false closes without an answer.
 	d := dialRaw(t, addr, codec.V311)
-	d.send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V311, ClientID: "drop-me", CleanSession: true})
-	d.expectClosed()
+	d.Send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V311, ClientID: "drop-me", CleanSession: true})
+	d.ExpectClosed()
 }
 
 // TestDefaultHandlers: with no handlers at all the engine still completes
@@ -94,23 +94,23 @@ func TestDefaultHandlers(t *testing.T) {
 	}
 	_, addr, _ := startServer(t, engine.Config{Scripts: dir})
 	c := dialRaw(t, addr, codec.V5)
-	c.connect("d")
-	c.send(&codec.Packet{Type: codec.PINGREQ})
-	c.expect(codec.PINGRESP)
-	c.send(&codec.Packet{Type: codec.PUBLISH, QoS: 1, PacketID: 4, Topic: "t"})
-	if a := c.expect(codec.PUBACK); a.PacketID != 4 {
+	c.Connect("d")
+	c.Send(&codec.Packet{Type: codec.PINGREQ})
+	c.Expect(codec.PINGRESP)
+	c.Send(&codec.Packet{Type: codec.PUBLISH, QoS: 1, PacketID: 4, Topic: "t"})
+	if a := c.Expect(codec.PUBACK); a.PacketID != 4 {
 		t.Fatal("PUBACK id")
 	}
-	c.send(&codec.Packet{Type: codec.PUBLISH, QoS: 2, PacketID: 5, Topic: "t"})
-	c.expect(codec.PUBREC)
-	c.send(&codec.Packet{Type: codec.PUBREL, PacketID: 5})
-	c.expect(codec.PUBCOMP)
-	c.send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 6, Subscriptions: []codec.Subscription{{Topic: "a"}, {Topic: "b"}}})
-	if a := c.expect(codec.SUBACK); len(a.ReasonCodes) != 2 || a.ReasonCodes[0] != codec.ImplementationSpecificError {
+	c.Send(&codec.Packet{Type: codec.PUBLISH, QoS: 2, PacketID: 5, Topic: "t"})
+	c.Expect(codec.PUBREC)
+	c.Send(&codec.Packet{Type: codec.PUBREL, PacketID: 5})
+	c.Expect(codec.PUBCOMP)
+	c.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 6, Subscriptions: []codec.Subscription{{Topic: "a"}, {Topic: "b"}}})
+	if a := c.Expect(codec.SUBACK); len(a.ReasonCodes) != 2 || a.ReasonCodes[0] != codec.ImplementationSpecificError {
 		t.Fatalf("SUBACK %v", a.ReasonCodes)
 	}
-	c.send(&codec.Packet{Type: codec.UNSUBSCRIBE, PacketID: 7, Topics: []string{"a"}})
-	c.expect(codec.UNSUBACK)
-	c.send(&codec.Packet{Type: codec.DISCONNECT})
-	c.expectClosed()
+	c.Send(&codec.Packet{Type: codec.UNSUBSCRIBE, PacketID: 7, Topics: []string{"a"}})
+	c.Expect(codec.UNSUBACK)
+	c.Send(&codec.Packet{Type: codec.DISCONNECT})
+	c.ExpectClosed()
 }

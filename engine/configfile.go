@@ -54,7 +54,7 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 	if !ok {
 		return nil, &ScriptError{File: path, Msg: "must return a table"}
 	}
-	v, err := fromLua(t)
+	v, err := FromLua(t)
 	if err != nil {
 		return nil, &ScriptError{File: path, Msg: err.Error()}
 	}

@@ -46,10 +46,10 @@ end
 	}
 	_, addr, _ := startServer(t, cfg)
 	c := dialRaw(t, addr, codec.V311)
-	c.connect("cfg")
-	c.send(&codec.Packet{Type: codec.PINGREQ})
-	if p := c.expect(codec.PUBLISH); p.Topic != "pong/1" { // fd 1 on VM 1 % 3
+	c.Connect("cfg")
+	c.Send(&codec.Packet{Type: codec.PINGREQ})
+	if p := c.Expect(codec.PUBLISH); p.Topic != "pong/1" { // fd 1 on VM 1 % 3
 		t.Fatalf("got %s", p.Topic)
 	}
-	c.expect(codec.PINGRESP)
+	c.Expect(codec.PINGRESP)
 }

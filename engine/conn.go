@@ -23,7 +23,8 @@ type Conn struct {
 	// Set by the reader goroutine when CONNECT arrives; read by anyone.
 	version   atomic.Uint32
 	clientID  atomic.Pointer[string]
-	keepAlive atomic.Int64 // read deadline in ns, 0: none
+	username  atomic.Pointer[string] // nil: CONNECT had no user name
+	keepAlive atomic.Int64           // read deadline in ns, 0: none
 
 	// Reader-goroutine state.
 	batch          Batch
@@ -58,6 +59,14 @@ func (c *Conn) Version() byte { return byte(c.version.Load()) }
 // ClientID returns the client identifier (set from CONNECT; the kit may
 // replace it with an assigned one).
 func (c *Conn) ClientID() string { return *c.clientID.Load() }
+
+// Username returns the user name of the CONNECT and whether it had one.
+func (c *Conn) Username() (string, bool) {
+	if u := c.username.Load(); u != nil {
+		return *u, true
+	}
+	return "", false
+}
 
 // SetClientID replaces the client identifier, e.g. with a server-assigned one.
 func (c *Conn) SetClientID(id string) { c.clientID.Store(&id) }
@@ -167,13 +176,25 @@ func (c *Conn) SendPacketVia(p *codec.Packet, batch *Batch) error {
 	if v == 0 {
 		v = codec.V311
 	}
+	err := c.AppendVia(func(dst []byte) ([]byte, error) { return p.Append(dst, v) }, batch)
+	if err == nil && p.Type == codec.CONNACK && p.ReasonCode != 0 {
+		c.Close(CloseConnectRefused)
+	}
+	return err
+}
+
+// AppendVia lets enc append encoded packets to the connection's outbound
+// queue, under its lock, so that fan-out encodes straight into the queue
+// with no intermediate buffer. enc must not block. On error or past the
+// queue's limit nothing is queued.
+func (c *Conn) AppendVia(enc func(dst []byte) ([]byte, error), batch *Batch) error {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return ErrClosed
 	}
 	n := len(c.out)
-	out, err := p.Append(c.out, v)
+	out, err := enc(c.out)
 	if err != nil {
 		c.out = out[:n]
 		c.mu.Unlock()
@@ -188,9 +209,6 @@ func (c *Conn) SendPacketVia(p *codec.Packet, batch *Batch) error {
 	c.out = out
 	c.mu.Unlock()
 	c.wakeVia(batch)
-	if p.Type == codec.CONNACK && p.ReasonCode != 0 {
-		c.Close(CloseConnectRefused)
-	}
 	return nil
 }
 
@@ -431,6 +449,10 @@ func (c *Conn) handle(p *codec.Packet) {
 		c.connected = true
 		c.version.Store(uint32(p.ProtocolLevel))
 		c.SetClientID(p.ClientID)
+		if p.UsernameFlag {
+			u := p.Username
+			c.username.Store(&u)
+		}
 		c.SetKeepAlive(int(p.KeepAlive))
 	case codec.DISCONNECT:
 		// [MQTT-3.14.4-3] the will is discarded, unless a 5.0 client asks

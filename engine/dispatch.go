@@ -9,12 +9,23 @@ import (
 // dispatch runs the handler for p on c's VM, or the protocol default when
 // the scripts define none. It is called by c's reader goroutine.
 func (s *Server) dispatch(c *Conn, p *codec.Packet) {
+	intercepted := false
+	switch p.Type {
+	case codec.PUBACK, codec.PUBREC, codec.PUBREL, codec.PUBCOMP:
+		for _, m := range s.cfg.Modules {
+			if pi, ok := m.(PacketInterceptor); ok && pi.Intercept(c, p, &c.batch) {
+				intercepted = true
+			}
+		}
+	}
 	vm := s.vm(c.FD)
 	vm.mu.Lock()
 	fn := vm.handler(p.Type)
 	if fn == nil {
 		vm.mu.Unlock()
-		c.defaultAction(p)
+		if !intercepted {
+			c.defaultAction(p)
+		}
 		return
 	}
 	L := vm.L
@@ -23,7 +34,7 @@ func (s *Server) dispatch(c *Conn, p *codec.Packet) {
 	L.Push(vm.server)
 	L.Push(lua.LNumber(c.FD))
 	L.Push(lua.LNumber(vm.ID))
-	L.Push(packetTable(L, p, c.Version()))
+	L.Push(PacketTable(L, p, c.Version()))
 	err := vm.pcall(4, 1)
 	var ret lua.LValue = lua.LNil
 	if err == nil {

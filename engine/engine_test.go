@@ -19,7 +19,7 @@ import (
 )
 
 func simpsConfig() engine.Config {
-	return engine.Config{Scripts: filepath.Join(repoDir(), "scripts"), LuaLib: filepath.Join(repoDir(), "lualib")}
+	return engine.Config{Scripts: filepath.Join(repoDir(), "scripts", "examples", "simps"), LuaLib: filepath.Join(repoDir(), "lualib")}
 }
 
 // TestSimpsRawScriptWithPaho311 runs the Simps raw-mode script (CONNACK via
@@ -125,20 +125,20 @@ func TestSimpsRawScriptWithPaho5(t *testing.T) {
 func TestFirstPacketMustBeConnect(t *testing.T) {
 	srv, addr, _ := startServer(t, simpsConfig())
 	c := dialRaw(t, addr, codec.V311)
-	c.send(&codec.Packet{Type: codec.PINGREQ})
-	c.expectClosed()
+	c.Send(&codec.Packet{Type: codec.PINGREQ})
+	c.ExpectClosed()
 	waitFor(t, "close counted", func() bool { return srv.Stats.Closes[engine.CloseNotConnect].Load() == 1 })
 }
 
 func TestSecondConnectIsProtocolError(t *testing.T) {
 	_, addr, _ := startServer(t, simpsConfig())
 	c := dialRaw(t, addr, codec.V5)
-	c.connect("twice")
-	c.send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V5, ClientID: "twice"})
-	if d := c.expect(codec.DISCONNECT); d.ReasonCode != codec.ProtocolError {
+	c.Connect("twice")
+	c.Send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V5, ClientID: "twice"})
+	if d := c.Expect(codec.DISCONNECT); d.ReasonCode != codec.ProtocolError {
 		t.Fatalf("want DISCONNECT 0x82, got %#x", byte(d.ReasonCode))
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 }
 
 func TestMalformedPacketsCloseWithReasonCode(t *testing.T) {
@@ -163,14 +163,14 @@ func TestMalformedPacketsCloseWithReasonCode(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialRaw(t, addr, tc.level)
-			c.connect("m")
-			c.sendRaw(tc.bytes)
+			c.Connect("m")
+			c.SendRaw(tc.bytes)
 			if tc.code != 0 {
-				if d := c.expect(codec.DISCONNECT); d.ReasonCode != tc.code {
+				if d := c.Expect(codec.DISCONNECT); d.ReasonCode != tc.code {
 					t.Fatalf("want DISCONNECT %#x, got %#x", byte(tc.code), byte(d.ReasonCode))
 				}
 			}
-			c.expectClosed()
+			c.ExpectClosed()
 		})
 	}
 }
@@ -179,25 +179,25 @@ func TestConnectRejections(t *testing.T) {
 	_, addr, _ := startServer(t, simpsConfig())
 	t.Run("unsupported level gets CONNACK 0x01", func(t *testing.T) {
 		c := dialRaw(t, addr, codec.V311)
-		c.sendRaw([]byte{0x10, 0x0d, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x06, 0x02, 0x00, 0x3c, 0x00, 0x01, 'c'})
-		if a := c.expect(codec.CONNACK); a.ReasonCode != codec.V3UnacceptableProtocolVersion {
+		c.SendRaw([]byte{0x10, 0x0d, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x06, 0x02, 0x00, 0x3c, 0x00, 0x01, 'c'})
+		if a := c.Expect(codec.CONNACK); a.ReasonCode != codec.V3UnacceptableProtocolVersion {
 			t.Fatalf("want 0x01, got %#x", byte(a.ReasonCode))
 		}
-		c.expectClosed()
+		c.ExpectClosed()
 	})
 	t.Run("v311 reserved connect flag is closed without reply", func(t *testing.T) {
 		c := dialRaw(t, addr, codec.V311)
-		c.sendRaw([]byte{0x10, 0x0d, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x03, 0x00, 0x3c, 0x00, 0x01, 'c'})
-		c.expectClosed()
+		c.SendRaw([]byte{0x10, 0x0d, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x03, 0x00, 0x3c, 0x00, 0x01, 'c'})
+		c.ExpectClosed()
 	})
 	t.Run("v5 malformed connect gets CONNACK 0x82", func(t *testing.T) {
 		c := dialRaw(t, addr, codec.V5)
 		// receive maximum 0 is a protocol error
-		c.sendRaw([]byte{0x10, 0x11, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x3c, 0x03, 0x21, 0x00, 0x00, 0x00, 0x01, 'c'})
-		if a := c.expect(codec.CONNACK); a.ReasonCode != codec.ProtocolError {
+		c.SendRaw([]byte{0x10, 0x11, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02, 0x00, 0x3c, 0x03, 0x21, 0x00, 0x00, 0x00, 0x01, 'c'})
+		if a := c.Expect(codec.CONNACK); a.ReasonCode != codec.ProtocolError {
 			t.Fatalf("want 0x82, got %#x", byte(a.ReasonCode))
 		}
-		c.expectClosed()
+		c.ExpectClosed()
 	})
 }
 
@@ -207,7 +207,7 @@ func TestConnectTimeout(t *testing.T) {
 	srv, addr, _ := startServer(t, cfg)
 	c := dialRaw(t, addr, codec.V311)
 	start := time.Now()
-	c.expectClosed()
+	c.ExpectClosed()
 	if time.Since(start) > 3*time.Second {
 		t.Fatal("connect timeout not enforced")
 	}
@@ -217,21 +217,21 @@ func TestConnectTimeout(t *testing.T) {
 func TestKeepAliveExpiry(t *testing.T) {
 	srv, addr, _ := startServer(t, simpsConfig())
 	c := dialRaw(t, addr, codec.V5)
-	c.send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V5, ClientID: "ka", KeepAlive: 1})
-	c.expect(codec.CONNACK)
+	c.Send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V5, ClientID: "ka", KeepAlive: 1})
+	c.Expect(codec.CONNACK)
 	// A PINGREQ inside the window keeps it alive.
 	time.Sleep(700 * time.Millisecond)
-	c.send(&codec.Packet{Type: codec.PINGREQ})
-	c.expect(codec.PINGRESP)
+	c.Send(&codec.Packet{Type: codec.PINGREQ})
+	c.Expect(codec.PINGRESP)
 	start := time.Now()
 	// [MQTT-3.1.2-24] closed after 1.5 x keep alive of silence.
-	if d := c.expect(codec.DISCONNECT); d.ReasonCode != codec.KeepAliveTimeout {
+	if d := c.Expect(codec.DISCONNECT); d.ReasonCode != codec.KeepAliveTimeout {
 		t.Fatalf("want 0x8D, got %#x", byte(d.ReasonCode))
 	}
 	if el := time.Since(start); el < time.Second {
 		t.Fatalf("closed after %v, before 1.5 x keep alive", el)
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 	waitFor(t, "close counted", func() bool { return srv.Stats.Closes[engine.CloseKeepAliveTimeout].Load() == 1 })
 }
 
@@ -242,30 +242,30 @@ func TestScriptFailureIsolated(t *testing.T) {
 	srv, addr, logs := startServer(t, cfg)
 
 	a := dialRaw(t, addr, codec.V311)
-	a.connect("a")
+	a.Connect("a")
 	b := dialRaw(t, addr, codec.V311)
-	b.connect("b")
+	b.Connect("b")
 
 	bad := dialRaw(t, addr, codec.V311)
-	bad.connect("bad")
-	bad.send(&codec.Packet{Type: codec.PUBLISH, Topic: "boom", Payload: []byte("x")})
-	bad.expectClosed()
+	bad.Connect("bad")
+	bad.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "boom", Payload: []byte("x")})
+	bad.ExpectClosed()
 
 	loop := dialRaw(t, addr, codec.V5)
-	loop.connect("loop")
-	loop.send(&codec.Packet{Type: codec.PUBLISH, Topic: "loop", Payload: []byte("x")})
-	if d := loop.expect(codec.DISCONNECT); d.ReasonCode != codec.ImplementationSpecificError {
+	loop.Connect("loop")
+	loop.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "loop", Payload: []byte("x")})
+	if d := loop.Expect(codec.DISCONNECT); d.ReasonCode != codec.ImplementationSpecificError {
 		t.Fatalf("want 0x83, got %#x", byte(d.ReasonCode))
 	}
-	loop.expectClosed()
+	loop.ExpectClosed()
 
 	// The shared VM still serves the others.
 	for i := 0; i < 20; i++ {
-		a.send(&codec.Packet{Type: codec.PUBLISH, QoS: 1, PacketID: uint16(i + 1), Topic: "t", Payload: []byte{byte(i)}})
-		if ack := a.expect(codec.PUBACK); ack.PacketID != uint16(i+1) {
+		a.Send(&codec.Packet{Type: codec.PUBLISH, QoS: 1, PacketID: uint16(i + 1), Topic: "t", Payload: []byte{byte(i)}})
+		if ack := a.Expect(codec.PUBACK); ack.PacketID != uint16(i+1) {
 			t.Fatalf("PUBACK for %d", ack.PacketID)
 		}
-		if m := b.expect(codec.PUBLISH); m.Payload[0] != byte(i) {
+		if m := b.Expect(codec.PUBLISH); m.Payload[0] != byte(i) {
 			t.Fatalf("message %d: got %v", i, m.Payload)
 		}
 	}
@@ -354,19 +354,19 @@ func TestShutdownSendsServerShuttingDown(t *testing.T) {
 	cfg.Log = nil
 	srv, addr, _ := startServer(t, cfg)
 	c5 := dialRaw(t, addr, codec.V5)
-	c5.connect("five")
+	c5.Connect("five")
 	c3 := dialRaw(t, addr, codec.V311)
-	c3.connect("three")
+	c3.Connect("three")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if d := c5.expect(codec.DISCONNECT); d.ReasonCode != codec.ServerShuttingDown {
+	if d := c5.Expect(codec.DISCONNECT); d.ReasonCode != codec.ServerShuttingDown {
 		t.Fatalf("want 0x8B, got %#x", byte(d.ReasonCode))
 	}
-	c5.expectClosed()
-	c3.expectClosed()
+	c5.ExpectClosed()
+	c3.ExpectClosed()
 }
 
 func TestSlowConsumerIsCutOff(t *testing.T) {
@@ -374,18 +374,18 @@ func TestSlowConsumerIsCutOff(t *testing.T) {
 	cfg.MaxOutbound = 64 * 1024
 	srv, addr, _ := startServer(t, cfg)
 	slow := dialRaw(t, addr, codec.V311)
-	slow.connect("slow") // and then never reads
+	slow.Connect("slow") // and then never reads
 	pub := dialRaw(t, addr, codec.V311)
-	pub.connect("pub")
+	pub.Connect("pub")
 	payload := make([]byte, 8*1024)
 	// Far more than the socket buffers and the 64 KiB queue can hold.
 	for i := 0; i < 2000 && srv.Stats.SlowConsumers.Load() == 0; i++ {
-		pub.send(&codec.Packet{Type: codec.PUBLISH, Topic: "flood", Payload: payload})
+		pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "flood", Payload: payload})
 	}
 	waitFor(t, "slow consumer cut off", func() bool { return srv.Stats.Closes[engine.CloseSlowConsumer].Load() == 1 })
 	// The publisher is unaffected.
-	pub.send(&codec.Packet{Type: codec.PINGREQ})
-	pub.expect(codec.PINGRESP)
+	pub.Send(&codec.Packet{Type: codec.PINGREQ})
+	pub.Expect(codec.PINGRESP)
 }
 
 func TestScriptLoadErrors(t *testing.T) {

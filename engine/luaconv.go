@@ -8,12 +8,12 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// packetTable converts a decoded packet to the `data` table handlers get,
+// PacketTable converts a decoded packet to the `data` table handlers get,
 // with the field names of codec.ToMap. PUBLISH, the per-message case, is
 // built directly; the rest go through the codec's data mapping.
-func packetTable(L *lua.LState, p *codec.Packet, version byte) *lua.LTable {
+func PacketTable(L *lua.LState, p *codec.Packet, version byte) *lua.LTable {
 	if p.Type != codec.PUBLISH || (version == codec.V5 && !p.Properties.Empty()) {
-		return toLua(L, codec.ToMap(p, version)).(*lua.LTable)
+		return ToLua(L, codec.ToMap(p, version)).(*lua.LTable)
 	}
 	t := L.CreateTable(0, 8)
 	t.RawSetString("type", lua.LNumber(codec.PUBLISH))
@@ -28,8 +28,8 @@ func packetTable(L *lua.LState, p *codec.Packet, version byte) *lua.LTable {
 	return t
 }
 
-// toLua converts plain data (codec.Map and friends) to Lua values.
-func toLua(L *lua.LState, v any) lua.LValue {
+// ToLua converts plain data (codec.Map and friends) to Lua values.
+func ToLua(L *lua.LState, v any) lua.LValue {
 	switch x := v.(type) {
 	case nil:
 		return lua.LNil
@@ -50,23 +50,23 @@ func toLua(L *lua.LState, v any) lua.LValue {
 	case map[string]any:
 		t := L.CreateTable(0, len(x))
 		for k, e := range x {
-			t.RawSetString(k, toLua(L, e))
+			t.RawSetString(k, ToLua(L, e))
 		}
 		return t
 	case []any:
 		t := L.CreateTable(len(x), 0)
 		for _, e := range x {
-			t.Append(toLua(L, e))
+			t.Append(ToLua(L, e))
 		}
 		return t
 	}
 	return lua.LString(fmt.Sprint(v))
 }
 
-// fromLua converts a Lua value to plain data: tables with only keys 1..n
+// FromLua converts a Lua value to plain data: tables with only keys 1..n
 // become lists, other tables maps with string keys; integral numbers
 // become int64.
-func fromLua(v lua.LValue) (any, error) {
+func FromLua(v lua.LValue) (any, error) {
 	return fromLuaDepth(v, 0)
 }
 
@@ -125,11 +125,11 @@ func fromLuaDepth(v lua.LValue, depth int) (any, error) {
 	return nil, fmt.Errorf("cannot convert a %s", v.Type())
 }
 
-// tablePacket builds a packet from a Lua table for a connection at
+// TablePacket builds a packet from a Lua table for a connection at
 // protocol level version. Reason codes written with 5.0 names are mapped
 // for 3.1/3.1.1 receivers, so one script serves both.
-func tablePacket(t *lua.LTable, version byte) (*codec.Packet, error) {
-	v, err := fromLua(t)
+func TablePacket(t *lua.LTable, version byte) (*codec.Packet, error) {
+	v, err := FromLua(t)
 	if err != nil {
 		return nil, err
 	}

@@ -123,7 +123,7 @@ func (vm *VM) openShared() *lua.LTable {
 				L.Push(lua.LNil)
 				return 1
 			}
-			L.Push(toLua(L, v))
+			L.Push(ToLua(L, v))
 			return 1
 		},
 		// shared.set(key, value [, ttl_seconds]); value nil deletes

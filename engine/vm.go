@@ -24,6 +24,14 @@ type Module interface {
 	ConnClosed(c *Conn, reason CloseReason)
 }
 
+// PacketInterceptor is a Module that handles the QoS acknowledgement flow
+// (PUBACK, PUBREC, PUBREL, PUBCOMP) of the connections it manages. It sees
+// those packets before the script's handler, which still runs if defined;
+// when Intercept returns true the engine's default action is skipped.
+type PacketInterceptor interface {
+	Intercept(c *Conn, p *codec.Packet, batch *Batch) bool
+}
+
 // VM is one Lua state running the scripts. Connections are pinned to a VM
 // by fd % workers. One goroutine at a time uses a VM: whoever holds mu.
 type VM struct {
@@ -194,6 +202,13 @@ func (vm *VM) handler(t codec.Type) *lua.LFunction {
 	fn, _ := vm.L.GetGlobal(name).(*lua.LFunction)
 	return fn
 }
+
+// Server returns the server the VM belongs to.
+func (vm *VM) Server() *Server { return vm.srv }
+
+// Current returns the connection whose handler is running, or nil. mu must
+// be held (bindings run under it).
+func (vm *VM) Current() *Conn { return vm.cur }
 
 // Batch returns the write batch of the connection whose handler is
 // running, or nil (timers, onWorkerStart): output queued through it is

@@ -1,77 +1,102 @@
--- The Simps raw-mode MQTT server, ported line by line from the Simps
--- framework's MqttServer example. Every handler answers by hand through
--- `server:send` and `mqtt.getAck`, and every PUBLISH is broadcast to every
--- other connected client: there is no topic routing, no retained message
--- and no session here. It shows the raw layer that everything else is
--- built on.
+-- The default broker. Every packet a client sends arrives here, decoded,
+-- in one of the Simps-named handlers below; the `broker` kit does the
+-- protocol work (sessions, QoS flows, retained messages, wills, routing)
+-- when a handler asks it to. Edit this file to change what the broker
+-- decides; edit auth.lua and acl.lua to change who may do what.
 --
--- Handlers receive (server, fd, fromId, data): `fd` names the connection,
--- `fromId` is the Lua worker running this call, `data` is the decoded
--- packet with Simps' field names (data.client_id, data.topic, ...).
+-- Handlers get (server, fd, fromId, data): `fd` is the connection,
+-- `fromId` the Lua worker running this call, and `data` the packet with
+-- Simps' field names (data.client_id, data.topic, data.message, ...).
+-- A connection always runs on the same worker, so per-connection Lua
+-- state can live in a local table here; state shared by all clients
+-- belongs in `shared` or in the kit, never in Lua globals.
+
+local auth = require "auth"
+local acl = require "acl"
+
+-- Limits of the kit: the outbound window of unacknowledged QoS 1/2
+-- messages per client, and how many more are held for it (while offline
+-- with clean session 0, or beyond the window) before the oldest is dropped.
+broker.configure({ max_inflight = 20, max_queued = 1000, queue_drop = "oldest" })
+
+-- Who is on each connection of this worker: {client_id, user_name}.
+local clients = {}
+
+local function whois(server, fd)
+  local who = clients[fd]
+  if not who then
+    -- Not seen on this worker (e.g. after a script reload): ask the engine.
+    local info = server:info(fd) or {}
+    who = { client_id = info.client_id or "", user_name = info.user_name }
+    clients[fd] = who
+  end
+  return who
+end
+
+function onWorkerStart(server, workerId)
+  if workerId == 0 then
+    auth.announce()
+  end
+end
 
 function onMqConnect(server, fd, fromId, data)
-  -- If the protocol name is wrong the server may close the connection.
-  if data.protocol_name ~= "MQTT" and data.protocol_name ~= "MQIsdp" then
-    server:close(fd)
-    return false
+  -- 1. Authenticate. auth.check answers the reason code to refuse with.
+  local ok, code = auth.check(server, fd, data)
+  if not ok then
+    log.info("connection refused", { user_name = data.user_name or "", code = code })
+    server:send(fd, { type = mqtt.CONNACK, code = code })
+    return
   end
-  -- Authenticate here: refuse with code 5 (not authorized), for example.
-  server:send(fd, mqtt.getAck({
-    cmd = mqtt.CONNACK, -- 2
-    code = 0,           -- accepted
-    session_present = 0,
-  }))
-end
-
-function onMqPingreq(server, fd, fromId, data)
-  -- true: the engine answers with PINGRESP
-  return true
-end
-
-function onMqDisconnect(server, fd, fromId, data)
-  -- true: the engine closes the connection
-  return true
+  -- 2. Accept: the kit resolves the client id, takes over an older
+  -- connection with the same id, resumes or starts the session, keeps the
+  -- will, and answers CONNACK.
+  if broker.accept(fd, data) ~= nil then
+    clients[fd] = { client_id = server:info(fd).client_id, user_name = data.user_name }
+  end
 end
 
 function onMqPublish(server, fd, fromId, data)
-  -- Broadcast to every other connection, as Simps' example does.
-  for sub in server:connections() do
-    if sub ~= fd then
-      server:send(sub, {
-        type = mqtt.PUBLISH,
-        topic = data.topic,
-        message = data.message,
-        qos = 0,
-        dup = false,
-        retain = false,
-      })
-    end
+  local who = whois(server, fd)
+  -- 3. Authorize. A denied PUBLISH is acknowledged and dropped, as 3.1.1
+  -- requires (5.0 clients see 0x87 in the acknowledgement).
+  if not acl.allowed(who, data.topic, "write") then
+    log.debug("publish denied", { topic = data.topic })
+    broker.ack(fd, data, mqtt.NOT_AUTHORIZED)
+    return
   end
-  if data.qos == 1 then
-    server:send(fd, mqtt.getAck({ cmd = mqtt.PUBACK, message_id = data.message_id }))
-  elseif data.qos == 2 then
-    server:send(fd, mqtt.getAck({ cmd = mqtt.PUBREC, message_id = data.message_id }))
-  end
-end
-
-function onMqPubrel(server, fd, fromId, data)
-  server:send(fd, mqtt.getAck({ cmd = mqtt.PUBCOMP, message_id = data.message_id }))
+  -- 4. Rewrite or enrich here: change data.topic or data.message before
+  -- routing, or return without routing to drop the message.
+  broker.route(fd, data)
 end
 
 function onMqSubscribe(server, fd, fromId, data)
-  -- Grant every filter at the QoS it asked for; data.filters keeps the
-  -- packet's order, which the SUBACK codes must follow.
+  local who = whois(server, fd)
+  -- One code per filter, in packet order: the QoS to grant, or a refusal
+  -- (0x80 in the SUBACK of a 3.1.1 client).
   local codes = {}
   for i, filter in ipairs(data.filters) do
-    codes[i] = filter.qos
+    if acl.allowed(who, filter.topic, "read") then
+      codes[i] = filter.qos
+    else
+      log.debug("subscribe denied", { filter = filter.topic })
+      codes[i] = mqtt.NOT_AUTHORIZED
+    end
   end
-  server:send(fd, mqtt.getAck({ cmd = mqtt.SUBACK, message_id = data.message_id, codes = codes }))
+  broker.subscribe(fd, data, codes)
 end
 
 function onMqUnsubscribe(server, fd, fromId, data)
-  local codes = {}
-  for i = 1, #data.topics do
-    codes[i] = mqtt.SUCCESS
-  end
-  server:send(fd, mqtt.getAck({ cmd = mqtt.UNSUBACK, message_id = data.message_id, codes = codes }))
+  broker.unsubscribe(fd, data)
+end
+
+function onMqPingreq(server, fd, fromId, data)
+  return true -- the engine answers PINGRESP
+end
+
+function onMqDisconnect(server, fd, fromId, data)
+  return true -- the engine closes; the will is discarded
+end
+
+function onClose(server, fd, reason)
+  clients[fd] = nil
 end

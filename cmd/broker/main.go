@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/kit"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 )
@@ -38,6 +39,9 @@ type exitError struct {
 func (e *exitError) Error() string { return e.msg }
 
 func run(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "passwd" {
+		return passwd(args[1:], os.Stdin, os.Stdout, stderr)
+	}
 	srv, log, err := setup(args, stderr)
 	if err != nil {
 		var ee *exitError
@@ -82,7 +86,7 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, err
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	help := fs.BoolP("help", "h", false, "show this help")
 	usage := func() string {
-		return "Usage: broker [flags]\n\nRuns the MQTT broker with the Lua handlers in --scripts.\n\nFlags:\n" + fs.FlagUsages()
+		return "Usage: broker [flags]\n       broker passwd USER < password   (prints a password-file line)\n\nRuns the MQTT broker with the Lua handlers in --scripts.\n\nFlags:\n" + fs.FlagUsages()
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, &exitError{2, err.Error() + " (see broker --help)"}
@@ -111,7 +115,7 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, err
 		return nil, nil, &exitError{2, fmt.Sprintf("--log-format: %q is not text or json", *logFormat)}
 	}
 
-	cfg := engine.Config{Scripts: *scripts, LuaLib: *lualib, Log: log}
+	cfg := engine.Config{Scripts: *scripts, LuaLib: *lualib, Log: log, Modules: []engine.Module{kit.New(log)}}
 	if cfg.LuaLib == "" {
 		cand := filepath.Join(filepath.Dir(filepath.Clean(*scripts)), "lualib")
 		if st, err := os.Stat(cand); err == nil && st.IsDir() {

@@ -64,7 +64,7 @@ func TestSignalShutdown(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "--scripts", "../../scripts", "--listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, "--scripts", "../../scripts/examples/simps", "--listen", "127.0.0.1:0")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

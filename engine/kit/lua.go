@@ -1,0 +1,381 @@
+package kit
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/topic"
+	lua "github.com/yuin/gopher-lua"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// The `broker` Lua module. Functions that take an fd act on a connection
+// of the calling handler's server; they raise on misuse and return nil,
+// err when the connection is gone.
+
+// Open builds the broker module for one VM.
+func (k *Kit) Open(vm *engine.VM) *lua.LTable {
+	L := vm.L
+	b := &binding{k: k, vm: vm}
+	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+		"accept":         b.accept,
+		"route":          b.route,
+		"ack":            b.ack,
+		"subscribe":      b.subscribe,
+		"unsubscribe":    b.unsubscribe,
+		"publish":        b.publish,
+		"clients":        b.clients,
+		"client":         b.client,
+		"kick":           b.kick,
+		"configure":      b.configure,
+		"stats":          b.stats,
+		"hash_password":  b.hashPassword,
+		"check_password": b.checkPassword,
+		"read_passwords": b.readPasswords,
+		"match":          b.match,
+	})
+}
+
+type binding struct {
+	k  *Kit
+	vm *engine.VM
+}
+
+// conn returns the live connection for the fd argument, or pushes nil,
+// "closed" and returns nil.
+func (b *binding) conn(L *lua.LState, n int) *engine.Conn {
+	fd := L.CheckInt(n)
+	c := b.vm.Server().Conn(fd)
+	if c == nil || c.Closing() {
+		return nil
+	}
+	return c
+}
+
+func closed(L *lua.LState) int {
+	L.Push(lua.LNil)
+	L.Push(lua.LString("closed"))
+	return 2
+}
+
+// broker.accept(fd, data) -> session_present | nil, err
+func (b *binding) accept(L *lua.LState) int {
+	c := b.conn(L, 1)
+	t := L.CheckTable(2)
+	if c == nil {
+		return closed(L)
+	}
+	p, err := engine.TablePacket(t, c.Version())
+	if err != nil || p.Type != codec.CONNECT {
+		L.ArgError(2, "CONNECT data expected")
+	}
+	if p.ProtocolLevel == 0 {
+		p.ProtocolLevel = c.Version()
+	}
+	present, err := b.k.Accept(c, p, b.vm.Batch())
+	if err != nil {
+		L.Push(lua.LNil)
+		L.Push(lua.LString(err.Error()))
+		return 2
+	}
+	L.Push(lua.LBool(present))
+	return 1
+}
+
+// messageFromTable reads a PUBLISH table field by field: this runs for
+// every message, so it avoids the generic conversion unless 5.0
+// properties are present.
+func messageFromTable(L *lua.LState, n int, t *lua.LTable) (*Message, uint16) {
+	topic, ok := t.RawGetString("topic").(lua.LString)
+	if !ok {
+		L.ArgError(n, "topic must be a string")
+	}
+	m := &Message{Topic: string(topic)}
+	switch v := t.RawGetString("message").(type) {
+	case lua.LString:
+		m.Payload = []byte(v)
+		m.owned = true
+	case *lua.LNilType:
+	default:
+		L.ArgError(n, "message must be a string")
+	}
+	if q, ok := t.RawGetString("qos").(lua.LNumber); ok {
+		if q < 0 || q > 2 {
+			L.ArgError(n, "qos must be 0, 1 or 2")
+		}
+		m.QoS = byte(q)
+	}
+	m.Retain = lua.LVAsBool(t.RawGetString("retain")) && t.RawGetString("retain") != lua.LNumber(0)
+	var id uint16
+	if v, ok := t.RawGetString("message_id").(lua.LNumber); ok {
+		id = uint16(v)
+	}
+	if props, ok := t.RawGetString("properties").(*lua.LTable); ok {
+		v, err := engine.FromLua(props)
+		if err == nil {
+			err = codec.PropertiesFromMap(v, &m.Props, "properties")
+		}
+		if err != nil {
+			L.ArgError(n, err.Error())
+		}
+		// Per-hop properties are not forwarded (5.0 §3.3.2.3.4, §3.3.4).
+		m.Props.Clear(codec.PropTopicAlias)
+		m.Props.Clear(codec.PropSubscriptionID)
+	}
+	check := codec.Packet{Type: codec.PUBLISH, Topic: m.Topic, QoS: m.QoS, PacketID: 1}
+	if err := check.Check(codec.V311); err != nil {
+		L.ArgError(n, err.Error())
+	}
+	return m, id
+}
+
+// broker.route(fd, data) -> number of sessions | nil, "closed"
+// Acknowledges and routes a PUBLISH received from fd.
+func (b *binding) route(L *lua.LState) int {
+	c := b.conn(L, 1)
+	t := L.CheckTable(2)
+	m, id := messageFromTable(L, 2, t)
+	if c == nil {
+		return closed(L)
+	}
+	if m.QoS > 0 && id == 0 {
+		L.ArgError(2, "message_id missing for QoS > 0")
+	}
+	L.Push(lua.LNumber(b.k.Publish(c, m, id, b.vm.Batch())))
+	return 1
+}
+
+// broker.ack(fd, data [, code]) acknowledges a PUBLISH without routing it.
+func (b *binding) ack(L *lua.LState) int {
+	c := b.conn(L, 1)
+	t := L.CheckTable(2)
+	code := codec.ReasonCode(L.OptInt(3, int(codec.Success)))
+	if c == nil {
+		return closed(L)
+	}
+	qos, _ := t.RawGetString("qos").(lua.LNumber)
+	id, _ := t.RawGetString("message_id").(lua.LNumber)
+	b.k.Ack(c, byte(qos), uint16(id), code, b.vm.Batch())
+	L.Push(lua.LTrue)
+	return 1
+}
+
+// broker.subscribe(fd, data [, codes]) -> granted codes
+func (b *binding) subscribe(L *lua.LState) int {
+	c := b.conn(L, 1)
+	t := L.CheckTable(2)
+	var codes []codec.ReasonCode
+	if ct, ok := L.Get(3).(*lua.LTable); ok {
+		for i := 1; i <= ct.Len(); i++ {
+			n, ok := ct.RawGetInt(i).(lua.LNumber)
+			if !ok || n < 0 || n > 255 {
+				L.ArgError(3, fmt.Sprintf("codes[%d] must be a QoS or a reason code", i))
+			}
+			codes = append(codes, codec.ReasonCode(n))
+		}
+	}
+	if c == nil {
+		return closed(L)
+	}
+	p, err := engine.TablePacket(t, codec.V5)
+	if err != nil || p.Type != codec.SUBSCRIBE {
+		L.ArgError(2, "SUBSCRIBE data expected")
+	}
+	out := b.k.Subscribe(c, p, codes, b.vm.Batch())
+	res := L.CreateTable(len(out), 0)
+	for _, code := range out {
+		res.Append(lua.LNumber(code))
+	}
+	L.Push(res)
+	return 1
+}
+
+// broker.unsubscribe(fd, data)
+func (b *binding) unsubscribe(L *lua.LState) int {
+	c := b.conn(L, 1)
+	t := L.CheckTable(2)
+	if c == nil {
+		return closed(L)
+	}
+	p, err := engine.TablePacket(t, codec.V5)
+	if err != nil || p.Type != codec.UNSUBSCRIBE {
+		L.ArgError(2, "UNSUBSCRIBE data expected")
+	}
+	b.k.Unsubscribe(c, p, b.vm.Batch())
+	L.Push(lua.LTrue)
+	return 1
+}
+
+// broker.publish{topic=, message=, qos=, retain=} -> number of sessions
+func (b *binding) publish(L *lua.LState) int {
+	m, _ := messageFromTable(L, 1, L.CheckTable(1))
+	L.Push(lua.LNumber(b.k.Inject(m, b.vm.Batch())))
+	return 1
+}
+
+func clientTable(L *lua.LState, ci ClientInfo) *lua.LTable {
+	t := L.NewTable()
+	t.RawSetString("client_id", lua.LString(ci.ClientID))
+	t.RawSetString("connected", lua.LBool(ci.Connected))
+	if ci.Connected {
+		t.RawSetString("fd", lua.LNumber(ci.FD))
+	}
+	t.RawSetString("persistent", lua.LBool(ci.Persistent))
+	t.RawSetString("inflight", lua.LNumber(ci.Inflight))
+	t.RawSetString("queued", lua.LNumber(ci.Queued))
+	subs := L.NewTable()
+	for f, q := range ci.Subscriptions {
+		subs.RawSetString(f, lua.LNumber(q))
+	}
+	t.RawSetString("subscriptions", subs)
+	return t
+}
+
+// broker.clients() -> list of client tables
+func (b *binding) clients(L *lua.LState) int {
+	list := b.k.Clients()
+	t := L.CreateTable(len(list), 0)
+	for _, ci := range list {
+		t.Append(clientTable(L, ci))
+	}
+	L.Push(t)
+	return 1
+}
+
+// broker.client(client_id) -> client table | nil
+func (b *binding) client(L *lua.LState) int {
+	ci, ok := b.k.Client(L.CheckString(1))
+	if !ok {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(clientTable(L, ci))
+	return 1
+}
+
+// broker.kick(client_id [, code [, reason_string]]) -> bool
+func (b *binding) kick(L *lua.LState) int {
+	code := codec.ReasonCode(L.OptInt(2, int(codec.AdministrativeAction)))
+	if !code.ValidFor(codec.DISCONNECT) {
+		L.ArgError(2, "not a DISCONNECT reason code")
+	}
+	L.Push(lua.LBool(b.k.Kick(L.CheckString(1), code, L.OptString(3, ""))))
+	return 1
+}
+
+// broker.configure{max_inflight=, max_queued=, queue_drop="oldest"|"newest", max_qos=}
+func (b *binding) configure(L *lua.LState) int {
+	t := L.CheckTable(1)
+	s := b.k.Settings()
+	var bad string
+	t.ForEach(func(k, v lua.LValue) {
+		n, isNum := v.(lua.LNumber)
+		switch k.String() {
+		case "max_inflight":
+			if !isNum || n < 1 || n > 65535 {
+				bad = "max_inflight must be 1..65535"
+			}
+			s.MaxInflight = int(n)
+		case "max_queued":
+			if !isNum || n < 0 {
+				bad = "max_queued must be >= 0"
+			}
+			s.MaxQueued = int(n)
+		case "queue_drop":
+			switch v.String() {
+			case "oldest":
+				s.DropNewest = false
+			case "newest":
+				s.DropNewest = true
+			default:
+				bad = `queue_drop must be "oldest" or "newest"`
+			}
+		case "max_qos":
+			if !isNum || n < 0 || n > 2 {
+				bad = "max_qos must be 0, 1 or 2"
+			}
+			s.MaxQoS = byte(n)
+		default:
+			bad = "unknown setting " + k.String()
+		}
+	})
+	if bad != "" {
+		L.ArgError(1, bad)
+	}
+	b.k.SetSettings(s)
+	return 0
+}
+
+// broker.stats() -> table of counters
+func (b *binding) stats(L *lua.LState) int {
+	k := b.k
+	t := L.NewTable()
+	for name, v := range map[string]int64{
+		"published": k.Stats.Published.Load(), "delivered": k.Stats.Delivered.Load(),
+		"dropped": k.Stats.Dropped.Load(), "takeovers": k.Stats.Takeovers.Load(), "wills_sent": k.Stats.WillsSent.Load(),
+		"retained": int64(k.RetainedCount()), "subscriptions": int64(k.SubscriptionCount()),
+		"connections": b.vm.Server().Stats.Connections.Load(),
+	} {
+		t.RawSetString(name, lua.LNumber(v))
+	}
+	L.Push(t)
+	return 1
+}
+
+// broker.hash_password(password [, cost]) -> bcrypt hash
+func (b *binding) hashPassword(L *lua.LState) int {
+	h, err := bcrypt.GenerateFromPassword([]byte(L.CheckString(1)), L.OptInt(2, bcrypt.DefaultCost))
+	if err != nil {
+		L.ArgError(1, err.Error())
+	}
+	L.Push(lua.LString(h))
+	return 1
+}
+
+// broker.check_password(hash, password) -> bool
+func (b *binding) checkPassword(L *lua.LState) int {
+	err := bcrypt.CompareHashAndPassword([]byte(L.CheckString(1)), []byte(L.CheckString(2)))
+	L.Push(lua.LBool(err == nil))
+	return 1
+}
+
+// broker.read_passwords(path) -> {user = hash} | nil, err
+// Reads a Mosquitto-style "user:hash" file, relative to the scripts folder.
+func (b *binding) readPasswords(L *lua.LState) int {
+	rel := L.CheckString(1)
+	if filepath.IsAbs(rel) || strings.Contains(rel, "..") {
+		L.ArgError(1, "path must be inside the scripts folder")
+	}
+	data, err := os.ReadFile(filepath.Join(b.vm.Server().Config().Scripts, rel))
+	if err != nil {
+		L.Push(lua.LNil)
+		L.Push(lua.LString(err.Error()))
+		return 2
+	}
+	t := L.NewTable()
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, hash, ok := strings.Cut(line, ":")
+		if !ok || user == "" || hash == "" {
+			L.Push(lua.LNil)
+			L.Push(lua.LString(fmt.Sprintf("%s:%d: want user:hash", rel, i+1)))
+			return 2
+		}
+		t.RawSetString(user, lua.LString(hash))
+	}
+	L.Push(t)
+	return 1
+}
+
+// broker.match(filter, topic) -> bool: MQTT topic matching for scripts.
+func (b *binding) match(L *lua.LState) int {
+	L.Push(lua.LBool(topic.MatchFilter(L.CheckString(1), L.CheckString(2))))
+	return 1
+}

@@ -1,0 +1,275 @@
+package kit
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine"
+)
+
+// Accept makes c's CONNECT a session: it resolves the client identifier,
+// takes over a connection with the same one ([MQTT-3.1.4-2]), starts or
+// resumes the session, sends CONNACK with session present, and re-sends
+// what the session had in flight. It returns whether a session was
+// present. A refused CONNECT (a zero-length client id that cannot be
+// assigned) is answered with the right CONNACK and returns an error.
+func (k *Kit) Accept(c *engine.Conn, p *codec.Packet, batch *engine.Batch) (bool, error) {
+	clientID := p.ClientID
+	if clientID == "" {
+		// [MQTT-3.1.3-6] [MQTT-3.1.3-7] [MQTT-3.1.3-8]: a zero-length id is
+		// assigned one only with clean session; 3.1 has no such rule.
+		if !p.CleanSession || p.ProtocolLevel == codec.V31 {
+			c.SendPacketVia(&codec.Packet{Type: codec.CONNACK, ReasonCode: codec.V311Code(codec.CONNACK, codec.ClientIdentifierNotValid)}, batch)
+			if p.ProtocolLevel == codec.V5 {
+				return false, fmt.Errorf("client identifier not valid")
+			}
+			return false, fmt.Errorf("zero-length client identifier without clean session")
+		}
+		clientID = fmt.Sprintf("auto-%d-%d", c.FD, k.nextAuto.Add(1))
+		c.SetClientID(clientID)
+	}
+	st := &connState{}
+	if w := p.Will; w != nil {
+		st.will = &Message{Topic: w.Topic, Payload: append([]byte(nil), w.Payload...), QoS: w.QoS, Retain: w.Retain, owned: true}
+		if p.ProtocolLevel == codec.V5 {
+			st.will.Props = copyProps(&w.Properties)
+		}
+	}
+
+	k.mu.Lock()
+	s := k.sessions[clientID]
+	var old *engine.Conn
+	var discard *Session
+	present := false
+	if s != nil {
+		old = s.conn.Load()
+		if p.CleanSession || !s.persistent {
+			// [MQTT-3.1.2-6] clean session: discard the previous state.
+			discard = s
+			s = nil
+		} else {
+			present = true // [MQTT-3.2.2-2]
+		}
+	}
+	if s == nil {
+		s = newSession(clientID, !p.CleanSession)
+		k.sessions[clientID] = s
+	}
+	st.sess = s
+	c.Data.Store(st)
+	s.mu.Lock()
+	s.conn.Store(c)
+	k.mu.Unlock()
+	if old != nil && old != c {
+		k.Stats.Takeovers.Add(1)
+		old.Close(engine.CloseTakenOver)
+	}
+	// [MQTT-3.2.0-1] CONNACK first, then whatever the session holds.
+	c.SendPacketVia(&codec.Packet{Type: codec.CONNACK, SessionPresent: present}, batch)
+	if present {
+		s.resumeLocked(k, c, batch)
+	}
+	s.mu.Unlock()
+	if discard != nil {
+		discard.clear(k)
+	}
+	return present, nil
+}
+
+func copyProps(p *codec.Properties) codec.Properties {
+	out := *p
+	out.User = append([]codec.UserProperty(nil), p.User...)
+	out.SubscriptionIDs = nil
+	out.CorrelationData = append([]byte(nil), p.CorrelationData...)
+	return out
+}
+
+// SubscribeResult is what Subscribe did with one filter.
+type SubscribeResult struct {
+	Filter string
+	Code   codec.ReasonCode
+}
+
+// Subscribe adds c's subscriptions, answers with SUBACK, and then sends
+// the retained messages matching each granted filter ([MQTT-3.3.1-6]).
+// codes, if not nil, holds the script's decision per filter: a failure
+// code refuses it, a QoS caps it.
+func (k *Kit) Subscribe(c *engine.Conn, p *codec.Packet, codes []codec.ReasonCode, batch *engine.Batch) []codec.ReasonCode {
+	st := stateOf(c)
+	out := make([]codec.ReasonCode, len(p.Subscriptions))
+	maxQoS := k.Settings().MaxQoS
+	type granted struct {
+		filter string
+		opts   subOpts
+		isNew  bool
+	}
+	var grants []granted
+	var subID uint32
+	if len(p.Properties.SubscriptionIDs) > 0 {
+		subID = p.Properties.SubscriptionIDs[0]
+	}
+	for i, sub := range p.Subscriptions {
+		q := sub.QoS
+		if q > maxQoS {
+			q = maxQoS
+		}
+		if i < len(codes) {
+			if codes[i].IsError() {
+				out[i] = codes[i]
+				continue
+			}
+			if byte(codes[i]) < q {
+				q = byte(codes[i])
+			}
+		}
+		if st == nil {
+			out[i] = codec.UnspecifiedError
+			continue
+		}
+		o := subOpts{QoS: q, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: subID}
+		st.sess.mu.Lock()
+		st.sess.subs[sub.Topic] = o
+		st.sess.mu.Unlock()
+		isNew := k.subs.Add(sub.Topic, st.sess, o) // [MQTT-3.8.4-3] replaces
+		out[i] = codec.ReasonCode(q)
+		grants = append(grants, granted{sub.Topic, o, isNew})
+	}
+	// [MQTT-3.8.4-1] [MQTT-3.8.4-5] one SUBACK, a code per filter in order;
+	// 5.0 failure codes become 0x80 for older clients.
+	wire := out
+	if c.Version() != codec.V5 {
+		wire = make([]codec.ReasonCode, len(out))
+		for i, code := range out {
+			wire[i] = codec.V311Code(codec.SUBACK, code)
+		}
+	}
+	c.SendPacketVia(&codec.Packet{Type: codec.SUBACK, PacketID: p.PacketID, ReasonCodes: wire}, batch)
+	for _, g := range grants {
+		if g.opts.RetainHandling == 2 || (g.opts.RetainHandling == 1 && !g.isNew) {
+			continue // 5.0 §3.8.3.1 retain handling
+		}
+		var msgs []*Message
+		k.retained.Match(g.filter, func(_ string, m *Message) { msgs = append(msgs, m) })
+		sort.Slice(msgs, func(i, j int) bool { return msgs[i].Topic < msgs[j].Topic })
+		for _, m := range msgs {
+			qos := m.QoS
+			if g.opts.QoS < qos {
+				qos = g.opts.QoS
+			}
+			k.deliverRetained(st.sess, c, m, qos, batch)
+		}
+	}
+	return out
+}
+
+// deliverRetained sends a retained message to a new subscription with
+// RETAIN set ([MQTT-3.3.1-8]).
+func (k *Kit) deliverRetained(s *Session, c *engine.Conn, m *Message, qos byte, batch *engine.Batch) {
+	if qos == 0 {
+		p := m.packet(0, true, false, 0)
+		if c.SendPacketVia(&p, batch) == nil {
+			k.Stats.Delivered.Add(1)
+		}
+		return
+	}
+	s.mu.Lock()
+	s.deliverLocked(k, m, qos, true, batch)
+	s.mu.Unlock()
+}
+
+// Unsubscribe removes c's subscriptions and answers with UNSUBACK
+// ([MQTT-3.10.4-4]); 5.0 clients get a code per filter.
+func (k *Kit) Unsubscribe(c *engine.Conn, p *codec.Packet, batch *engine.Batch) {
+	ack := &codec.Packet{Type: codec.UNSUBACK, PacketID: p.PacketID, ReasonCodes: make([]codec.ReasonCode, len(p.Topics))}
+	st := stateOf(c)
+	for i, f := range p.Topics {
+		existed := false
+		if st != nil {
+			st.sess.mu.Lock()
+			_, existed = st.sess.subs[f]
+			delete(st.sess.subs, f)
+			st.sess.mu.Unlock()
+			k.subs.Remove(f, st.sess)
+		}
+		if !existed {
+			ack.ReasonCodes[i] = codec.NoSubscriptionExisted
+		}
+	}
+	c.SendPacketVia(ack, batch)
+}
+
+// ClientInfo describes a session for scripts.
+type ClientInfo struct {
+	ClientID      string
+	FD            int // 0 when offline
+	Connected     bool
+	Persistent    bool
+	Subscriptions map[string]byte
+	Inflight      int
+	Queued        int
+}
+
+// Clients lists every session, sorted by client identifier.
+func (k *Kit) Clients() []ClientInfo {
+	k.mu.Lock()
+	sessions := make([]*Session, 0, len(k.sessions))
+	for _, s := range k.sessions {
+		sessions = append(sessions, s)
+	}
+	k.mu.Unlock()
+	out := make([]ClientInfo, 0, len(sessions))
+	for _, s := range sessions {
+		out = append(out, s.info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ClientID < out[j].ClientID })
+	return out
+}
+
+// Client returns one session's description.
+func (k *Kit) Client(clientID string) (ClientInfo, bool) {
+	k.mu.Lock()
+	s := k.sessions[clientID]
+	k.mu.Unlock()
+	if s == nil {
+		return ClientInfo{}, false
+	}
+	return s.info(), true
+}
+
+func (s *Session) info() ClientInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ci := ClientInfo{ClientID: s.clientID, Persistent: s.persistent, Subscriptions: map[string]byte{},
+		Inflight: len(s.inflight), Queued: len(s.queue)}
+	if c := s.conn.Load(); c != nil {
+		ci.FD, ci.Connected = c.FD, true
+	}
+	for f, o := range s.subs {
+		ci.Subscriptions[f] = o.QoS
+	}
+	return ci
+}
+
+// Kick disconnects the client with this identifier (5.0: DISCONNECT with
+// code) and reports whether it was connected.
+func (k *Kit) Kick(clientID string, code codec.ReasonCode, reason string) bool {
+	k.mu.Lock()
+	s := k.sessions[clientID]
+	k.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	c := s.conn.Load()
+	if c == nil {
+		return false
+	}
+	c.CloseWithCode(engine.CloseScript, code, reason)
+	return true
+}
+
+// RetainedCount returns the number of retained messages.
+func (k *Kit) RetainedCount() int { return k.retained.Len() }
+
+// SubscriptionCount returns the number of subscriptions.
+func (k *Kit) SubscriptionCount() int { return k.subs.Len() }

@@ -1,0 +1,73 @@
+-- Authentication for the default broker.
+--
+-- Users come from a Mosquitto-style password file in this folder (lines
+-- "user:bcrypt-hash"; make one with `broker passwd USER >> scripts/passwd`)
+-- and from the `users` table below. Passwords are only ever stored hashed.
+--
+-- Clients without a user name are anonymous. Like Mosquitto 2, the broker
+-- is secure by default: anonymous clients are accepted only from the
+-- loopback interface. Set `anonymous` to "allow" to accept them from
+-- anywhere, or "deny" to refuse them everywhere.
+
+local auth = {}
+
+auth.password_file = "passwd" -- relative to the scripts folder; may be absent
+auth.users = {
+  -- alice = "$2a$10$...", -- a bcrypt hash, never a plain password
+}
+auth.anonymous = "loopback" -- "loopback", "allow" or "deny"
+
+local function load_users()
+  local users = {}
+  local from_file, err = broker.read_passwords(auth.password_file)
+  if from_file then
+    for user, hash in pairs(from_file) do
+      users[user] = hash
+    end
+  elseif not err:find("no such file") then
+    error("auth: " .. err)
+  end
+  for user, hash in pairs(auth.users) do
+    users[user] = hash
+  end
+  return users
+end
+
+local users = load_users()
+
+local function is_loopback(addr)
+  return addr:find("^127%.") ~= nil or addr:find("^%[::1%]") ~= nil
+end
+
+-- auth.announce logs the policy once at start.
+function auth.announce()
+  local n = 0
+  for _ in pairs(users) do
+    n = n + 1
+  end
+  if auth.anonymous == "loopback" then
+    log.info("anonymous clients are allowed from loopback only; " .. n .. " users configured")
+  else
+    log.info("anonymous clients: " .. auth.anonymous .. "; " .. n .. " users configured")
+  end
+end
+
+-- auth.check(server, fd, data) -> true | false, reason code
+function auth.check(server, fd, data)
+  if data.user_name == nil then
+    if auth.anonymous == "allow" then
+      return true
+    end
+    if auth.anonymous == "loopback" and is_loopback(server:info(fd).remote_addr) then
+      return true
+    end
+    return false, mqtt.NOT_AUTHORIZED -- 0x05 for 3.1.1 clients
+  end
+  local hash = users[data.user_name]
+  if hash and data.password and broker.check_password(hash, data.password) then
+    return true
+  end
+  return false, mqtt.BAD_USER_NAME_OR_PASSWORD -- 0x04 for 3.1.1 clients
+end
+
+return auth
