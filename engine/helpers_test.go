@@ -15,6 +15,8 @@ func startServer(t *testing.T, cfg engine.Config) (*engine.Server, string, *engi
 
 type rawClient = enginetest.Client
 
-func dialRaw(t *testing.T, addr string, level byte) *rawClient { return enginetest.Dial(t, addr, level) }
+func dialRaw(t *testing.T, addr string, level byte) *rawClient {
+	return enginetest.Dial(t, addr, level)
+}
 
 func waitFor(t *testing.T, what string, cond func() bool) { enginetest.WaitFor(t, what, cond) }
