@@ -477,3 +477,83 @@ func TestAuthFailures(t *testing.T) {
 		t.Fatalf("anonymous: want 0x05, got %#x", byte(code))
 	}
 }
+
+func TestOfflineQueueBoundAndDropPolicy(t *testing.T) {
+	for _, policy := range []string{"oldest", "newest"} {
+		t.Run(policy, func(t *testing.T) {
+			_, k, addr := startBroker(t, func(name, src string) string {
+				if name == "main.lua" {
+					return strings.Replace(src, `max_queued = 1000, queue_drop = "oldest"`, `max_queued = 3, queue_drop = "`+policy+`"`, 1)
+				}
+				return src
+			})
+			c := enginetest.Dial(t, addr, codec.V311)
+			c.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "q", KeepAlive: 60})
+			c.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "b", QoS: 1}}})
+			c.Expect(codec.SUBACK)
+			c.Send(&codec.Packet{Type: codec.DISCONNECT})
+			c.ExpectClosed()
+			enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Client("q"); return !ci.Connected })
+			pub := pahoClient(t, addr, "pub", true, nil)
+			for i := 0; i < 5; i++ {
+				wait(t, pub.Publish("b", 1, false, fmt.Sprint(i)))
+			}
+			if k.Stats.Dropped.Load() != 2 {
+				t.Fatalf("dropped %d", k.Stats.Dropped.Load())
+			}
+			c = enginetest.Dial(t, addr, codec.V311)
+			c.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "q", KeepAlive: 60})
+			want := []string{"2", "3", "4"}
+			if policy == "newest" {
+				want = []string{"0", "1", "2"}
+			}
+			for _, w := range want {
+				p := c.Expect(codec.PUBLISH)
+				if string(p.Payload) != w {
+					t.Fatalf("want %s, got %s", w, p.Payload)
+				}
+				c.Send(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID})
+			}
+			c.ExpectNothing(100 * time.Millisecond)
+		})
+	}
+}
+
+// TestInflightWindow: no more than max_inflight unacknowledged messages
+// are outstanding; the rest follow as acknowledgements arrive, in order.
+func TestInflightWindow(t *testing.T) {
+	_, _, addr := startBroker(t, func(name, src string) string {
+		if name == "main.lua" {
+			return strings.Replace(src, "max_inflight = 20", "max_inflight = 2", 1)
+		}
+		return src
+	})
+	c := enginetest.Dial(t, addr, codec.V311)
+	c.Connect("w")
+	c.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "w", QoS: 1}}})
+	c.Expect(codec.SUBACK)
+	pub := pahoClient(t, addr, "pub", true, nil)
+	for i := 0; i < 5; i++ {
+		wait(t, pub.Publish("w", 1, false, fmt.Sprint(i)))
+	}
+	var got []string
+	a := c.Expect(codec.PUBLISH)
+	b := c.Expect(codec.PUBLISH)
+	c.ExpectNothing(100 * time.Millisecond) // window full
+	got = append(got, string(a.Payload), string(b.Payload))
+	ids := map[uint16]bool{a.PacketID: true, b.PacketID: true}
+	c.Send(&codec.Packet{Type: codec.PUBACK, PacketID: a.PacketID})
+	last := b
+	for i := 2; i < 5; i++ {
+		p := c.Expect(codec.PUBLISH)
+		if ids[p.PacketID] && p.PacketID != a.PacketID {
+			t.Fatalf("packet id %d reused while in flight", p.PacketID)
+		}
+		got = append(got, string(p.Payload))
+		c.Send(&codec.Packet{Type: codec.PUBACK, PacketID: last.PacketID})
+		last = p
+	}
+	if strings.Join(got, ",") != "0,1,2,3,4" {
+		t.Fatalf("order %v", got)
+	}
+}

@@ -129,9 +129,16 @@ func (k *Kit) Subscribe(c *engine.Conn, p *codec.Packet, codes []codec.ReasonCod
 		}
 		o := subOpts{QoS: q, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling, SubID: subID}
 		st.sess.mu.Lock()
+		if st.sess.ended {
+			st.sess.mu.Unlock()
+			out[i] = codec.UnspecifiedError
+			continue
+		}
 		st.sess.subs[sub.Topic] = o
+		// [MQTT-3.8.4-3] a subscription to the same filter is replaced.
+		// Added under the session lock so clear cannot miss it.
+		isNew := k.subs.Add(sub.Topic, st.sess, o)
 		st.sess.mu.Unlock()
-		isNew := k.subs.Add(sub.Topic, st.sess, o) // [MQTT-3.8.4-3] replaces
 		out[i] = codec.ReasonCode(q)
 		grants = append(grants, granted{sub.Topic, o, isNew})
 	}

@@ -16,6 +16,9 @@ type Session struct {
 	conn       atomic.Pointer[engine.Conn]
 	mu         sync.Mutex
 	persistent bool
+	// ended is set when the session is discarded; a connection still
+	// finishing a handler must not add to it.
+	ended bool
 
 	subs map[string]subOpts // filter -> options
 
@@ -57,6 +60,7 @@ func (s *Session) ClientID() string { return s.clientID }
 // clear removes the session's subscriptions from the tree.
 func (s *Session) clear(k *Kit) {
 	s.mu.Lock()
+	s.ended = true
 	subs := s.subs
 	s.subs = map[string]subOpts{}
 	s.inflight = map[uint16]*outbound{}
@@ -93,6 +97,9 @@ func (s *Session) window(k *Kit, c *engine.Conn) int {
 
 // deliverLocked sends or queues one QoS 1/2 delivery. mu must be held.
 func (s *Session) deliverLocked(k *Kit, m *Message, qos byte, retain bool, batch *engine.Batch) {
+	if s.ended {
+		return
+	}
 	c := s.conn.Load()
 	if c == nil || len(s.queue) > 0 || len(s.inflight) >= s.window(k, c) {
 		// Keep per-topic order: nothing overtakes what already waits.

@@ -1,0 +1,58 @@
+package kit_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/enginetest"
+	"github.com/mqttlua/broker/engine/kit"
+)
+
+// TestScriptAPI drives broker.publish, broker.clients, broker.kick and
+// broker.stats from testdata/admin/main.lua.
+func TestScriptAPI(t *testing.T) {
+	k := kit.New(nil)
+	_, addr, logs := enginetest.Start(t, engine.Config{Scripts: filepath.Join("testdata", "admin"), Modules: []engine.Module{k}})
+	admin := enginetest.Dial(t, addr, codec.V311)
+	admin.Connect("admin")
+	admin.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "admin/result"}, {Topic: "news/#", QoS: 1}}})
+	admin.Expect(codec.SUBACK)
+	victim := enginetest.Dial(t, addr, codec.V5)
+	victim.Connect("victim")
+
+	ask := func(cmd, msg string) string {
+		t.Helper()
+		admin.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "admin/" + cmd, Payload: []byte(msg)})
+		for {
+			p := admin.Expect(codec.PUBLISH)
+			if p.QoS > 0 {
+				admin.Send(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID})
+			}
+			if p.Topic == "admin/result" {
+				return string(p.Payload)
+			}
+		}
+	}
+	if got := ask("publish", "today"); got != "reached 1" {
+		t.Fatalf("publish: %q\n%s", got, logs)
+	}
+	if got := ask("clients", ""); got != "admin+[admin/result@0,news/#@1] victim+[]" {
+		t.Fatalf("clients: %q", got)
+	}
+	if got := ask("stats", ""); got != "1 2" {
+		t.Fatalf("stats: %q", got)
+	}
+	if got := ask("kick", "victim"); got != "true" {
+		t.Fatalf("kick: %q", got)
+	}
+	d := victim.Expect(codec.DISCONNECT)
+	if d.ReasonCode != codec.AdministrativeAction || d.Properties.ReasonString != "bye" {
+		t.Fatalf("kick: %+v", d)
+	}
+	victim.ExpectClosed()
+	if got := ask("kick", "nobody"); got != "false" {
+		t.Fatalf("kick nobody: %q", got)
+	}
+}
