@@ -542,6 +542,9 @@ func (p *Properties) size() int {
 	return n
 }
 
+// Check validates properties for a packet of type t, as encoding does.
+func (p *Properties) Check(t Type) error { return p.check(t, "properties") }
+
 // check validates properties before encoding them into a packet of type t.
 func (p *Properties) check(t Type, field string) error {
 	if p.Empty() {

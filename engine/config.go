@@ -32,6 +32,15 @@ type Config struct {
 	// MaxOutbound bounds a connection's queued outbound bytes (default
 	// 4 MiB); past it the connection is closed as a slow consumer.
 	MaxOutbound int
+	// TopicAliasMaximum is the highest topic alias MQTT 5 clients may use
+	// towards the server (default 10; 0 disables inbound aliases).
+	TopicAliasMaximum int
+	// ReceiveMaximum is how many QoS 2 PUBLISHes an MQTT 5 client may have
+	// unreleased at once (default 1024); more is DISCONNECT 0x93.
+	ReceiveMaximum int
+	// MaxKeepAlive caps the keep alive of MQTT 5 clients; the cap is
+	// announced as Server Keep Alive (0: no cap).
+	MaxKeepAlive int
 	// Callbacks maps packet types to the names of their handlers; types
 	// not listed use the Simps names (onMqConnect, ...).
 	Callbacks map[codec.Type]string
@@ -78,6 +87,14 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.MaxOutbound <= 0 {
 		out.MaxOutbound = 4 << 20
+	}
+	if out.TopicAliasMaximum == 0 {
+		out.TopicAliasMaximum = 10
+	} else if out.TopicAliasMaximum < 0 {
+		out.TopicAliasMaximum = 0
+	}
+	if out.ReceiveMaximum <= 0 {
+		out.ReceiveMaximum = 1024
 	}
 	cb := map[codec.Type]string{}
 	for t, n := range DefaultCallbacks {

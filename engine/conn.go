@@ -26,7 +26,18 @@ type Conn struct {
 	username  atomic.Pointer[string] // nil: CONNECT had no user name
 	keepAlive atomic.Int64           // read deadline in ns, 0: none
 
+	// MQTT 5 limits from the client's CONNECT, set under mu when it
+	// arrives.
+	maxPacketOut    int    // Maximum Packet Size, 0: protocol maximum
+	topicAliasOut   uint16 // Topic Alias Maximum for server-to-client aliases
+	receiveMax      uint16 // Receive Maximum, 0: none given (65535)
+	serverKeepAlive uint16 // Server Keep Alive to announce, 0: none
+	sessionExpiry   uint32 // Session Expiry Interval of CONNECT
+	droppedTooLarge atomic.Int64
+
 	// Reader-goroutine state.
+	aliasIn        map[uint16]string // client-to-server topic aliases
+	disconnect     *codec.Packet     // the client's DISCONNECT, if any
 	batch          Batch
 	connected      bool
 	gotDisconnect  bool
@@ -176,12 +187,41 @@ func (c *Conn) SendPacketVia(p *codec.Packet, batch *Batch) error {
 	if v == 0 {
 		v = codec.V311
 	}
+	if p.Type == codec.CONNACK && v == codec.V5 && p.ReasonCode == 0 {
+		p = c.decorateConnack(p)
+	}
 	err := c.AppendVia(func(dst []byte) ([]byte, error) { return p.Append(dst, v) }, batch)
 	if err == nil && p.Type == codec.CONNACK && p.ReasonCode != 0 {
 		c.Close(CloseConnectRefused)
 	}
 	return err
 }
+
+// decorateConnack adds to a successful 5.0 CONNACK the limits the engine
+// enforces, unless the sender set them: Receive Maximum, Topic Alias
+// Maximum, Maximum Packet Size and Server Keep Alive.
+func (c *Conn) decorateConnack(p *codec.Packet) *codec.Packet {
+	d := *p
+	pr := &d.Properties
+	cfg := &c.srv.cfg
+	if !pr.Has(codec.PropReceiveMaximum) && cfg.ReceiveMaximum < 65535 {
+		pr.SetUint(codec.PropReceiveMaximum, uint32(cfg.ReceiveMaximum))
+	}
+	if !pr.Has(codec.PropTopicAliasMaximum) && cfg.TopicAliasMaximum > 0 {
+		pr.SetUint(codec.PropTopicAliasMaximum, uint32(cfg.TopicAliasMaximum))
+	}
+	if !pr.Has(codec.PropMaximumPacketSize) && cfg.MaxPacketSize < codec.MaxPacketSize {
+		pr.SetUint(codec.PropMaximumPacketSize, uint32(cfg.MaxPacketSize))
+	}
+	if !pr.Has(codec.PropServerKeepAlive) && c.serverKeepAlive > 0 {
+		pr.SetUint(codec.PropServerKeepAlive, uint32(c.serverKeepAlive))
+	}
+	return &d
+}
+
+// ErrTooLarge is returned when a packet exceeds the client's Maximum Packet
+// Size; it is dropped, counted, and the connection stays open.
+var ErrTooLarge = errors.New("too large")
 
 // AppendVia lets enc append encoded packets to the connection's outbound
 // queue, under its lock, so that fan-out encodes straight into the queue
@@ -199,6 +239,14 @@ func (c *Conn) AppendVia(enc func(dst []byte) ([]byte, error), batch *Batch) err
 		c.out = out[:n]
 		c.mu.Unlock()
 		return err
+	}
+	if c.maxPacketOut > 0 && len(out)-n > c.maxPacketOut {
+		// 5.0 [MQTT-3.1.2-25]: never send more than the client accepts.
+		c.out = out[:n]
+		c.mu.Unlock()
+		c.droppedTooLarge.Add(1)
+		c.srv.Stats.DroppedTooLarge.Add(1)
+		return ErrTooLarge
 	}
 	if len(out) > c.srv.cfg.MaxOutbound {
 		c.out = out[:n]
@@ -447,14 +495,43 @@ func (c *Conn) handle(p *codec.Packet) {
 		return
 	case codec.CONNECT:
 		c.connected = true
-		c.version.Store(uint32(p.ProtocolLevel))
 		c.SetClientID(p.ClientID)
 		if p.UsernameFlag {
 			u := p.Username
 			c.username.Store(&u)
 		}
-		c.SetKeepAlive(int(p.KeepAlive))
+		ka := int(p.KeepAlive)
+		if p.ProtocolLevel == codec.V5 {
+			pr := &p.Properties
+			c.mu.Lock()
+			c.maxPacketOut = int(pr.MaximumPacketSize)
+			c.topicAliasOut = pr.TopicAliasMaximum
+			c.receiveMax = pr.ReceiveMaximum
+			c.sessionExpiry = pr.SessionExpiry
+			c.mu.Unlock()
+			if max := c.srv.cfg.MaxKeepAlive; max > 0 && (ka == 0 || ka > max) {
+				// 5.0 §3.2.2.3.14: the server's keep alive replaces the
+				// client's and is announced in CONNACK.
+				ka = max
+				c.serverKeepAlive = uint16(max)
+			}
+		}
+		c.version.Store(uint32(p.ProtocolLevel))
+		c.SetKeepAlive(ka)
+	case codec.PUBLISH:
+		if c.Version() == codec.V5 && !c.resolveAlias(p) {
+			return
+		}
 	case codec.DISCONNECT:
+		if c.Version() == codec.V5 && p.Properties.Has(codec.PropSessionExpiry) && c.sessionExpiry == 0 && p.Properties.SessionExpiry != 0 {
+			// 5.0 §3.14.2.2.2: a session that was to end at disconnect
+			// cannot be extended by DISCONNECT.
+			c.CloseWithCode(CloseProtocolError, codec.ProtocolError, "session expiry interval was 0 in CONNECT")
+			return
+		}
+		d := *p
+		d.Properties.User = nil
+		c.disconnect = &d
 		// [MQTT-3.14.4-3] the will is discarded, unless a 5.0 client asks
 		// for it with 0x04.
 		c.gotDisconnect = true
@@ -462,6 +539,79 @@ func (c *Conn) handle(p *codec.Packet) {
 	}
 	c.srv.dispatch(c, p)
 }
+
+// resolveAlias applies a 5.0 topic alias (5.0 §3.3.2.3.4): a topic with an
+// alias sets it, an empty topic uses it. The alias property is removed, so
+// scripts and subscribers see the full topic. It closes the connection and
+// returns false for an alias out of range or not set.
+func (c *Conn) resolveAlias(p *codec.Packet) bool {
+	if !p.Properties.Has(codec.PropTopicAlias) {
+		return true
+	}
+	a := p.Properties.TopicAlias
+	if int(a) > c.srv.cfg.TopicAliasMaximum {
+		// [MQTT-3.3.2-9] / 5.0 §3.3.2.3.4: greater than the maximum.
+		c.CloseWithCode(CloseProtocolError, codec.TopicAliasInvalid, "topic alias above the maximum")
+		return false
+	}
+	if p.Topic != "" {
+		if c.aliasIn == nil {
+			c.aliasIn = map[uint16]string{}
+		}
+		c.aliasIn[a] = p.Topic
+	} else if t, ok := c.aliasIn[a]; ok {
+		p.Topic = t
+	} else {
+		c.CloseWithCode(CloseProtocolError, codec.ProtocolError, "topic alias not set")
+		return false
+	}
+	p.Properties.Clear(codec.PropTopicAlias)
+	return true
+}
+
+// MaxPacketOut returns the client's Maximum Packet Size (0: no limit
+// beyond the protocol's).
+func (c *Conn) MaxPacketOut() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.maxPacketOut
+}
+
+// MaxPacketOutLocked is MaxPacketOut for code running inside AppendVia's
+// encoder, which holds the connection's lock.
+func (c *Conn) MaxPacketOutLocked() int { return c.maxPacketOut }
+
+// TopicAliasMaximum returns the highest topic alias the server may use
+// towards the client (0: none).
+func (c *Conn) TopicAliasMaximum() uint16 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.topicAliasOut
+}
+
+// ReceiveMaximum returns the client's Receive Maximum (65535 when not given).
+func (c *Conn) ReceiveMaximum() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.receiveMax == 0 {
+		return 65535
+	}
+	return int(c.receiveMax)
+}
+
+// SessionExpiry returns the Session Expiry Interval of the CONNECT, or of
+// the client's DISCONNECT when it changed it. For the connection's own
+// goroutine and ConnClosed.
+func (c *Conn) SessionExpiry() uint32 {
+	if d := c.disconnect; d != nil && d.Properties.Has(codec.PropSessionExpiry) {
+		return d.Properties.SessionExpiry
+	}
+	return c.sessionExpiry
+}
+
+// DroppedTooLarge returns how many packets were not sent because they
+// exceeded the client's Maximum Packet Size.
+func (c *Conn) DroppedTooLarge() int64 { return c.droppedTooLarge.Load() }
 
 // finish runs once when the reader stops: it waits for the writer, removes
 // the connection, and tells the script and the modules.

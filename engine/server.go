@@ -45,6 +45,7 @@ type Stats struct {
 	Refused          atomic.Int64 // connections past MaxConnections
 	PacketsIn        atomic.Int64
 	SlowConsumers    atomic.Int64
+	DroppedTooLarge  atomic.Int64 // packets over a client's Maximum Packet Size
 	ScriptErrors     atomic.Int64
 	Closes           [len(closeReasonNames)]atomic.Int64
 }

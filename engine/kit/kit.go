@@ -19,6 +19,7 @@ package kit
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
@@ -41,6 +42,9 @@ type Settings struct {
 	DropNewest bool
 	// MaxQoS is the highest QoS granted to subscriptions.
 	MaxQoS byte
+	// MaxSessionExpiry caps the Session Expiry Interval MQTT 5 clients ask
+	// for, in seconds (0: no cap).
+	MaxSessionExpiry uint32
 }
 
 // DefaultSettings are those of Mosquitto's defaults.
@@ -48,12 +52,15 @@ var DefaultSettings = Settings{MaxInflight: 20, MaxQueued: 1000, MaxQoS: 2}
 
 // Stats are the kit's counters.
 type Stats struct {
-	Published atomic.Int64 // messages routed
-	Delivered atomic.Int64 // deliveries queued to connections
-	Dropped   atomic.Int64 // messages dropped from full session queues
-	NoSession atomic.Int64 // QoS 0 deliveries to offline clients, not kept
-	Takeovers atomic.Int64
-	WillsSent atomic.Int64
+	Published     atomic.Int64 // messages routed
+	Delivered     atomic.Int64 // deliveries queued to connections
+	Dropped       atomic.Int64 // messages dropped from full session queues
+	NoSession     atomic.Int64 // QoS 0 deliveries to offline clients, not kept
+	Expired       atomic.Int64 // 5.0 messages past their expiry, not delivered
+	Redistributed atomic.Int64 // shared-subscription messages moved to another member
+	Takeovers     atomic.Int64
+	WillsSent     atomic.Int64
+	SessionsEnded atomic.Int64 // persistent sessions that expired
 }
 
 // Kit is the broker kit. It implements engine.Module and
@@ -70,6 +77,13 @@ type Kit struct {
 	retained *topic.Retained[*Message]
 	nextAuto atomic.Int64
 
+	// Shared subscriptions: groups by name and filter, and a tree of
+	// their filters. shareMu guards shares and is taken before a
+	// group's own lock.
+	shareMu   sync.Mutex
+	shares    map[string]*shareGroup
+	shareTree *topic.Tree[*shareGroup, struct{}]
+
 	// Stats are the kit's counters.
 	Stats Stats
 }
@@ -80,10 +94,12 @@ func New(log *logrus.Logger) *Kit {
 		log = logrus.New()
 	}
 	k := &Kit{
-		log:      log,
-		sessions: map[string]*Session{},
-		subs:     topic.NewTree[*Session, subOpts](),
-		retained: topic.NewRetained[*Message](),
+		log:       log,
+		sessions:  map[string]*Session{},
+		subs:      topic.NewTree[*Session, subOpts](),
+		retained:  topic.NewRetained[*Message](),
+		shares:    map[string]*shareGroup{},
+		shareTree: topic.NewTree[*shareGroup, struct{}](),
 	}
 	s := DefaultSettings
 	k.settings.Store(&s)
@@ -110,6 +126,15 @@ type Message struct {
 	Props codec.Properties
 	// owned is set once Payload no longer aliases a read buffer.
 	owned bool
+	// expireAt is when a 5.0 message with a Message Expiry Interval
+	// expires (UnixNano), 0 for never.
+	expireAt int64
+}
+
+// expired reports whether the message's lifetime has passed
+// ([MQTT-3.3.2-5]: it is then not delivered).
+func (m *Message) expired(now time.Time) bool {
+	return m.expireAt != 0 && now.UnixNano() >= m.expireAt
 }
 
 // own makes the message safe to keep past the handler that routed it.
@@ -138,6 +163,10 @@ type subOpts struct {
 type connState struct {
 	sess *Session
 	will *Message
+	// Server-to-client topic aliases, guarded by the connection's lock
+	// (only touched inside engine.Conn.AppendVia).
+	aliasOut  map[string]uint16
+	nextAlias uint16
 }
 
 func stateOf(c *engine.Conn) *connState {
@@ -145,16 +174,13 @@ func stateOf(c *engine.Conn) *connState {
 	return st
 }
 
-// ConnClosed publishes the will of an abnormally lost connection
-// ([MQTT-3.1.2-8]) and ends or parks its session.
+// ConnClosed handles the end of a connection: the will of an abnormally
+// lost connection is published ([MQTT-3.1.2-8]), at once or after its 5.0
+// Will Delay Interval; the session ends, or is kept until it expires.
 func (k *Kit) ConnClosed(c *engine.Conn, reason engine.CloseReason) {
 	st := stateOf(c)
 	if st == nil {
 		return
-	}
-	if st.will != nil && reason.Abnormal() {
-		k.Stats.WillsSent.Add(1)
-		k.route(st.will, nil, nil)
 	}
 	s := st.sess
 	k.mu.Lock()
@@ -163,17 +189,108 @@ func (k *Kit) ConnClosed(c *engine.Conn, reason engine.CloseReason) {
 		// Taken over: the session lives on with its new connection.
 		s.mu.Unlock()
 		k.mu.Unlock()
+		if st.will != nil && reason.Abnormal() {
+			k.sendWill(st.will)
+		}
 		return
 	}
 	s.conn.Store(nil)
-	ended := !s.persistent
+	expiry := s.expiry
+	if c.Version() == codec.V5 {
+		// The client's DISCONNECT may have changed it (5.0 §3.14.2.2.2).
+		expiry = capExpiry(k, c.SessionExpiry())
+		s.expiry = expiry
+	}
+	ended := !s.persistent || expiry == 0
 	if ended && k.sessions[s.clientID] == s {
 		delete(k.sessions, s.clientID)
 	}
+	var will *Message
+	var delay time.Duration
+	if st.will != nil && reason.Abnormal() {
+		will = st.will
+		if will.Props.Has(codec.PropWillDelay) {
+			delay = time.Duration(will.Props.WillDelay) * time.Second
+		}
+	}
+	gen := s.gen
+	var orphans []delivery
+	if !ended {
+		// Queued shared-subscription messages go to a connected member.
+		orphans = s.sharedOrphansLocked(false)
+		if delay > 0 || expiry != neverExpire {
+			// 5.0 §3.1.3.2.2: the will goes when its delay passes or the
+			// session ends, whichever is first.
+			wait := expiry
+			if will != nil && delay < wait {
+				wait = delay
+			}
+			s.timer = time.AfterFunc(wait, func() { k.sessionTimer(s, gen, will) })
+			will = nil
+		}
+	}
 	s.mu.Unlock()
 	k.mu.Unlock()
+	if will != nil {
+		k.sendWill(will)
+	}
 	if ended {
 		// [MQTT-3.1.2-6] a clean session ends with the connection.
 		s.clear(k)
 	}
+	k.redistribute(orphans)
+}
+
+// sessionTimer fires for a disconnected session: it sends the pending
+// will, and ends the session once it has expired.
+func (k *Kit) sessionTimer(s *Session, gen uint64, will *Message) {
+	k.mu.Lock()
+	s.mu.Lock()
+	if s.gen != gen || s.ended {
+		// The client came back (5.0: its will is not sent) or it ended.
+		s.mu.Unlock()
+		k.mu.Unlock()
+		return
+	}
+	delay := time.Duration(0)
+	if will != nil && will.Props.Has(codec.PropWillDelay) {
+		delay = time.Duration(will.Props.WillDelay) * time.Second
+	}
+	expired := will == nil || s.expiry <= delay
+	if expired && k.sessions[s.clientID] == s {
+		delete(k.sessions, s.clientID)
+	}
+	if !expired && s.expiry != neverExpire {
+		// The will was due first; the session lives until its expiry.
+		gen := s.gen
+		s.timer = time.AfterFunc(s.expiry-delay, func() { k.sessionTimer(s, gen, nil) })
+	}
+	s.mu.Unlock()
+	k.mu.Unlock()
+	if will != nil {
+		k.sendWill(will)
+	}
+	if expired {
+		k.Stats.SessionsEnded.Add(1)
+		s.clear(k)
+	}
+}
+
+func (k *Kit) sendWill(w *Message) {
+	k.Stats.WillsSent.Add(1)
+	m := *w
+	m.Props.Clear(codec.PropWillDelay) // not a PUBLISH property
+	k.route(&m, nil, nil)
+}
+
+// capExpiry converts a 5.0 Session Expiry Interval to a duration, capped
+// by the settings; 0xFFFFFFFF means never.
+func capExpiry(k *Kit, sec uint32) time.Duration {
+	if max := k.Settings().MaxSessionExpiry; max > 0 && sec > max {
+		sec = max
+	}
+	if sec == 0xFFFFFFFF {
+		return neverExpire
+	}
+	return time.Duration(sec) * time.Second
 }

@@ -62,10 +62,24 @@ func closed(L *lua.LState) int {
 	return 2
 }
 
-// broker.accept(fd, data) -> session_present | nil, err
+// broker.accept(fd, data [, connack_properties]) -> session_present | nil, err
 func (b *binding) accept(L *lua.LState) int {
 	c := b.conn(L, 1)
 	t := L.CheckTable(2)
+	var extra *codec.Properties
+	if pt, ok := L.Get(3).(*lua.LTable); ok {
+		extra = &codec.Properties{}
+		v, err := engine.FromLua(pt)
+		if err == nil {
+			err = codec.PropertiesFromMap(v, extra, "properties")
+		}
+		if err == nil {
+			err = extra.Check(codec.CONNACK)
+		}
+		if err != nil {
+			L.ArgError(3, err.Error())
+		}
+	}
 	if c == nil {
 		return closed(L)
 	}
@@ -76,7 +90,7 @@ func (b *binding) accept(L *lua.LState) int {
 	if p.ProtocolLevel == 0 {
 		p.ProtocolLevel = c.Version()
 	}
-	present, err := b.k.Accept(c, p, b.vm.Batch())
+	present, err := b.k.Accept(c, p, extra, b.vm.Batch())
 	if err != nil {
 		L.Push(lua.LNil)
 		L.Push(lua.LString(err.Error()))

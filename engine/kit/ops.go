@@ -3,6 +3,7 @@ package kit
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
@@ -10,31 +11,40 @@ import (
 
 // Accept makes c's CONNECT a session: it resolves the client identifier,
 // takes over a connection with the same one ([MQTT-3.1.4-2]), starts or
-// resumes the session, sends CONNACK with session present, and re-sends
-// what the session had in flight. It returns whether a session was
-// present. A refused CONNECT (a zero-length client id that cannot be
-// assigned) is answered with the right CONNACK and returns an error.
-func (k *Kit) Accept(c *engine.Conn, p *codec.Packet, batch *engine.Batch) (bool, error) {
+// resumes the session, sends CONNACK with session present (and, for 5.0,
+// the properties describing the server, plus extra from the script), and
+// re-sends what the session had in flight. It returns whether a session
+// was present. A CONNECT it must refuse (a zero-length client id that
+// cannot be assigned) is answered with the right CONNACK and an error.
+func (k *Kit) Accept(c *engine.Conn, p *codec.Packet, extra *codec.Properties, batch *engine.Batch) (bool, error) {
+	v5 := p.ProtocolLevel == codec.V5
 	clientID := p.ClientID
+	assigned := false
 	if clientID == "" {
-		// [MQTT-3.1.3-6] [MQTT-3.1.3-7] [MQTT-3.1.3-8]: a zero-length id is
-		// assigned one only with clean session; 3.1 has no such rule.
-		if !p.CleanSession || p.ProtocolLevel == codec.V31 {
-			c.SendPacketVia(&codec.Packet{Type: codec.CONNACK, ReasonCode: codec.V311Code(codec.CONNACK, codec.ClientIdentifierNotValid)}, batch)
-			if p.ProtocolLevel == codec.V5 {
-				return false, fmt.Errorf("client identifier not valid")
-			}
+		// 3.1.1 [MQTT-3.1.3-6] [MQTT-3.1.3-7] [MQTT-3.1.3-8]: a zero-length
+		// id gets one only with clean session; 3.1 never; 5.0 always
+		// ([MQTT-3.1.3-6] in 5.0, with Assigned Client Identifier).
+		if p.ProtocolLevel == codec.V31 || (!v5 && !p.CleanSession) {
+			c.SendPacketVia(&codec.Packet{Type: codec.CONNACK, ReasonCode: codec.V3IdentifierRejected}, batch)
 			return false, fmt.Errorf("zero-length client identifier without clean session")
 		}
 		clientID = fmt.Sprintf("auto-%d-%d", c.FD, k.nextAuto.Add(1))
 		c.SetClientID(clientID)
+		assigned = true
 	}
 	st := &connState{}
 	if w := p.Will; w != nil {
 		st.will = &Message{Topic: w.Topic, Payload: append([]byte(nil), w.Payload...), QoS: w.QoS, Retain: w.Retain, owned: true}
-		if p.ProtocolLevel == codec.V5 {
+		if v5 {
 			st.will.Props = copyProps(&w.Properties)
 		}
+	}
+	persistent, expiry := !p.CleanSession, neverExpire
+	if v5 {
+		// 5.0: Clean Start only discards an old session; the Session
+		// Expiry Interval decides how long this one lasts.
+		expiry = capExpiry(k, p.Properties.SessionExpiry)
+		persistent = expiry > 0
 	}
 
 	k.mu.Lock()
@@ -44,8 +54,8 @@ func (k *Kit) Accept(c *engine.Conn, p *codec.Packet, batch *engine.Batch) (bool
 	present := false
 	if s != nil {
 		old = s.conn.Load()
-		if p.CleanSession || !s.persistent {
-			// [MQTT-3.1.2-6] clean session: discard the previous state.
+		if p.CleanSession || (!v5 && !s.persistent) {
+			// [MQTT-3.1.2-6] / 5.0 [MQTT-3.1.2-4]: discard the old state.
 			discard = s
 			s = nil
 		} else {
@@ -53,20 +63,43 @@ func (k *Kit) Accept(c *engine.Conn, p *codec.Packet, batch *engine.Batch) (bool
 		}
 	}
 	if s == nil {
-		s = newSession(clientID, !p.CleanSession)
+		s = newSession(clientID, persistent, expiry)
 		k.sessions[clientID] = s
 	}
 	st.sess = s
 	c.Data.Store(st)
 	s.mu.Lock()
+	s.persistent, s.expiry = persistent, expiry
+	s.gen++ // cancels a pending will and the expiry of the old connection
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
 	s.conn.Store(c)
 	k.mu.Unlock()
 	if old != nil && old != c {
 		k.Stats.Takeovers.Add(1)
 		old.Close(engine.CloseTakenOver)
 	}
+	ack := &codec.Packet{Type: codec.CONNACK, SessionPresent: present}
+	if v5 {
+		pr := &ack.Properties
+		if extra != nil {
+			*pr = copyProps(extra)
+		}
+		if assigned {
+			pr.SetString(codec.PropAssignedClientID, clientID)
+		}
+		if max := k.Settings().MaxQoS; max < 2 {
+			pr.SetUint(codec.PropMaximumQoS, uint32(max))
+		}
+		if expiry != neverExpire && uint32(expiry/time.Second) != p.Properties.SessionExpiry {
+			// 5.0 §3.2.2.3.2: the server's cap replaces the client's.
+			pr.SetUint(codec.PropSessionExpiry, uint32(expiry/time.Second))
+		}
+	}
 	// [MQTT-3.2.0-1] CONNACK first, then whatever the session holds.
-	c.SendPacketVia(&codec.Packet{Type: codec.CONNACK, SessionPresent: present}, batch)
+	c.SendPacketVia(ack, batch)
 	if present {
 		s.resumeLocked(k, c, batch)
 	}
@@ -137,7 +170,7 @@ func (k *Kit) Subscribe(c *engine.Conn, p *codec.Packet, codes []codec.ReasonCod
 		st.sess.subs[sub.Topic] = o
 		// [MQTT-3.8.4-3] a subscription to the same filter is replaced.
 		// Added under the session lock so clear cannot miss it.
-		isNew := k.subs.Add(sub.Topic, st.sess, o)
+		isNew := k.addSub(sub.Topic, st.sess, o)
 		st.sess.mu.Unlock()
 		out[i] = codec.ReasonCode(q)
 		grants = append(grants, granted{sub.Topic, o, isNew})
@@ -152,19 +185,27 @@ func (k *Kit) Subscribe(c *engine.Conn, p *codec.Packet, codes []codec.ReasonCod
 		}
 	}
 	c.SendPacketVia(&codec.Packet{Type: codec.SUBACK, PacketID: p.PacketID, ReasonCodes: wire}, batch)
+	now := time.Now()
 	for _, g := range grants {
 		if g.opts.RetainHandling == 2 || (g.opts.RetainHandling == 1 && !g.isNew) {
 			continue // 5.0 §3.8.3.1 retain handling
+		}
+		if _, _, shared := splitShare(g.filter); shared {
+			continue // 5.0 §4.8.2: no retained messages for shared subscriptions
 		}
 		var msgs []*Message
 		k.retained.Match(g.filter, func(_ string, m *Message) { msgs = append(msgs, m) })
 		sort.Slice(msgs, func(i, j int) bool { return msgs[i].Topic < msgs[j].Topic })
 		for _, m := range msgs {
-			qos := m.QoS
-			if g.opts.QoS < qos {
-				qos = g.opts.QoS
+			if m.expired(now) {
+				k.retained.Delete(m.Topic)
+				continue
 			}
-			k.deliverRetained(st.sess, c, m, qos, batch)
+			d := delivery{msg: m, qos: min(m.QoS, g.opts.QoS), retain: true}
+			if g.opts.SubID != 0 {
+				d.subIDs = []uint32{g.opts.SubID}
+			}
+			k.deliverRetained(st.sess, c, d, batch)
 		}
 	}
 	return out
@@ -172,16 +213,15 @@ func (k *Kit) Subscribe(c *engine.Conn, p *codec.Packet, codes []codec.ReasonCod
 
 // deliverRetained sends a retained message to a new subscription with
 // RETAIN set ([MQTT-3.3.1-8]).
-func (k *Kit) deliverRetained(s *Session, c *engine.Conn, m *Message, qos byte, batch *engine.Batch) {
-	if qos == 0 {
-		p := m.packet(0, true, false, 0)
-		if c.SendPacketVia(&p, batch) == nil {
+func (k *Kit) deliverRetained(s *Session, c *engine.Conn, d delivery, batch *engine.Batch) {
+	if d.qos == 0 {
+		if k.send(c, d, false, 0, nil, batch) == nil {
 			k.Stats.Delivered.Add(1)
 		}
 		return
 	}
 	s.mu.Lock()
-	s.deliverLocked(k, m, qos, true, batch)
+	s.deliverLocked(k, d, batch)
 	s.mu.Unlock()
 }
 
@@ -197,7 +237,7 @@ func (k *Kit) Unsubscribe(c *engine.Conn, p *codec.Packet, batch *engine.Batch) 
 			_, existed = st.sess.subs[f]
 			delete(st.sess.subs, f)
 			st.sess.mu.Unlock()
-			k.subs.Remove(f, st.sess)
+			k.removeSub(f, st.sess)
 		}
 		if !existed {
 			ack.ReasonCodes[i] = codec.NoSubscriptionExisted

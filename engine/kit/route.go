@@ -1,17 +1,22 @@
 package kit
 
 import (
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
 )
 
 // target is one session a message goes to, at the highest QoS of its
-// matching subscriptions ([MQTT-3.3.5-1]).
+// matching subscriptions ([MQTT-3.3.5-1]), with all their subscription
+// identifiers (5.0 §3.3.4).
 type target struct {
-	s    *Session
-	opts subOpts
+	s      *Session
+	opts   subOpts
+	subIDs []uint32
+	share  *shareGroup
 }
 
 // routeScratch is reused across routings to keep the hot path free of
@@ -19,6 +24,7 @@ type target struct {
 type routeScratch struct {
 	targets []target
 	index   map[*Session]int
+	groups  []*shareGroup
 	pkt     codec.Packet
 	fanout  codec.Fanout
 }
@@ -32,6 +38,9 @@ var scratchPool = sync.Pool{New: func() any { return &routeScratch{index: map[*S
 // message went to.
 func (k *Kit) route(m *Message, from *engine.Conn, batch *engine.Batch) int {
 	k.Stats.Published.Add(1)
+	if m.Props.Has(codec.PropMessageExpiry) && m.expireAt == 0 {
+		m.expireAt = time.Now().Add(time.Duration(m.Props.MessageExpiry) * time.Second).UnixNano()
+	}
 	if m.Retain {
 		if len(m.Payload) == 0 {
 			// [MQTT-3.3.1-10] an empty retained message clears the topic.
@@ -50,11 +59,31 @@ func (k *Kit) route(m *Message, from *engine.Conn, batch *engine.Batch) int {
 				t.opts.QoS = o.QoS
 			}
 			t.opts.RetainAsPublished = t.opts.RetainAsPublished || o.RetainAsPublished
+			t.opts.NoLocal = t.opts.NoLocal && o.NoLocal
+			if o.SubID != 0 {
+				t.subIDs = append(t.subIDs, o.SubID)
+			}
 			return
 		}
 		sc.index[s] = len(sc.targets)
-		sc.targets = append(sc.targets, target{s, o})
+		t := target{s: s, opts: o}
+		if o.SubID != 0 {
+			t.subIDs = []uint32{o.SubID}
+		}
+		sc.targets = append(sc.targets, t)
 	})
+	// 5.0 §4.8.2: each shared subscription group gets one copy, for one
+	// of its members.
+	k.shareTree.Match(m.Topic, func(g *shareGroup, _ struct{}) { sc.groups = append(sc.groups, g) })
+	for _, g := range sc.groups {
+		if s, o, ok := g.pick(nil); ok {
+			t := target{s: s, opts: o, share: g}
+			if o.SubID != 0 {
+				t.subIDs = []uint32{o.SubID}
+			}
+			sc.targets = append(sc.targets, t)
+		}
+	}
 	if len(sc.targets) > 0 {
 		sc.pkt = m.packet(m.QoS, false, false, 0)
 		sc.fanout.Reset(&sc.pkt)
@@ -64,7 +93,10 @@ func (k *Kit) route(m *Message, from *engine.Conn, batch *engine.Batch) int {
 	for i := range sc.targets {
 		sc.targets[i] = target{}
 	}
-	sc.targets = sc.targets[:0]
+	for i := range sc.groups {
+		sc.groups[i] = nil
+	}
+	sc.targets, sc.groups = sc.targets[:0], sc.groups[:0]
 	clear(sc.index)
 	sc.pkt = codec.Packet{}
 	sc.fanout.Reset(nil)
@@ -83,32 +115,217 @@ func (k *Kit) fanOut(m *Message, from *engine.Conn, sc *routeScratch, batch *eng
 		if t.opts.NoLocal && t.s == fromSess {
 			continue // 5.0 [MQTT-3.8.3-3] not to the publisher's own subscription
 		}
-		qos := m.QoS
-		if t.opts.QoS < qos {
-			qos = t.opts.QoS // [MQTT-3.8.4-6] downgrade to the granted QoS
-		}
-		// [MQTT-3.3.1-9] a message forwarded to existing subscriptions
-		// has RETAIN 0, unless a 5.0 subscription asked otherwise.
-		retain := m.Retain && t.opts.RetainAsPublished
-		if qos == 0 {
+		d := delivery{msg: m, qos: min(m.QoS, t.opts.QoS), subIDs: t.subIDs, share: t.share}
+		// [MQTT-3.8.4-6] the QoS is downgraded to the granted one above;
+		// [MQTT-3.3.1-9] a message forwarded to existing subscriptions has
+		// RETAIN 0, unless a 5.0 subscription asked for it as published.
+		d.retain = m.Retain && t.opts.RetainAsPublished
+		if d.qos == 0 {
 			c := t.s.conn.Load()
 			if c == nil {
 				k.Stats.NoSession.Add(1)
 				continue
 			}
-			v := c.Version()
-			err := c.AppendVia(func(dst []byte) ([]byte, error) {
-				return sc.fanout.Append(dst, v, 0, retain, 0)
-			}, batch)
-			if err == nil {
+			if k.send(c, d, false, 0, &sc.fanout, batch) == nil {
 				k.Stats.Delivered.Add(1)
 			}
 			continue
 		}
 		m.own()
 		t.s.mu.Lock()
-		t.s.deliverLocked(k, m, qos, retain, batch)
+		t.s.deliverLocked(k, d, batch)
 		t.s.mu.Unlock()
+	}
+}
+
+// send encodes one delivery into c's queue. Deliveries that carry nothing
+// of their own (no subscription identifiers, expiry or topic alias) copy
+// the fan-out's shared encoding; 5.0 deliveries that do are encoded one by
+// one.
+func (k *Kit) send(c *engine.Conn, d delivery, dup bool, id uint16, f *codec.Fanout, batch *engine.Batch) error {
+	v := c.Version()
+	m := d.msg
+	aliasMax := uint16(0)
+	if v == codec.V5 {
+		aliasMax = c.TopicAliasMaximum()
+	}
+	if v != codec.V5 || (len(d.subIDs) == 0 && m.expireAt == 0 && aliasMax == 0) {
+		if f != nil && !dup {
+			return c.AppendVia(func(dst []byte) ([]byte, error) {
+				return f.Append(dst, v, d.qos, d.retain, id)
+			}, batch)
+		}
+		p := m.packet(d.qos, d.retain, dup, id)
+		return c.SendPacketVia(&p, batch)
+	}
+	p := m.packet(d.qos, d.retain, dup, id)
+	p.Properties.SubscriptionIDs = d.subIDs
+	if m.expireAt != 0 {
+		// 5.0 [MQTT-3.3.2-6]: forward the remaining lifetime.
+		left := time.Until(time.Unix(0, m.expireAt))
+		if left <= 0 {
+			k.Stats.Expired.Add(1)
+			return errExpired
+		}
+		p.Properties.SetUint(codec.PropMessageExpiry, uint32((left+time.Second-1)/time.Second))
+	}
+	st := stateOf(c)
+	return c.AppendVia(func(dst []byte) ([]byte, error) {
+		// Runs under the connection's lock, which guards its aliases.
+		assigned := false
+		if aliasMax > 0 && st != nil {
+			if a, ok := st.aliasOut[p.Topic]; ok {
+				p.Properties.SetUint(codec.PropTopicAlias, uint32(a))
+				p.Topic = ""
+			} else if st.nextAlias < aliasMax {
+				st.nextAlias++
+				if st.aliasOut == nil {
+					st.aliasOut = map[string]uint16{}
+				}
+				st.aliasOut[p.Topic] = st.nextAlias
+				p.Properties.SetUint(codec.PropTopicAlias, uint32(st.nextAlias))
+				assigned = true
+			}
+		}
+		out, err := p.Append(dst, codec.V5)
+		if assigned && (err != nil || (c.MaxPacketOutLocked() > 0 && len(out)-len(dst) > c.MaxPacketOutLocked())) {
+			// The client never sees this packet, so it must not learn
+			// the alias from it.
+			delete(st.aliasOut, p.Topic)
+			st.nextAlias--
+		}
+		return out, err
+	}, batch)
+}
+
+type kitError string
+
+func (e kitError) Error() string { return string(e) }
+
+const errExpired = kitError("message expired")
+
+// shareGroup is a shared subscription $share/{name}/{filter}: each message
+// goes to one member, chosen round-robin among the connected ones.
+type shareGroup struct {
+	key     string
+	filter  string
+	mu      sync.Mutex
+	members []shareMember
+	next    int
+}
+
+type shareMember struct {
+	s    *Session
+	opts subOpts
+}
+
+// pick chooses the member for the next message, preferring connected
+// members and skipping except.
+func (g *shareGroup) pick(except *Session) (*Session, subOpts, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := len(g.members)
+	var fallback *shareMember
+	for i := 0; i < n; i++ {
+		m := &g.members[(g.next+i)%n]
+		if m.s == except {
+			continue
+		}
+		if m.s.conn.Load() != nil {
+			g.next = (g.next + i + 1) % n
+			return m.s, m.opts, true
+		}
+		if fallback == nil {
+			fallback = m
+		}
+	}
+	if fallback != nil {
+		g.next = (g.next + 1) % n
+		return fallback.s, fallback.opts, true
+	}
+	return nil, subOpts{}, false
+}
+
+// splitShare parses "$share/{name}/{filter}".
+func splitShare(f string) (name, filter string, ok bool) {
+	rest, ok := strings.CutPrefix(f, "$share/")
+	if !ok {
+		return "", "", false
+	}
+	name, filter, ok = strings.Cut(rest, "/")
+	return name, filter, ok && name != "" && filter != ""
+}
+
+// addSub adds a subscription, shared or not, and reports whether it is new.
+func (k *Kit) addSub(f string, s *Session, o subOpts) bool {
+	name, filter, shared := splitShare(f)
+	if !shared {
+		return k.subs.Add(f, s, o)
+	}
+	k.shareMu.Lock()
+	defer k.shareMu.Unlock()
+	key := name + "\x00" + filter
+	g := k.shares[key]
+	if g == nil {
+		g = &shareGroup{key: key, filter: filter}
+		k.shares[key] = g
+		k.shareTree.Add(filter, g, struct{}{})
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := range g.members {
+		if g.members[i].s == s {
+			g.members[i].opts = o
+			return false
+		}
+	}
+	g.members = append(g.members, shareMember{s, o})
+	return true
+}
+
+// removeSub removes a subscription and reports whether it existed.
+func (k *Kit) removeSub(f string, s *Session) bool {
+	name, filter, shared := splitShare(f)
+	if !shared {
+		return k.subs.Remove(f, s)
+	}
+	k.shareMu.Lock()
+	defer k.shareMu.Unlock()
+	key := name + "\x00" + filter
+	g := k.shares[key]
+	if g == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := range g.members {
+		if g.members[i].s == s {
+			g.members = append(g.members[:i], g.members[i+1:]...)
+			if len(g.members) == 0 {
+				delete(k.shares, key)
+				k.shareTree.Remove(filter, g)
+			} else {
+				g.next %= len(g.members)
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// redistribute gives shared-subscription deliveries a member lost to
+// another member of the same group (5.0 §4.8.2).
+func (k *Kit) redistribute(ds []delivery) {
+	for _, d := range ds {
+		s, _, ok := d.share.pick(nil)
+		if !ok || s.conn.Load() == nil {
+			k.Stats.Dropped.Add(1)
+			continue
+		}
+		k.Stats.Redistributed.Add(1)
+		s.mu.Lock()
+		s.deliverLocked(k, d, nil)
+		s.mu.Unlock()
 	}
 }
 
@@ -168,12 +385,19 @@ func (k *Kit) Publish(c *engine.Conn, m *Message, id uint16, batch *engine.Batch
 	case 1:
 		n = k.route(m, c, batch)
 		// [MQTT-4.3.2-2] PUBACK after taking ownership.
-		c.SendPacketVia(&codec.Packet{Type: codec.PUBACK, PacketID: id}, batch)
+		k.ackPublish(c, codec.PUBACK, id, n, batch)
 	case 2:
 		first := true
 		if st := stateOf(c); st != nil {
 			st.sess.mu.Lock()
 			_, dup := st.sess.inbound2[id]
+			if !dup && c.Version() == codec.V5 && len(st.sess.inbound2) >= c.Server().Config().ReceiveMaximum {
+				st.sess.mu.Unlock()
+				// 5.0 [MQTT-3.3.4-9]: more unacknowledged QoS 2 messages
+				// than the Receive Maximum the server announced.
+				c.CloseWithCode(engine.CloseProtocolError, codec.ReceiveMaximumExceeded, "")
+				return 0
+			}
 			if !dup {
 				st.sess.inbound2[id] = struct{}{}
 			}
@@ -183,9 +407,19 @@ func (k *Kit) Publish(c *engine.Conn, m *Message, id uint16, batch *engine.Batch
 		if first {
 			n = k.route(m, c, batch)
 		}
-		c.SendPacketVia(&codec.Packet{Type: codec.PUBREC, PacketID: id}, batch)
+		k.ackPublish(c, codec.PUBREC, id, n, batch)
 	}
 	return n
+}
+
+// ackPublish sends PUBACK or PUBREC; 5.0 clients learn when nobody
+// subscribed (0x10 No matching subscribers).
+func (k *Kit) ackPublish(c *engine.Conn, t codec.Type, id uint16, n int, batch *engine.Batch) {
+	ack := codec.Packet{Type: t, PacketID: id}
+	if n == 0 && c.Version() == codec.V5 {
+		ack.ReasonCode = codec.NoMatchingSubscribers
+	}
+	c.SendPacketVia(&ack, batch)
 }
 
 // Ack acknowledges a PUBLISH that is not routed (an ACL denial): 3.1.1 has

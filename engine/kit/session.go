@@ -3,6 +3,7 @@ package kit
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
@@ -10,67 +11,113 @@ import (
 
 // Session is the state of one client identifier: its subscriptions, its
 // QoS 1 and 2 flows and the messages waiting for it. A persistent session
-// (clean session 0) outlives its connections.
+// (3.1.1 clean session 0, 5.0 session expiry > 0) outlives its
+// connections.
 type Session struct {
 	clientID   string
 	conn       atomic.Pointer[engine.Conn]
 	mu         sync.Mutex
 	persistent bool
+	// expiry is how long a 5.0 session outlives its connection;
+	// neverExpire for 3.1.1 persistent sessions.
+	expiry time.Duration
 	// ended is set when the session is discarded; a connection still
 	// finishing a handler must not add to it.
 	ended bool
+	// timer ends the session when it expires, or sends a delayed will.
+	timer *time.Timer
+	// gen counts the session's connections, so a timer set for one
+	// disconnection does nothing after a reconnection.
+	gen uint64
 
-	subs map[string]subOpts // filter -> options
+	subs map[string]subOpts // filter -> options (shared: "$share/g/f")
 
 	// Outbound: packet ids in use, in send order, and what waits beyond
 	// the window.
 	lastID   uint16
 	inflight map[uint16]*outbound
 	order    []uint16
-	queue    []queued
+	queue    []delivery
 
 	// Inbound QoS 2: packet ids received and not yet released by PUBREL,
 	// so a retransmitted PUBLISH is not delivered twice.
 	inbound2 map[uint16]struct{}
 }
 
-// outbound is an unacknowledged QoS 1 or 2 delivery.
-type outbound struct {
+const neverExpire = time.Duration(1<<63 - 1)
+
+// delivery is one message on its way to one session.
+type delivery struct {
 	msg    *Message
 	qos    byte
 	retain bool
+	subIDs []uint32    // 5.0 subscription identifiers of the matching subscriptions
+	share  *shareGroup // the shared subscription it came through, if any
+}
+
+// outbound is an unacknowledged QoS 1 or 2 delivery.
+type outbound struct {
+	delivery
 	// released is set for QoS 2 once PUBREC arrived and PUBREL was sent.
 	released bool
 }
 
-type queued struct {
-	msg    *Message
-	qos    byte
-	retain bool
-}
-
-func newSession(clientID string, persistent bool) *Session {
-	return &Session{clientID: clientID, persistent: persistent, subs: map[string]subOpts{},
+func newSession(clientID string, persistent bool, expiry time.Duration) *Session {
+	return &Session{clientID: clientID, persistent: persistent, expiry: expiry, subs: map[string]subOpts{},
 		inflight: map[uint16]*outbound{}, inbound2: map[uint16]struct{}{}}
 }
 
 // ClientID returns the session's client identifier.
 func (s *Session) ClientID() string { return s.clientID }
 
-// clear removes the session's subscriptions from the tree.
+// clear ends the session: its subscriptions leave the trees, and shared
+// deliveries it had not completed go to other members of their groups.
 func (s *Session) clear(k *Kit) {
 	s.mu.Lock()
 	s.ended = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 	subs := s.subs
 	s.subs = map[string]subOpts{}
+	orphans := s.sharedOrphansLocked(true)
 	s.inflight = map[uint16]*outbound{}
 	s.order = nil
 	s.queue = nil
 	s.inbound2 = map[uint16]struct{}{}
 	s.mu.Unlock()
 	for f := range subs {
-		k.subs.Remove(f, s)
+		k.removeSub(f, s)
 	}
+	k.redistribute(orphans)
+}
+
+// sharedOrphansLocked takes out of the session the shared-subscription
+// deliveries that another member should get instead: those queued, and,
+// when the session ends, those in flight too.
+func (s *Session) sharedOrphansLocked(inflightToo bool) []delivery {
+	var out []delivery
+	kept := s.queue[:0]
+	for _, d := range s.queue {
+		if d.share != nil {
+			out = append(out, d)
+		} else {
+			kept = append(kept, d)
+		}
+	}
+	for i := len(kept); i < len(s.queue); i++ {
+		s.queue[i] = delivery{}
+	}
+	s.queue = kept
+	if inflightToo {
+		for _, id := range s.order {
+			if o, ok := s.inflight[id]; ok && o.share != nil && !o.released {
+				out = append(out, o.delivery)
+				delete(s.inflight, id)
+			}
+		}
+	}
+	return out
 }
 
 // nextIDLocked returns a packet id not in flight ([MQTT-2.3.1-2]).
@@ -86,9 +133,13 @@ func (s *Session) nextIDLocked() uint16 {
 	}
 }
 
-// window returns how many QoS 1/2 messages may be in flight to c.
+// window returns how many QoS 1/2 messages may be in flight to c: the
+// kit's limit, and for 5.0 the client's Receive Maximum ([MQTT-3.3.4-7]).
 func (s *Session) window(k *Kit, c *engine.Conn) int {
 	w := k.Settings().MaxInflight
+	if rm := c.ReceiveMaximum(); rm < w {
+		w = rm
+	}
 	if w <= 0 {
 		w = 1
 	}
@@ -96,34 +147,42 @@ func (s *Session) window(k *Kit, c *engine.Conn) int {
 }
 
 // deliverLocked sends or queues one QoS 1/2 delivery. mu must be held.
-func (s *Session) deliverLocked(k *Kit, m *Message, qos byte, retain bool, batch *engine.Batch) {
+func (s *Session) deliverLocked(k *Kit, d delivery, batch *engine.Batch) {
 	if s.ended {
 		return
 	}
 	c := s.conn.Load()
 	if c == nil || len(s.queue) > 0 || len(s.inflight) >= s.window(k, c) {
 		// Keep per-topic order: nothing overtakes what already waits.
-		s.enqueueLocked(k, queued{m, qos, retain})
+		s.enqueueLocked(k, d)
 		return
 	}
-	s.sendLocked(k, c, m, qos, retain, batch)
+	s.sendLocked(k, c, d, batch)
 }
 
 // sendLocked assigns a packet id, records the delivery in flight and
 // encodes it into the connection's queue.
-func (s *Session) sendLocked(k *Kit, c *engine.Conn, m *Message, qos byte, retain bool, batch *engine.Batch) {
-	id := s.nextIDLocked()
-	s.inflight[id] = &outbound{msg: m, qos: qos, retain: retain}
-	s.order = append(s.order, id)
-	p := m.packet(qos, retain, false, id)
-	if err := c.SendPacketVia(&p, batch); err == nil {
-		k.Stats.Delivered.Add(1)
+func (s *Session) sendLocked(k *Kit, c *engine.Conn, d delivery, batch *engine.Batch) {
+	if d.msg.expired(time.Now()) {
+		k.Stats.Expired.Add(1)
+		return
 	}
-	// On error the connection is closing; the message stays in flight
-	// and is sent again, with DUP, when the session resumes.
+	id := s.nextIDLocked()
+	s.inflight[id] = &outbound{delivery: d}
+	s.order = append(s.order, id)
+	switch err := k.send(c, d, false, id, nil, batch); err {
+	case nil:
+	case engine.ErrTooLarge:
+		// Over the client's Maximum Packet Size: dropped, never sent.
+		delete(s.inflight, id)
+		s.order = s.order[:len(s.order)-1]
+	default:
+		// The connection is closing; the message stays in flight and is
+		// sent again, with DUP, when the session resumes.
+	}
 }
 
-func (s *Session) enqueueLocked(k *Kit, q queued) {
+func (s *Session) enqueueLocked(k *Kit, d delivery) {
 	max := k.Settings().MaxQueued
 	if max <= 0 {
 		k.Stats.Dropped.Add(1)
@@ -137,7 +196,7 @@ func (s *Session) enqueueLocked(k *Kit, q queued) {
 		copy(s.queue, s.queue[1:])
 		s.queue = s.queue[:len(s.queue)-1]
 	}
-	s.queue = append(s.queue, q)
+	s.queue = append(s.queue, d)
 }
 
 // drainLocked moves queued messages into the window.
@@ -149,9 +208,9 @@ func (s *Session) drainLocked(k *Kit, batch *engine.Batch) {
 	w := s.window(k, c)
 	n := 0
 	for n < len(s.queue) && len(s.inflight) < w {
-		q := s.queue[n]
-		s.queue[n] = queued{}
-		s.sendLocked(k, c, q.msg, q.qos, q.retain, batch)
+		d := s.queue[n]
+		s.queue[n] = delivery{}
+		s.sendLocked(k, c, d, batch)
 		n++
 	}
 	if n > 0 {
@@ -174,8 +233,7 @@ func (s *Session) resumeLocked(k *Kit, c *engine.Conn, batch *engine.Batch) {
 			c.SendPacketVia(&codec.Packet{Type: codec.PUBREL, PacketID: id}, batch)
 			continue
 		}
-		p := o.msg.packet(o.qos, o.retain, true, id)
-		c.SendPacketVia(&p, batch)
+		k.send(c, o.delivery, true, id, nil, batch)
 	}
 	s.order = order
 	s.drainLocked(k, batch)
