@@ -225,7 +225,8 @@ func (k *Kit) ConnClosed(c *engine.Conn, reason engine.CloseReason) {
 			if will != nil && delay < wait {
 				wait = delay
 			}
-			s.timer = time.AfterFunc(wait, func() { k.sessionTimer(s, gen, will) })
+			pending := will
+			s.timer = time.AfterFunc(wait, func() { k.sessionTimer(s, gen, pending) })
 			will = nil
 		}
 	}
