@@ -33,7 +33,7 @@ type Config struct {
 	// 4 MiB); past it the connection is closed as a slow consumer.
 	MaxOutbound int
 	// TopicAliasMaximum is the highest topic alias MQTT 5 clients may use
-	// towards the server (default 10; 0 disables inbound aliases).
+	// towards the server (0: the default of 10; negative: no aliases).
 	TopicAliasMaximum int
 	// ReceiveMaximum is how many QoS 2 PUBLISHes an MQTT 5 client may have
 	// unreleased at once (default 1024); more is DISCONNECT 0x93.

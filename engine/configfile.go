@@ -107,7 +107,8 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 
 // Apply copies the file's values into cfg. Settings understood:
 // worker_num, package_max_length, max_connections, connect_timeout and
-// handler_timeout (seconds), max_outbound (bytes).
+// handler_timeout (seconds), max_outbound (bytes), and for MQTT 5
+// topic_alias_maximum, receive_maximum, max_keep_alive (seconds).
 func (fc *FileConfig) Apply(cfg *Config, file string) error {
 	if fc == nil {
 		return nil
@@ -147,6 +148,15 @@ func (fc *FileConfig) Apply(cfg *Config, file string) error {
 			cfg.HandlerTimeout = time.Duration(n * float64(time.Second))
 		case "max_outbound":
 			cfg.MaxOutbound = int(n)
+		case "topic_alias_maximum":
+			cfg.TopicAliasMaximum = int(n)
+			if n == 0 {
+				cfg.TopicAliasMaximum = -1
+			}
+		case "receive_maximum":
+			cfg.ReceiveMaximum = int(n)
+		case "max_keep_alive":
+			cfg.MaxKeepAlive = int(n)
 		default:
 			return &ScriptError{File: file, Msg: fmt.Sprintf("settings.%s is not a known setting", k)}
 		}

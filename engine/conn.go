@@ -33,6 +33,7 @@ type Conn struct {
 	receiveMax      uint16 // Receive Maximum, 0: none given (65535)
 	serverKeepAlive uint16 // Server Keep Alive to announce, 0: none
 	sessionExpiry   uint32 // Session Expiry Interval of CONNECT
+	noProblemInfo   bool   // Request Problem Information 0
 	droppedTooLarge atomic.Int64
 
 	// Reader-goroutine state.
@@ -190,7 +191,18 @@ func (c *Conn) SendPacketVia(p *codec.Packet, batch *Batch) error {
 	if p.Type == codec.CONNACK && v == codec.V5 && p.ReasonCode == 0 {
 		p = c.decorateConnack(p)
 	}
-	err := c.AppendVia(func(dst []byte) ([]byte, error) { return p.Append(dst, v) }, batch)
+	err := c.AppendVia(func(dst []byte) ([]byte, error) {
+		if c.noProblemInfo && p.Type != codec.PUBLISH && p.Type != codec.CONNACK && p.Type != codec.DISCONNECT &&
+			(p.Properties.Has(codec.PropReasonString) || p.Properties.Has(codec.PropUserProperty)) {
+			// 5.0 [MQTT-3.1.2-29]: the client asked for no Reason String or
+			// User Properties outside PUBLISH, CONNACK and DISCONNECT.
+			q := *p
+			q.Properties.Clear(codec.PropReasonString)
+			q.Properties.User = nil
+			return q.Append(dst, v)
+		}
+		return p.Append(dst, v)
+	}, batch)
 	if err == nil && p.Type == codec.CONNACK && p.ReasonCode != 0 {
 		c.Close(CloseConnectRefused)
 	}
@@ -508,6 +520,7 @@ func (c *Conn) handle(p *codec.Packet) {
 			c.topicAliasOut = pr.TopicAliasMaximum
 			c.receiveMax = pr.ReceiveMaximum
 			c.sessionExpiry = pr.SessionExpiry
+			c.noProblemInfo = pr.Has(codec.PropRequestProblemInfo) && pr.RequestProblemInfo == 0
 			c.mu.Unlock()
 			if max := c.srv.cfg.MaxKeepAlive; max > 0 && (ka == 0 || ka > max) {
 				// 5.0 §3.2.2.3.14: the server's keep alive replaces the

@@ -418,3 +418,29 @@ func TestScriptLoadErrors(t *testing.T) {
 		t.Fatalf("missing folder: %v", err)
 	}
 }
+
+// TestRequestProblemInformation: a 5.0 client that sets Request Problem
+// Information to 0 gets no Reason String or User Properties in a SUBACK.
+func TestRequestProblemInformation(t *testing.T) {
+	dir := t.TempDir()
+	osWriteFile(filepath.Join(dir, "main.lua"), `
+function onMqSubscribe(server, fd, fromId, data)
+  server:send(fd, { type = mqtt.SUBACK, message_id = data.message_id, codes = { 0 },
+    properties = { reason_string = "why", user_property = { { "k", "v" } } } })
+end
+`)
+	_, addr, _ := startServer(t, engine.Config{Scripts: dir})
+	for _, rpi := range []bool{true, false} {
+		c := dialRaw(t, addr, codec.V5)
+		p := &codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V5, ClientID: "rpi", CleanSession: true}
+		if !rpi {
+			p.Properties.SetUint(codec.PropRequestProblemInfo, 0)
+		}
+		c.ConnectWith(p)
+		c.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "a"}}})
+		a := c.Expect(codec.SUBACK)
+		if a.Properties.Empty() == rpi {
+			t.Fatalf("request problem information %t: SUBACK properties %+v", rpi, a.Properties)
+		}
+	}
+}

@@ -45,6 +45,10 @@ type Settings struct {
 	// MaxSessionExpiry caps the Session Expiry Interval MQTT 5 clients ask
 	// for, in seconds (0: no cap).
 	MaxSessionExpiry uint32
+	// ResponseInformation, if not empty, is the prefix of the Response
+	// Information given to 5.0 clients that request it; the client id is
+	// appended ("responses/" -> "responses/dev-1/").
+	ResponseInformation string
 }
 
 // DefaultSettings are those of Mosquitto's defaults.

@@ -281,7 +281,8 @@ func (b *binding) kick(L *lua.LState) int {
 	return 1
 }
 
-// broker.configure{max_inflight=, max_queued=, queue_drop="oldest"|"newest", max_qos=}
+// broker.configure{max_inflight=, max_queued=, queue_drop="oldest"|"newest",
+// max_qos=, max_session_expiry=, response_information=}
 func (b *binding) configure(L *lua.LState) int {
 	t := L.CheckTable(1)
 	s := b.k.Settings()
@@ -313,6 +314,13 @@ func (b *binding) configure(L *lua.LState) int {
 				bad = "max_qos must be 0, 1 or 2"
 			}
 			s.MaxQoS = byte(n)
+		case "max_session_expiry":
+			if !isNum || n < 0 || n > 0xFFFFFFFF {
+				bad = "max_session_expiry must be 0..4294967295 seconds"
+			}
+			s.MaxSessionExpiry = uint32(n)
+		case "response_information":
+			s.ResponseInformation = v.String()
 		default:
 			bad = "unknown setting " + k.String()
 		}

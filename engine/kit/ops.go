@@ -90,6 +90,10 @@ func (k *Kit) Accept(c *engine.Conn, p *codec.Packet, extra *codec.Properties, b
 		if assigned {
 			pr.SetString(codec.PropAssignedClientID, clientID)
 		}
+		if ri := k.Settings().ResponseInformation; ri != "" && p.Properties.RequestResponseInfo == 1 && !pr.Has(codec.PropResponseInfo) {
+			// 5.0 §3.1.2.11.7: a base for the client's response topics.
+			pr.SetString(codec.PropResponseInfo, ri+clientID+"/")
+		}
 		if max := k.Settings().MaxQoS; max < 2 {
 			pr.SetUint(codec.PropMaximumQoS, uint32(max))
 		}

@@ -476,3 +476,20 @@ func TestMixedVersions(t *testing.T) {
 		t.Fatalf("5.0 got %v", p)
 	}
 }
+
+func TestV5ResponseInformation(t *testing.T) {
+	_, _, addr := startBroker(t, func(name, src string) string {
+		if name == "main.lua" {
+			return strings.Replace(src, `queue_drop = "oldest" })`, `queue_drop = "oldest", response_information = "responses/" })`, 1)
+		}
+		return src
+	})
+	_, ack := connect5(t, addr, "asker", true, func(p *codec.Packet) { p.Properties.SetUint(codec.PropRequestResponseInfo, 1) })
+	if ack.Properties.ResponseInfo != "responses/asker/" {
+		t.Fatalf("response information %q", ack.Properties.ResponseInfo)
+	}
+	_, ack = connect5(t, addr, "quiet", true, nil)
+	if ack.Properties.Has(codec.PropResponseInfo) {
+		t.Fatal("response information sent unasked")
+	}
+}
