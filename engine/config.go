@@ -48,6 +48,9 @@ type Config struct {
 	Log *logrus.Logger
 	// Modules are extra Go-backed Lua modules, such as the broker kit.
 	Modules []Module
+	// Setup is Lua run in every VM after main.lua, e.g. the setup block of
+	// a script test; SetupName names it in errors (a fixture file).
+	Setup, SetupName string
 }
 
 // DefaultCallbacks are the Simps handler names.

@@ -18,8 +18,7 @@ func (s *Server) dispatch(c *Conn, p *codec.Packet) {
 			}
 		}
 	}
-	vm := s.vm(c.FD)
-	vm.mu.Lock()
+	vm := s.lockVM(c.FD)
 	fn := vm.handler(p.Type)
 	if fn == nil {
 		vm.mu.Unlock()
@@ -140,8 +139,7 @@ func (c *Conn) defaultAction(p *codec.Packet) {
 // onClose runs the script's onClose(server, fd, reason) on the
 // connection's VM.
 func (s *Server) onClose(c *Conn, reason CloseReason) {
-	vm := s.vm(c.FD)
-	vm.mu.Lock()
+	vm := s.lockVM(c.FD)
 	fn := vm.global("onClose")
 	if fn == nil {
 		vm.mu.Unlock()

@@ -34,6 +34,8 @@ type scripts struct {
 	dir, lib string
 	main     *lua.FunctionProto
 	mainPath string
+	// setup runs in every VM after main.lua (Config.Setup).
+	setup *lua.FunctionProto
 
 	mu     sync.Mutex
 	protos map[string]*lua.FunctionProto // by file path
@@ -96,7 +98,12 @@ func compileFile(path string) (*lua.FunctionProto, error) {
 	if err != nil {
 		return nil, &ScriptError{File: path, Msg: err.Error()}
 	}
-	chunk, err := parse.Parse(strings.NewReader(string(src)), path)
+	return compileSource(string(src), path)
+}
+
+// compileSource compiles Lua source named path in errors.
+func compileSource(src, path string) (*lua.FunctionProto, error) {
+	chunk, err := parse.Parse(strings.NewReader(src), path)
 	if err != nil {
 		var pe *parse.Error
 		if errors.As(err, &pe) {

@@ -33,6 +33,7 @@ type Server struct {
 	Stats Stats
 
 	mu        sync.Mutex
+	reloadMu  sync.Mutex // serialises Reload
 	listeners []net.Listener
 	closing   atomic.Bool
 	stop      chan struct{}
@@ -59,7 +60,7 @@ func New(cfg Config) (*Server, error) {
 			s.callbackNames[t] = n
 		}
 	}
-	sc, err := loadScripts(s.cfg.Scripts, s.cfg.LuaLib)
+	sc, err := s.loadScripts()
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +72,56 @@ func New(cfg Config) (*Server, error) {
 	s.vms.Store(&vms)
 	go s.watchdog()
 	return s, nil
+}
+
+// loadScripts compiles the scripts folder and the configured setup.
+func (s *Server) loadScripts() (*scripts, error) {
+	sc, err := loadScripts(s.cfg.Scripts, s.cfg.LuaLib)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Setup != "" {
+		name := s.cfg.SetupName
+		if name == "" {
+			name = "setup"
+		}
+		if sc.setup, err = compileSource(s.cfg.Setup, name); err != nil {
+			return nil, err
+		}
+	}
+	return sc, nil
+}
+
+// Reload loads the scripts again and swaps in new VMs running them, keeping
+// every connection, session, subscription, retained message and shared
+// value. A packet is handled by the old VMs or the new ones, never both:
+// each is dispatched to whichever pool is current when it arrives, and the
+// old VMs are closed once their running calls return. If check is not nil
+// it must approve the new scripts (e.g. their tests pass) first. On error
+// the old scripts keep serving.
+func (s *Server) Reload(check func() error) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	sc, err := s.loadScripts()
+	if err != nil {
+		return err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	vms, err := s.startVMs(sc)
+	if err != nil {
+		return err
+	}
+	s.sc.Store(sc)
+	old := s.vms.Swap(&vms)
+	for _, vm := range *old {
+		vm.close() // waits for its running call
+	}
+	s.cfg.Log.WithField("scripts", s.cfg.Scripts).Info("scripts reloaded")
+	return nil
 }
 
 // startVMs builds the VM pool for a set of scripts and runs each VM's
@@ -130,6 +181,19 @@ func (s *Server) scripts() *scripts { return s.sc.Load() }
 func (s *Server) vm(fd int) *VM {
 	vms := *s.vms.Load()
 	return vms[fd%len(vms)]
+}
+
+// lockVM returns the connection's VM, locked. A VM replaced by a reload
+// while this waited for it is skipped for its successor.
+func (s *Server) lockVM(fd int) *VM {
+	for {
+		vm := s.vm(fd)
+		vm.mu.Lock()
+		if !vm.closed {
+			return vm
+		}
+		vm.mu.Unlock()
+	}
 }
 
 // VMs returns the current VM pool.
@@ -226,18 +290,18 @@ func (s *Server) acceptLoop(ln net.Listener) {
 }
 
 // ServeConn serves one connection from any transport (TCP, TLS, an
-// in-memory pipe). It returns at once; the connection runs on its own
-// goroutines.
-func (s *Server) ServeConn(nc net.Conn) {
+// in-memory pipe). It returns at once, with the connection (nil if
+// refused); the connection runs on its own goroutines.
+func (s *Server) ServeConn(nc net.Conn) *Conn {
 	if s.closing.Load() {
 		nc.Close()
-		return
+		return nil
 	}
 	if max := s.cfg.MaxConnections; max > 0 && s.Stats.Connections.Load() >= int64(max) {
 		s.Stats.Refused.Add(1)
 		s.cfg.Log.WithField("remote", nc.RemoteAddr().String()).Warnf("connection refused: %d connections is the maximum", max)
 		nc.Close()
-		return
+		return nil
 	}
 	c := newConn(s, int(s.nextFD.Add(1)), nc)
 	s.conns.Store(c.FD, c)
@@ -246,6 +310,7 @@ func (s *Server) ServeConn(nc net.Conn) {
 	s.wg.Add(2)
 	go c.writeLoop()
 	go c.readLoop()
+	return c
 }
 
 // Conn returns the live connection with this fd, or nil.

@@ -105,10 +105,7 @@ func (vm *VM) fire(id int, fn *lua.LFunction, repeat bool, d time.Duration) {
 		}
 	}
 	vm.mu.Lock()
-	vm.timers.mu.Lock()
-	closed := vm.timers.closed
-	vm.timers.mu.Unlock()
-	if closed {
+	if vm.closed {
 		vm.mu.Unlock()
 		return
 	}

@@ -39,8 +39,9 @@ type VM struct {
 	L   *lua.LState
 	srv *Server
 
-	mu  sync.Mutex
-	cur *Conn // connection whose handler is running, nil in timers
+	mu     sync.Mutex
+	cur    *Conn // connection whose handler is running, nil in timers
+	closed bool  // set under mu by close; a reload replaced this VM
 
 	server *lua.LUserData // the `server` argument of handlers
 
@@ -138,8 +139,36 @@ func newVM(srv *Server, id int, sc *scripts) (*VM, error) {
 		vm.L.Close()
 		return nil, err
 	}
+	if sc.setup != nil {
+		vm.L.Push(vm.L.NewFunctionFromProto(sc.setup))
+		if err := vm.pcall(0, 0); err != nil {
+			vm.L.Close()
+			return nil, err
+		}
+	}
 	return vm, nil
 }
+
+// NewVM builds a VM outside the worker pool, with the scripts loaded, for
+// tools that drive the scripts themselves (the `broker test` runner). It
+// shares the server's modules and bindings; its calls have no deadline
+// unless the caller sets a context with vm.L.SetContext.
+func (s *Server) NewVM(id int) (*VM, error) {
+	vm, err := newVM(s, id, s.scripts())
+	if err != nil {
+		return nil, scriptErrorOf(err, s.scripts().mainPath)
+	}
+	vm.L.RemoveContext()
+	return vm, nil
+}
+
+// Close releases a VM made with NewVM.
+func (vm *VM) Close() { vm.close() }
+
+// Lock and Unlock take the VM for a caller outside the engine; handlers,
+// timers and the caller never run on it at the same time.
+func (vm *VM) Lock()   { vm.mu.Lock() }
+func (vm *VM) Unlock() { vm.mu.Unlock() }
 
 // resetContext gives the VM a fresh cancellable context. Must be called
 // with mu held or before the VM is shared.
@@ -227,6 +256,7 @@ func (vm *VM) global(name string) *lua.LFunction {
 
 func (vm *VM) close() {
 	vm.mu.Lock()
+	vm.closed = true
 	vm.timers.stopAll()
 	vm.L.Close()
 	vm.mu.Unlock()

@@ -17,11 +17,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/mqttlua/broker/engine"
 	"github.com/mqttlua/broker/engine/kit"
+	"github.com/mqttlua/broker/engine/scripttest"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 )
@@ -42,7 +44,10 @@ func run(args []string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "passwd" {
 		return passwd(args[1:], os.Stdin, os.Stdout, stderr)
 	}
-	srv, log, err := setup(args, stderr)
+	if len(args) > 0 && args[0] == "test" {
+		return runTests(args[1:], os.Stdout, stderr)
+	}
+	srv, log, opts, err := setup(args, stderr)
 	if err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {
@@ -55,9 +60,18 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go srv.Serve()
-	sig := <-sigs
+	if opts.watch {
+		go watch(opts.scripts, time.Second, func() { reload(srv, log, opts) })
+	}
+	var sig os.Signal
+	for sig = range sigs {
+		if sig != syscall.SIGHUP {
+			break
+		}
+		reload(srv, log, opts)
+	}
 	log.WithField("signal", sig.String()).Info("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -68,9 +82,16 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
+// runOpts are the flags that matter after start.
+type runOpts struct {
+	scripts, lualib  string
+	watch            bool
+	testBeforeReload bool
+}
+
 // setup parses flags, reads config.lua, loads the scripts and opens the
 // listeners.
-func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, error) {
+func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, runOpts, error) {
 	fs := pflag.NewFlagSet("broker", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	scripts := fs.String("scripts", "./scripts", "folder with main.lua, config.lua and the script modules")
@@ -84,26 +105,28 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, err
 	maxOutbound := fs.Int("max-outbound", 4<<20, "bytes queued for one connection before it is cut off as a slow consumer")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	watchFlag := fs.Bool("watch", false, "reload the scripts when a file under --scripts changes (as on SIGHUP)")
+	testFirst := fs.Bool("test-before-reload", false, "on reload, run the script tests against the new scripts and keep the old ones if any fails")
 	help := fs.BoolP("help", "h", false, "show this help")
 	usage := func() string {
-		return "Usage: broker [flags]\n       broker passwd USER < password   (prints a password-file line)\n\nRuns the MQTT broker with the Lua handlers in --scripts.\n\nFlags:\n" + fs.FlagUsages()
+		return "Usage: broker [flags]\n       broker test [--scripts DIR] [PATH...]   (runs script tests)\n       broker passwd USER < password          (prints a password-file line)\n\nRuns the MQTT broker with the Lua handlers in --scripts.\n\nFlags:\n" + fs.FlagUsages()
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, &exitError{2, err.Error() + " (see broker --help)"}
+		return nil, nil, runOpts{}, &exitError{2, err.Error() + " (see broker --help)"}
 	}
 	if *help {
 		fmt.Fprint(stderr, usage())
-		return nil, nil, &exitError{0, ""}
+		return nil, nil, runOpts{}, &exitError{0, ""}
 	}
 	if fs.NArg() > 0 {
-		return nil, nil, &exitError{2, fmt.Sprintf("unexpected argument %q (see broker --help)", fs.Arg(0))}
+		return nil, nil, runOpts{}, &exitError{2, fmt.Sprintf("unexpected argument %q (see broker --help)", fs.Arg(0))}
 	}
 
 	log := logrus.New()
 	log.SetOutput(stderr)
 	level, err := logrus.ParseLevel(*logLevel)
 	if err != nil {
-		return nil, nil, &exitError{2, fmt.Sprintf("--log-level: %q is not debug, info, warn or error", *logLevel)}
+		return nil, nil, runOpts{}, &exitError{2, fmt.Sprintf("--log-level: %q is not debug, info, warn or error", *logLevel)}
 	}
 	log.SetLevel(level)
 	switch *logFormat {
@@ -112,23 +135,20 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, err
 	case "json":
 		log.SetFormatter(&logrus.JSONFormatter{})
 	default:
-		return nil, nil, &exitError{2, fmt.Sprintf("--log-format: %q is not text or json", *logFormat)}
+		return nil, nil, runOpts{}, &exitError{2, fmt.Sprintf("--log-format: %q is not text or json", *logFormat)}
 	}
 
 	cfg := engine.Config{Scripts: *scripts, LuaLib: *lualib, Log: log, Modules: []engine.Module{kit.New(log)}}
 	if cfg.LuaLib == "" {
-		cand := filepath.Join(filepath.Dir(filepath.Clean(*scripts)), "lualib")
-		if st, err := os.Stat(cand); err == nil && st.IsDir() {
-			cfg.LuaLib = cand
-		}
+		cfg.LuaLib = defaultLuaLib(*scripts)
 	}
 	cfgFile := filepath.Join(*scripts, "config.lua")
 	fc, err := engine.LoadConfigFile(cfgFile)
 	if err != nil {
-		return nil, nil, &exitError{2, err.Error()}
+		return nil, nil, runOpts{}, &exitError{2, err.Error()}
 	}
 	if err := fc.Apply(&cfg, cfgFile); err != nil {
-		return nil, nil, &exitError{2, err.Error()}
+		return nil, nil, runOpts{}, &exitError{2, err.Error()}
 	}
 	// Flags given on the command line override config.lua.
 	if fs.Changed("listen") || len(cfg.Listen) == 0 {
@@ -154,20 +174,71 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, err
 	}
 	for name, v := range map[string]int{"workers": cfg.Workers, "max-packet-size": cfg.MaxPacketSize, "max-outbound": cfg.MaxOutbound} {
 		if v <= 0 {
-			return nil, nil, &exitError{2, fmt.Sprintf("--%s must be positive", name)}
+			return nil, nil, runOpts{}, &exitError{2, fmt.Sprintf("--%s must be positive", name)}
 		}
 	}
 	if cfg.MaxPacketSize > 268435460 {
-		return nil, nil, &exitError{2, "--max-packet-size: the protocol maximum is 268435460"}
+		return nil, nil, runOpts{}, &exitError{2, "--max-packet-size: the protocol maximum is 268435460"}
 	}
 
 	srv, err := engine.New(cfg)
 	if err != nil {
-		return nil, nil, &exitError{2, err.Error()}
+		return nil, nil, runOpts{}, &exitError{2, err.Error()}
 	}
 	if err := srv.Listen(); err != nil {
 		srv.Shutdown(context.Background())
-		return nil, nil, &exitError{1, err.Error()}
+		return nil, nil, runOpts{}, &exitError{1, err.Error()}
 	}
-	return srv, log, nil
+	return srv, log, runOpts{scripts: *scripts, lualib: cfg.LuaLib, watch: *watchFlag, testBeforeReload: *testFirst}, nil
+}
+
+// reload swaps in the scripts as they are now on disk. A script that does
+// not load, or (with --test-before-reload) whose tests fail, is reported
+// and the running scripts keep serving.
+func reload(srv *engine.Server, log *logrus.Logger, opts runOpts) {
+	var check func() error
+	if opts.testBeforeReload {
+		check = func() error {
+			files, err := scripttest.Discover(opts.scripts, nil)
+			if err != nil {
+				return err
+			}
+			var out strings.Builder
+			_, failed, _ := scripttest.Run(scripttest.Options{Scripts: opts.scripts, LuaLib: opts.lualib, Out: &out}, files)
+			if failed > 0 {
+				return fmt.Errorf("script tests failed:\n%s", out.String())
+			}
+			return nil
+		}
+	}
+	if err := srv.Reload(check); err != nil {
+		log.WithError(err).Error("reload rejected; the running scripts keep serving")
+	}
+}
+
+// watch calls changed when the modification time, size or set of the files
+// under dir changes, checking every period. Polling needs no platform
+// support and a second of delay is fine for editing scripts.
+func watch(dir string, period time.Duration, changed func()) {
+	last := snapshot(dir)
+	for range time.Tick(period) {
+		if now := snapshot(dir); now != last {
+			last = now
+			changed()
+		}
+	}
+}
+
+func snapshot(dir string) string {
+	var b strings.Builder
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			fmt.Fprintf(&b, "%s %d %d\n", p, info.Size(), info.ModTime().UnixNano())
+		}
+		return nil
+	})
+	return b.String()
 }

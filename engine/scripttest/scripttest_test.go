@@ -1,0 +1,97 @@
+package scripttest_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mqttlua/broker/engine/enginetest"
+	"github.com/mqttlua/broker/engine/scripttest"
+)
+
+// TestShippedScripts runs the tests of the default scripts and of every
+// example, as `broker test` does.
+func TestShippedScripts(t *testing.T) {
+	root := enginetest.RepoDir()
+	dirs := []string{filepath.Join(root, "scripts")}
+	examples, _ := filepath.Glob(filepath.Join(root, "scripts", "examples", "*"))
+	dirs = append(dirs, examples...)
+	for _, dir := range dirs {
+		name, _ := filepath.Rel(root, dir)
+		t.Run(name, func(t *testing.T) {
+			files, err := scripttest.Discover(dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(files) == 0 {
+				t.Fatalf("%s has no tests", name)
+			}
+			var out strings.Builder
+			passed, failed, _ := scripttest.Run(scripttest.Options{Scripts: dir, LuaLib: filepath.Join(root, "lualib"), Out: &out}, files)
+			if failed > 0 || passed == 0 {
+				t.Fatalf("%d passed, %d failed:\n%s", passed, failed, out.String())
+			}
+			t.Logf("%s: %d passed", name, passed)
+		})
+	}
+}
+
+// TestRunnerReportsFailures checks the runner itself: a mismatch names the
+// fixture line and shows both packets; the summary counts exactly.
+func TestRunnerReportsFailures(t *testing.T) {
+	root := enginetest.RepoDir()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "x.t"), []byte(`=== TEST 1: passes
+--- steps
+a: connect
+a: send {"type": "PINGREQ"}
+a: expect {"type": "PINGRESP"}
+
+=== TEST 2: wrong packet
+--- steps
+a: connect
+a: send {"type": "PINGREQ"}
+a: expect {"type": "PUBLISH", "topic": "t"}
+
+=== TEST 3: log check
+--- steps
+a: connect
+--- log
+like: no such line
+`), 0o644)
+	os.WriteFile(filepath.Join(dir, "y_test.lua"), []byte(`local testing = require "testing"
+testing.test("eq", function()
+  testing.eq(1 + 1, 3, "sum")
+end)
+testing.test("handler called directly", function()
+  local c = testing.client("c")
+  c:connect()
+  onMqPingreq(server, c:fd(), 0, {})
+  testing.ok(server:exist(c:fd()))
+end)
+`), 0o644)
+	files, err := scripttest.Discover(filepath.Join(root, "scripts"), []string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	passed, failed, _ := scripttest.Run(scripttest.Options{Scripts: filepath.Join(root, "scripts"), LuaLib: filepath.Join(root, "lualib"), Out: &out}, files)
+	report := out.String()
+	if passed != 2 || failed != 3 {
+		t.Fatalf("%d passed, %d failed:\n%s", passed, failed, report)
+	}
+	for _, want := range []string{
+		"x.t:11: a: expect",
+		`expected: {"topic": "t", "type": "PUBLISH"}`,
+		`received: {"type": "PINGRESP"}`,
+		"x.t:17: the log has no line like no such line",
+		"sum: expected 3, got 2",
+		"y_test.lua:3",
+		"2 passed, 3 failed\n",
+	} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+}

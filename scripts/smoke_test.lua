@@ -1,0 +1,16 @@
+local testing = require "testing"
+
+testing.test("publish reaches a subscriber", function()
+  local sub = testing.client("sub")
+  sub:connect()
+  sub:send({ type = "SUBSCRIBE", message_id = 1, filters = { { topic = "a/#", qos = 1 } } })
+  sub:expect({ type = "SUBACK", codes = { 1 } })
+  local pub = testing.client("pub", { level = 5 })
+  pub:connect()
+  pub:send({ type = "PUBLISH", topic = "a/b", message = "hi", qos = 1, message_id = 1 })
+  pub:expect({ type = "PUBACK", message_id = 1 })
+  local got = sub:expect({ type = "PUBLISH", topic = "a/b" })
+  testing.eq(got.message, "hi")
+  sub:send({ type = "PUBACK", message_id = got.message_id })
+  sub:expect_nothing()
+end)
