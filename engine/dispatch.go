@@ -153,6 +153,9 @@ func (s *Server) onClose(c *Conn, reason CloseReason) {
 	err := vm.pcall(3, 0)
 	vm.cur = nil
 	vm.mu.Unlock()
+	// The connection's reader has stopped: write what onClose queued for
+	// others now.
+	c.batch.Flush()
 	if err != nil {
 		s.scriptFailed(nil, "onClose", err)
 	}

@@ -173,6 +173,9 @@ func (b *binding) ack(L *lua.LState) int {
 	}
 	qos, _ := t.RawGetString("qos").(lua.LNumber)
 	id, _ := t.RawGetString("message_id").(lua.LNumber)
+	if qos > 0 && !code.ValidFor(codec.PUBACK) {
+		L.ArgError(3, fmt.Sprintf("0x%02X is not a PUBACK/PUBREC reason code", byte(code)))
+	}
 	b.k.Ack(c, byte(qos), uint16(id), code, b.vm.Batch())
 	L.Push(lua.LTrue)
 	return 1

@@ -256,6 +256,21 @@ func runOne(opts Options, t test) Result {
 	if err == nil {
 		err = t.run(env)
 		env.close()
+		if err != nil {
+			// The script's own errors are often the explanation.
+			var bad []string
+			for _, l := range strings.Split(env.logs.String(), "\n") {
+				if strings.Contains(l, "level=error") || strings.Contains(l, "level=warning") {
+					bad = append(bad, "  log: "+l)
+				}
+			}
+			if len(bad) > 5 {
+				bad = bad[:5]
+			}
+			if len(bad) > 0 {
+				err = fmt.Errorf("%w\n%s", err, strings.Join(bad, "\n"))
+			}
+		}
 	}
 	return Result{Name: t.name, File: t.file, Line: t.line, Err: err, Took: time.Since(start)}
 }
