@@ -95,3 +95,53 @@ end)
 		}
 	}
 }
+
+// TestDocExamples runs every example of docs/lua-api.md: each ```lua block
+// is a main.lua and the ```t block after it a conversation against it.
+func TestDocExamples(t *testing.T) {
+	root := enginetest.RepoDir()
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "lua-api.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type block struct {
+		lang, body string
+		line       int
+	}
+	var blocks []block
+	lines := strings.Split(string(doc), "\n")
+	for i := 0; i < len(lines); i++ {
+		if lang, ok := strings.CutPrefix(lines[i], "```"); ok && lang != "" {
+			start := i + 1
+			j := start
+			for j < len(lines) && lines[j] != "```" {
+				j++
+			}
+			blocks = append(blocks, block{lang, strings.Join(lines[start:j], "\n"), start})
+			i = j
+		}
+	}
+	examples := 0
+	for i, b := range blocks {
+		if b.lang != "lua" {
+			continue
+		}
+		if i+1 >= len(blocks) || blocks[i+1].lang != "t" {
+			t.Errorf("docs/lua-api.md:%d: a lua example without a ```t test after it", b.line)
+			continue
+		}
+		examples++
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "main.lua"), []byte(b.body+"\n"), 0o644)
+		tfile := filepath.Join(dir, "example.t")
+		os.WriteFile(tfile, []byte(blocks[i+1].body+"\n"), 0o644)
+		var out strings.Builder
+		_, failed, _ := scripttest.Run(scripttest.Options{Scripts: dir, LuaLib: filepath.Join(root, "lualib"), Out: &out}, []string{tfile})
+		if failed > 0 {
+			t.Errorf("docs/lua-api.md:%d: example fails:\n%s", b.line, out.String())
+		}
+	}
+	if examples < 10 {
+		t.Fatalf("only %d tested examples", examples)
+	}
+}
