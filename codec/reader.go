@@ -54,31 +54,50 @@ func (r *Reader) Buffered() int { return r.end - r.start }
 // stream cannot be resynchronised and should be closed), or the underlying
 // reader's error.
 func (r *Reader) ReadPacket(p *Packet) error {
+	hdr, total, err := r.next()
+	if err != nil {
+		return err
+	}
+	return r.decode(p, hdr, total)
+}
+
+// Fill blocks until a whole packet is buffered, so that the next
+// ReadPacket does not block. It returns ReadPacket's errors, except those
+// of decoding the body. A caller can thus take a Packet (from a pool, say)
+// only once there is something to decode into it.
+func (r *Reader) Fill() error {
+	_, _, err := r.next()
+	return err
+}
+
+// next buffers the next whole packet and returns its header length and
+// total size.
+func (r *Reader) next() (hdr, total int, err error) {
 	if r.buf == nil {
 		r.buf = make([]byte, r.initial)
 	}
 	for {
 		remaining, hdr, err := parseHeader(r.buf[r.start:r.end])
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
 		if hdr > 0 {
 			total := hdr + int(remaining)
 			if max := r.MaxPacketSize; max > 0 && total > max {
 				// Enforced before the body is read, so a hostile length
 				// never turns into an allocation.
-				return &Error{Code: PacketTooLarge, Field: "remaining_length",
+				return 0, 0, &Error{Code: PacketTooLarge, Field: "remaining_length",
 					Reason: fmt.Sprintf("packet of %d bytes exceeds the maximum of %d", total, max), Spec: "5.0:MQTT-3.1.2-24"}
 			}
 			if r.end-r.start >= total {
-				return r.decode(p, hdr, total)
+				return hdr, total, nil
 			}
 			r.makeRoom(total)
 		} else {
 			r.makeRoom(5)
 		}
 		if err := r.fill(); err != nil {
-			return err
+			return 0, 0, err
 		}
 	}
 }

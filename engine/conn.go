@@ -45,13 +45,19 @@ type Conn struct {
 	disconnectCode codec.ReasonCode
 
 	// mu guards the outbound queue and the closing state.
-	mu      sync.Mutex
-	out     []byte
-	spare   []byte
-	closing bool
-	reason  CloseReason
-	wake    chan struct{} // cap 1: the writer has work
-	done    chan struct{} // closed when the writer has exited
+	mu       sync.Mutex
+	out      []byte
+	spare    []byte
+	closing  bool
+	reason   CloseReason
+	writing  int // bytes the writer is writing now
+	shutOnce sync.Once
+	drained  chan struct{} // closed when the queue falls under low water
+	// The writer goroutine runs only while there is something to write,
+	// so an idle connection costs one goroutine, not two.
+	writerOn bool          // a writer goroutine is running
+	pending  bool          // signalled while the writer was writing
+	done     chan struct{} // closed when the writer has closed the socket
 
 	// Data is for Go modules (the broker kit keeps its session here). It
 	// is set and read under the module's own locking.
@@ -59,7 +65,8 @@ type Conn struct {
 }
 
 func newConn(s *Server, fd int, nc net.Conn) *Conn {
-	c := &Conn{FD: fd, srv: s, nc: nc, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &Conn{FD: fd, srv: s, nc: nc, done: make(chan struct{})}
+	c.batch.owner = c
 	empty := ""
 	c.clientID.Store(&empty)
 	return c
@@ -115,14 +122,65 @@ var ErrFull = errors.New("full")
 // one per packet (as nats-server's read loop does with its pending
 // clients). A Batch belongs to one goroutine.
 type Batch struct {
+	owner *Conn // the connection whose reader owns the batch
 	conns []*Conn
-	seen  map[*Conn]struct{}
+	seen  map[*Conn]struct{} // only for large fan-outs
+	// Backpressure: receivers whose queues passed their high-water mark.
+	// The owner's reader waits for them before reading more, so a slow
+	// subscriber slows its publishers down instead of losing messages.
+	pressure []Pressure
+}
+
+// Pressure is a receiver (a connection's outbound queue, a session's
+// queue) that its senders should wait for.
+type Pressure interface {
+	// WaitDrained returns when the queue is back under its low-water
+	// mark, the receiver is gone, or the timeout passed.
+	WaitDrained(timeout time.Duration)
+	// SameClient reports whether the receiver belongs to connection c: a
+	// reader never waits for its own client, which cannot drain while
+	// the reader waits.
+	SameClient(c *Conn) bool
+}
+
+// PressureWait bounds one wait for a slow receiver. Past it the reader
+// goes on and the receiver's hard limits apply; it also ends waits in a
+// cycle (two clients that each wait for the other to read).
+const PressureWait = 2 * time.Second
+
+// AddPressure records a receiver to wait for at the end of the read.
+func (b *Batch) AddPressure(p Pressure) {
+	if b.owner != nil && p.SameClient(b.owner) {
+		return
+	}
+	for _, q := range b.pressure {
+		if q == p {
+			return
+		}
+	}
+	b.pressure = append(b.pressure, p)
 }
 
 // Add records that c has queued output to write.
 func (b *Batch) Add(c *Conn) {
+	if len(b.conns) < 16 {
+		// Most reads reach a few connections: a scan beats a map, and
+		// an idle connection keeps no map.
+		for _, x := range b.conns {
+			if x == c {
+				return
+			}
+		}
+		b.conns = append(b.conns, c)
+		return
+	}
 	if b.seen == nil {
 		b.seen = map[*Conn]struct{}{}
+	}
+	if len(b.seen) == 0 {
+		for _, x := range b.conns {
+			b.seen[x] = struct{}{}
+		}
 	}
 	if _, ok := b.seen[c]; !ok {
 		b.seen[c] = struct{}{}
@@ -136,8 +194,23 @@ func (b *Batch) Flush() {
 		c.signal()
 		b.conns[i] = nil
 	}
-	b.conns = b.conns[:0]
-	clear(b.seen)
+	if cap(b.conns) > 64 {
+		b.conns = nil // do not keep a big fan-out's slice
+	} else {
+		b.conns = b.conns[:0]
+	}
+	b.seen = nil
+}
+
+// flushAndWait flushes, then waits for the receivers under pressure. Only
+// the owner's reader calls it, holding no lock, before reading more.
+func (b *Batch) flushAndWait() {
+	b.Flush()
+	for i, p := range b.pressure {
+		p.WaitDrained(PressureWait)
+		b.pressure[i] = nil
+	}
+	b.pressure = b.pressure[:0]
 }
 
 // wake signals c's writer now, or at the batch's flush.
@@ -267,21 +340,64 @@ func (c *Conn) AppendVia(enc func(dst []byte) ([]byte, error), batch *Batch) err
 		return ErrFull
 	}
 	c.out = out
+	pressed := batch != nil && len(out) > c.highWater()
 	c.mu.Unlock()
 	c.wakeVia(batch)
+	if pressed {
+		batch.AddPressure(c)
+	}
 	return nil
 }
+
+// highWater is the queued byte count past which senders wait; lowWater the
+// count they wait for.
+func (c *Conn) highWater() int { return c.srv.cfg.MaxOutbound / 4 }
+func (c *Conn) lowWater() int  { return c.srv.cfg.MaxOutbound / 8 }
+
+// WaitDrained waits until the outbound queue is under the low-water mark,
+// the connection closes, or the timeout passes.
+func (c *Conn) WaitDrained(timeout time.Duration) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		if c.closing || len(c.out)+c.writing < c.lowWater() {
+			c.mu.Unlock()
+			return
+		}
+		if c.drained == nil {
+			c.drained = make(chan struct{})
+		}
+		ch := c.drained
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return
+		}
+	}
+}
+
+// SameClient reports whether c is other.
+func (c *Conn) SameClient(other *Conn) bool { return c == other }
 
 func (c *Conn) slowConsumer() {
 	c.srv.Stats.SlowConsumers.Add(1)
 	c.Close(CloseSlowConsumer)
 }
 
+// signal starts the writer, or tells the running one to go round again.
 func (c *Conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	c.mu.Lock()
+	if c.writerOn {
+		c.pending = true
+		c.mu.Unlock()
+		return
 	}
+	c.writerOn = true
+	c.mu.Unlock()
+	c.srv.wg.Add(1)
+	go c.writeLoop()
 }
 
 // Close closes the connection for reason. For MQTT 5 clients a DISCONNECT
@@ -301,6 +417,10 @@ func (c *Conn) CloseWithCode(reason CloseReason, code codec.ReasonCode, reasonSt
 	}
 	c.closing = true
 	c.reason = reason
+	if c.drained != nil {
+		close(c.drained) // senders waiting for this queue go on
+		c.drained = nil
+	}
 	if code != 0 && c.Version() == codec.V5 && reason != CloseSlowConsumer {
 		// [MQTT-4.13.2-1] a DISCONNECT with a reason code before closing.
 		d := codec.Packet{Type: codec.DISCONNECT, ReasonCode: code}
@@ -322,17 +442,20 @@ func (c *Conn) Closing() bool {
 	return c.closing
 }
 
-// writeLoop writes whatever is queued in one call per wake-up, so a burst of
+// writeLoop writes whatever is queued in one call per round, so a burst of
 // packets costs one syscall. It never holds mu during the write. Bytes
-// queued through a Batch wait for its flush, which wakes the writer.
+// queued through a Batch wait for its flush, whose signal starts a round.
+// The goroutine exits when a round finds no new signal, and closes the
+// socket once the connection is closing and its queue is written.
 func (c *Conn) writeLoop() {
 	defer c.srv.wg.Done()
-	defer close(c.done)
-	for range c.wake {
+	for {
 		c.mu.Lock()
 		buf, closing := c.out, c.closing
 		c.out = c.spare[:0]
 		c.spare = nil
+		c.writing = len(buf)
+		c.pending = false
 		c.mu.Unlock()
 		if len(buf) > 0 {
 			if closing {
@@ -341,37 +464,51 @@ func (c *Conn) writeLoop() {
 			}
 			if _, err := c.nc.Write(buf); err != nil {
 				c.CloseWithCode(CloseNetworkError, 0, "")
-				c.nc.Close()
+				c.shut()
 				return
 			}
 		}
 		c.recycle(buf)
-		if closing {
-			c.mu.Lock()
-			rest := c.out
+		c.mu.Lock()
+		if c.pending || (c.closing && len(c.out) > 0) || (c.closing && !closing) {
 			c.mu.Unlock()
-			if len(rest) > 0 {
-				c.signal() // queued while writing: one more round
-				continue
-			}
-			c.nc.Close()
+			continue
+		}
+		if c.closing {
+			c.mu.Unlock()
+			c.shut()
 			return
 		}
+		c.writerOn = false
+		c.mu.Unlock()
+		return
 	}
+}
+
+// shut closes the socket, once; it ends the reader's wait too.
+func (c *Conn) shut() {
+	c.shutOnce.Do(func() {
+		c.nc.Close()
+		close(c.done)
+	})
 }
 
 // recycle keeps a written buffer as the next spare unless it grew large,
 // so an idle connection does not keep a burst's memory.
 func (c *Conn) recycle(buf []byte) {
-	if cap(buf) > 64*1024 {
-		return
-	}
 	c.mu.Lock()
-	if c.spare == nil {
+	c.writing = 0
+	if c.spare == nil && cap(buf) <= 64*1024 {
 		c.spare = buf[:0]
+	}
+	if c.drained != nil && len(c.out) < c.lowWater() {
+		close(c.drained)
+		c.drained = nil
 	}
 	c.mu.Unlock()
 }
+
+var packetPool = sync.Pool{New: func() any { return new(codec.Packet) }}
 
 // deadlineReader is the reader goroutine's view of the socket. Before each
 // read it flushes the write batch and refreshes the read deadline: the
@@ -380,9 +517,9 @@ type deadlineReader struct{ c *Conn }
 
 func (d deadlineReader) Read(p []byte) (int, error) {
 	c := d.c
-	// Everything read so far is handled: write what it produced before
-	// waiting for more.
-	c.batch.Flush()
+	// Everything read so far is handled: write what it produced, and let
+	// slow receivers catch up, before reading more.
+	c.batch.flushAndWait()
 	if !c.connected {
 		c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
 	} else if ka := c.keepAlive.Load(); ka > 0 {
@@ -393,25 +530,41 @@ func (d deadlineReader) Read(p []byte) (int, error) {
 	return c.nc.Read(p)
 }
 
+// readLoop is the connection's reader goroutine. It is kept small: an idle
+// connection parks here, in Fill, and the frames on its stack decide
+// whether the runtime can shrink the stack (it must use under a quarter),
+// which is most of an idle connection's memory.
 func (c *Conn) readLoop() {
 	defer c.srv.wg.Done()
 	r := codec.NewReader(deadlineReader{c}, 0)
 	r.MaxPacketSize = c.srv.cfg.MaxPacketSize
-	var p codec.Packet
-	for {
-		err := r.ReadPacket(&p)
-		if err != nil {
-			c.readError(err, &p)
-			break
-		}
-		c.srv.Stats.PacketsIn.Add(1)
-		c.handle(&p)
-		if c.Closing() {
-			break
-		}
+	for c.step(r, r.Fill()) {
 	}
 	c.batch.Flush()
 	c.finish()
+}
+
+// step handles the packet Fill buffered, or Fill's error, and reports
+// whether to go on.
+//
+//go:noinline
+func (c *Conn) step(r *codec.Reader, err error) bool {
+	// The packet comes from a pool only once one has arrived: an idle
+	// connection, blocked in Fill, holds none.
+	p := packetPool.Get().(*codec.Packet)
+	defer packetPool.Put(p)
+	if err == nil {
+		err = r.ReadPacket(p)
+	} else {
+		p.Reset() // not another connection's packet in readError
+	}
+	if err != nil {
+		c.readError(err, p)
+		return false
+	}
+	c.srv.Stats.PacketsIn.Add(1)
+	c.handle(p)
+	return !c.Closing()
 }
 
 // readError closes the connection for a read or decode error, answering

@@ -79,9 +79,11 @@ func (s *Server) scriptFailed(c *Conn, handler string, err error) {
 	entry := s.cfg.Log.WithFields(fields)
 	if c != nil {
 		entry = entry.WithFields(logrus.Fields{"fd": c.FD, "client_id": c.ClientID()})
-		c.Close(reason)
 	}
 	entry.Error(err.Error())
+	if c != nil {
+		c.Close(reason)
+	}
 }
 
 // defaultAction is what happens to a packet whose handler the scripts do

@@ -37,6 +37,12 @@ local function applies(rule, who, access)
   return a == "readwrite" or a == access
 end
 
+-- acl.active() -> whether any rule can deny (else everything is allowed
+-- and callers can skip looking up who is asking).
+function acl.active()
+  return #acl.rules > 0 or acl.default ~= "allow"
+end
+
 -- acl.allowed(who, topic, access) -> bool
 -- who: {client_id, user_name}; access: "read" or "write".
 function acl.allowed(who, topic, access)

@@ -13,6 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -105,6 +108,7 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	maxOutbound := fs.Int("max-outbound", 4<<20, "bytes queued for one connection before it is cut off as a slow consumer")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	watchFlag := fs.Bool("watch", false, "reload the scripts when a file under --scripts changes (as on SIGHUP)")
 	testFirst := fs.Bool("test-before-reload", false, "on reload, run the script tests against the new scripts and keep the old ones if any fails")
 	help := fs.BoolP("help", "h", false, "show this help")
@@ -184,6 +188,14 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	srv, err := engine.New(cfg)
 	if err != nil {
 		return nil, nil, runOpts{}, &exitError{2, err.Error()}
+	}
+	if *pprofAddr != "" {
+		ln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			return nil, nil, runOpts{}, &exitError{1, "--pprof: " + err.Error()}
+		}
+		log.WithField("addr", ln.Addr().String()).Info("pprof profiles at /debug/pprof/")
+		go http.Serve(ln, nil) // net/http/pprof registers on the default mux
 	}
 	if err := srv.Listen(); err != nil {
 		srv.Shutdown(context.Background())

@@ -199,6 +199,7 @@ func (k *Kit) ConnClosed(c *engine.Conn, reason engine.CloseReason) {
 		return
 	}
 	s.conn.Store(nil)
+	s.releaseWaitersLocked()
 	expiry := s.expiry
 	if c.Version() == codec.V5 {
 		// The client's DISCONNECT may have changed it (5.0 §3.14.2.2.2).

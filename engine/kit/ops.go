@@ -171,6 +171,9 @@ func (k *Kit) Subscribe(c *engine.Conn, p *codec.Packet, codes []codec.ReasonCod
 			out[i] = codec.UnspecifiedError
 			continue
 		}
+		if st.sess.subs == nil {
+			st.sess.subs = map[string]subOpts{}
+		}
 		st.sess.subs[sub.Topic] = o
 		// [MQTT-3.8.4-3] a subscription to the same filter is replaced.
 		// Added under the session lock so clear cannot miss it.

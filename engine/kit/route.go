@@ -399,7 +399,7 @@ func (k *Kit) Publish(c *engine.Conn, m *Message, id uint16, batch *engine.Batch
 				return 0
 			}
 			if !dup {
-				st.sess.inbound2[id] = struct{}{}
+				st.sess.markInbound2(id)
 			}
 			st.sess.mu.Unlock()
 			first = !dup
@@ -434,7 +434,7 @@ func (k *Kit) Ack(c *engine.Conn, qos byte, id uint16, code codec.ReasonCode, ba
 		ack = codec.Packet{Type: codec.PUBREC, PacketID: id}
 		if st := stateOf(c); st != nil && !code.IsError() {
 			st.sess.mu.Lock()
-			st.sess.inbound2[id] = struct{}{}
+			st.sess.markInbound2(id)
 			st.sess.mu.Unlock()
 		}
 	default:

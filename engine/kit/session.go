@@ -42,7 +42,21 @@ type Session struct {
 	// Inbound QoS 2: packet ids received and not yet released by PUBREL,
 	// so a retransmitted PUBLISH is not delivered twice.
 	inbound2 map[uint16]struct{}
+
+	// drained is closed when the queue of a connected session falls to
+	// queueLowWater, for publishers waiting on it (see engine.Pressure).
+	drained chan struct{}
 }
+
+// Backpressure for connected sessions: past queueHighWater queued
+// messages their publishers wait (stop reading their sockets) until the
+// queue is down to queueLowWater. Nothing is dropped for a connected
+// session below onlineQueueCap, which only a wait that timed out can reach.
+const (
+	queueHighWater = 256
+	queueLowWater  = 64
+	onlineQueueCap = 100000
+)
 
 const neverExpire = time.Duration(1<<63 - 1)
 
@@ -62,9 +76,10 @@ type outbound struct {
 	released bool
 }
 
+// newSession returns a session; its maps are made on first use, so an
+// idle client costs little.
 func newSession(clientID string, persistent bool, expiry time.Duration) *Session {
-	return &Session{clientID: clientID, persistent: persistent, expiry: expiry, subs: map[string]subOpts{},
-		inflight: map[uint16]*outbound{}, inbound2: map[uint16]struct{}{}}
+	return &Session{clientID: clientID, persistent: persistent, expiry: expiry}
 }
 
 // ClientID returns the session's client identifier.
@@ -75,16 +90,17 @@ func (s *Session) ClientID() string { return s.clientID }
 func (s *Session) clear(k *Kit) {
 	s.mu.Lock()
 	s.ended = true
+	s.releaseWaitersLocked()
 	if s.timer != nil {
 		s.timer.Stop()
 	}
 	subs := s.subs
-	s.subs = map[string]subOpts{}
+	s.subs = nil
 	orphans := s.sharedOrphansLocked(true)
-	s.inflight = map[uint16]*outbound{}
+	s.inflight = nil
 	s.order = nil
 	s.queue = nil
-	s.inbound2 = map[uint16]struct{}{}
+	s.inbound2 = nil
 	s.mu.Unlock()
 	for f := range subs {
 		k.removeSub(f, s)
@@ -155,9 +171,48 @@ func (s *Session) deliverLocked(k *Kit, d delivery, batch *engine.Batch) {
 	if c == nil || len(s.queue) > 0 || len(s.inflight) >= s.window(k, c) {
 		// Keep per-topic order: nothing overtakes what already waits.
 		s.enqueueLocked(k, d)
+		if c != nil && batch != nil && len(s.queue) > queueHighWater {
+			batch.AddPressure(s)
+		}
 		return
 	}
 	s.sendLocked(k, c, d, batch)
+}
+
+// WaitDrained implements engine.Pressure: it returns when the session's
+// queue is down to its low-water mark, the session is offline or ended,
+// or the timeout passed.
+func (s *Session) WaitDrained(timeout time.Duration) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		if s.ended || s.conn.Load() == nil || len(s.queue) <= queueLowWater {
+			s.mu.Unlock()
+			return
+		}
+		if s.drained == nil {
+			s.drained = make(chan struct{})
+		}
+		ch := s.drained
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return
+		}
+	}
+}
+
+// SameClient implements engine.Pressure.
+func (s *Session) SameClient(c *engine.Conn) bool { return s.conn.Load() == c }
+
+// releaseWaitersLocked wakes publishers waiting for the queue.
+func (s *Session) releaseWaitersLocked() {
+	if s.drained != nil {
+		close(s.drained)
+		s.drained = nil
+	}
 }
 
 // sendLocked assigns a packet id, records the delivery in flight and
@@ -168,6 +223,9 @@ func (s *Session) sendLocked(k *Kit, c *engine.Conn, d delivery, batch *engine.B
 		return
 	}
 	id := s.nextIDLocked()
+	if s.inflight == nil {
+		s.inflight = map[uint16]*outbound{}
+	}
 	s.inflight[id] = &outbound{delivery: d}
 	s.order = append(s.order, id)
 	switch err := k.send(c, d, false, id, nil, batch); err {
@@ -184,6 +242,10 @@ func (s *Session) sendLocked(k *Kit, c *engine.Conn, d delivery, batch *engine.B
 
 func (s *Session) enqueueLocked(k *Kit, d delivery) {
 	max := k.Settings().MaxQueued
+	if s.conn.Load() != nil && max < onlineQueueCap {
+		// Connected: publishers are held back instead (see above).
+		max = onlineQueueCap
+	}
 	if max <= 0 {
 		k.Stats.Dropped.Add(1)
 		return
@@ -215,6 +277,9 @@ func (s *Session) drainLocked(k *Kit, batch *engine.Batch) {
 	}
 	if n > 0 {
 		s.queue = append(s.queue[:0], s.queue[n:]...)
+	}
+	if len(s.queue) <= queueLowWater {
+		s.releaseWaitersLocked()
 	}
 }
 
@@ -253,4 +318,13 @@ func (s *Session) ackLocked(k *Kit, id uint16, batch *engine.Batch) bool {
 	}
 	s.drainLocked(k, batch)
 	return true
+}
+
+// markInbound2 records an inbound QoS 2 packet id until its PUBREL. mu
+// must be held.
+func (s *Session) markInbound2(id uint16) {
+	if s.inbound2 == nil {
+		s.inbound2 = map[uint16]struct{}{}
+	}
+	s.inbound2[id] = struct{}{}
 }

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mqttlua/broker/codec"
+)
+
+// client is a raw-TCP MQTT client: cheap, so the broker is what is
+// measured.
+type client struct {
+	conn  net.Conn
+	w     *bufio.Writer
+	wmu   sync.Mutex
+	r     *codec.Reader
+	level byte
+	buf   []byte
+}
+
+func dial(addr, id string, level byte) (*client, error) {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c := &client{conn: conn, w: bufio.NewWriterSize(conn, 64*1024), r: codec.NewReader(conn, 64*1024), level: level}
+	c.r.Version = level
+	if err := c.send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: level, ClientID: id, CleanSession: true, KeepAlive: 300}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if err := c.flush(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	var p codec.Packet
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := c.r.ReadPacket(&p); err != nil || p.Type != codec.CONNACK || p.ReasonCode != 0 {
+		conn.Close()
+		return nil, fmt.Errorf("connect %s: %v %v", id, p.Type, err)
+	}
+	conn.SetReadDeadline(time.Time{})
+	return c, nil
+}
+
+// send encodes p into the write buffer.
+func (c *client) send(p *codec.Packet) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var err error
+	c.buf, err = p.Append(c.buf[:0], c.level)
+	if err != nil {
+		return err
+	}
+	_, err = c.w.Write(c.buf)
+	return err
+}
+
+func (c *client) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.w.Flush()
+}
+
+func (c *client) subscribe(filter string, qos byte) error {
+	if err := c.send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: filter, QoS: qos}}}); err != nil {
+		return err
+	}
+	if err := c.flush(); err != nil {
+		return err
+	}
+	var p codec.Packet
+	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer c.conn.SetReadDeadline(time.Time{})
+	if err := c.r.ReadPacket(&p); err != nil || p.Type != codec.SUBACK || len(p.ReasonCodes) != 1 || p.ReasonCodes[0] >= 0x80 {
+		return fmt.Errorf("subscribe %s: %v %v %v", filter, p.Type, p.ReasonCodes, err)
+	}
+	return nil
+}
+
+func (c *client) close() {
+	c.send(&codec.Packet{Type: codec.DISCONNECT})
+	c.flush()
+	c.conn.Close()
+}
+
+// Payloads carry who sent them, their sequence number and when, so that
+// receivers count losses, duplicates and latency exactly.
+const headerLen = 20
+
+func fillPayload(b []byte, pub uint32, seq uint64, now int64) {
+	binary.BigEndian.PutUint32(b[0:], pub)
+	binary.BigEndian.PutUint64(b[4:], seq)
+	binary.BigEndian.PutUint64(b[12:], uint64(now))
+}
+
+func readPayload(b []byte) (pub uint32, seq uint64, sent int64, ok bool) {
+	if len(b) < headerLen {
+		return 0, 0, 0, false
+	}
+	return binary.BigEndian.Uint32(b), binary.BigEndian.Uint64(b[4:]), int64(binary.BigEndian.Uint64(b[12:])), true
+}
+
+// tally counts unique and duplicate sequence numbers per publisher.
+type tally struct {
+	mu       sync.Mutex
+	seen     map[uint32][]uint64 // bitmaps
+	unique   int64
+	dup      int64
+	last     time.Time
+	first    time.Time
+	latency  []int64 // ns, when recorded
+	keepLats bool
+}
+
+func newTally(keepLats bool) *tally { return &tally{seen: map[uint32][]uint64{}, keepLats: keepLats} }
+
+func (t *tally) add(pub uint32, seq uint64, sent int64, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	bits := t.seen[pub]
+	w := int(seq / 64)
+	if w >= len(bits) {
+		nb := make([]uint64, w*2+16)
+		copy(nb, bits)
+		bits = nb
+		t.seen[pub] = bits
+	}
+	if bits[w]&(1<<(seq%64)) != 0 {
+		t.dup++
+		return
+	}
+	bits[w] |= 1 << (seq % 64)
+	t.unique++
+	if t.first.IsZero() {
+		t.first = now
+	}
+	t.last = now
+	if t.keepLats {
+		t.latency = append(t.latency, now.UnixNano()-sent)
+	}
+}
+
+func (t *tally) counts() (unique, dup int64, last time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.unique, t.dup, t.last
+}
+
+// receive reads PUBLISHes into the tally until the connection closes,
+// acknowledging QoS 1 ones.
+func (c *client) receive(t *tally) {
+	var p codec.Packet
+	for {
+		if err := c.r.ReadPacket(&p); err != nil {
+			return
+		}
+		if p.Type != codec.PUBLISH {
+			continue
+		}
+		now := time.Now()
+		if pub, seq, sent, ok := readPayload(p.Payload); ok {
+			t.add(pub, seq, sent, now)
+		}
+		if p.QoS == 1 {
+			c.send(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID})
+		}
+		if c.r.Buffered() == 0 {
+			c.flush()
+		}
+	}
+}
