@@ -54,52 +54,79 @@ func (r *Reader) Buffered() int { return r.end - r.start }
 // stream cannot be resynchronised and should be closed), or the underlying
 // reader's error.
 func (r *Reader) ReadPacket(p *Packet) error {
-	hdr, total, err := r.next()
-	if err != nil {
-		return err
+	for {
+		ok, err := r.Next(p)
+		if ok || err != nil {
+			return err
+		}
+		if err := r.fill(); err != nil {
+			return err
+		}
 	}
-	return r.decode(p, hdr, total)
 }
 
-// Fill blocks until a whole packet is buffered, so that the next
-// ReadPacket does not block. It returns ReadPacket's errors, except those
-// of decoding the body. A caller can thus take a Packet (from a pool, say)
-// only once there is something to decode into it.
-func (r *Reader) Fill() error {
-	_, _, err := r.next()
-	return err
+// Next decodes the next packet already buffered into p. It returns false
+// and no error when no whole packet is buffered yet: the caller then reads
+// into Space and calls Advance. Together they let a connection's goroutine
+// do the blocking read itself, with no codec frames on its stack while it
+// waits, which keeps an idle connection's stack small.
+func (r *Reader) Next(p *Packet) (bool, error) {
+	hdr, total, err := r.buffered()
+	if err != nil || hdr == 0 {
+		return false, err
+	}
+	return true, r.decode(p, hdr, total)
 }
 
-// next buffers the next whole packet and returns its header length and
-// total size.
-func (r *Reader) next() (hdr, total int, err error) {
+// Space returns the free part of the buffer for the next read: room for
+// the pending packet, sized to the traffic (see fill).
+func (r *Reader) Space() []byte {
 	if r.buf == nil {
 		r.buf = make([]byte, r.initial)
 	}
-	for {
-		remaining, hdr, err := parseHeader(r.buf[r.start:r.end])
-		if err != nil {
-			return 0, 0, err
-		}
-		if hdr > 0 {
-			total := hdr + int(remaining)
-			if max := r.MaxPacketSize; max > 0 && total > max {
-				// Enforced before the body is read, so a hostile length
-				// never turns into an allocation.
-				return 0, 0, &Error{Code: PacketTooLarge, Field: "remaining_length",
-					Reason: fmt.Sprintf("packet of %d bytes exceeds the maximum of %d", total, max), Spec: "5.0:MQTT-3.1.2-24"}
-			}
-			if r.end-r.start >= total {
-				return hdr, total, nil
-			}
-			r.makeRoom(total)
-		} else {
-			r.makeRoom(5)
-		}
-		if err := r.fill(); err != nil {
-			return 0, 0, err
-		}
+	if r.start == r.end {
+		r.resize()
 	}
+	if _, total, err := r.buffered(); err == nil && total > 0 {
+		r.makeRoom(total)
+	} else {
+		r.makeRoom(5)
+	}
+	return r.buf[r.end:]
+}
+
+// Advance records n bytes read into the slice Space returned.
+func (r *Reader) Advance(n int) {
+	r.end += n
+	r.lastRead = n
+}
+
+// buffered parses the fixed header at the read position. hdr is 0 when
+// the whole packet is not buffered yet; total is its size once the
+// header is known.
+func (r *Reader) buffered() (hdr, total int, err error) {
+	if r.buf == nil {
+		return 0, 0, nil
+	}
+	remaining, h, err := parseHeader(r.buf[r.start:r.end])
+	if err != nil || h == 0 {
+		return 0, 0, err
+	}
+	total = h + int(remaining)
+	if max := r.MaxPacketSize; max > 0 && total > max {
+		// Enforced before the body is read, so a hostile length never
+		// turns into an allocation.
+		return 0, 0, tooLarge(total, max)
+	}
+	if r.end-r.start < total {
+		return 0, total, nil
+	}
+	return h, total, nil
+}
+
+func tooLarge(total, max int) error {
+	return &Error{Code: PacketTooLarge, Field: "remaining_length",
+		Reason: fmt.Sprintf("packet of %d bytes exceeds the maximum of %d", total, max), Spec: "5.0:MQTT-3.1.2-24"}
 }
 
 func (r *Reader) decode(p *Packet, hdr, total int) error {
@@ -135,25 +162,12 @@ func (r *Reader) makeRoom(need int) {
 	r.start, r.end = 0, n
 }
 
-// fill reads at least one byte into the free end of the buffer. When the
-// buffer is empty it is first resized to the traffic, as nats-server does:
-// doubled (up to 64 KiB) after a read that filled it, so a busy publisher
-// is read in few syscalls, and back to the initial size after a small
-// read, so an idle connection holds little memory.
+// fill reads at least one byte into the free end of the buffer.
 func (r *Reader) fill() error {
-	if r.start == r.end {
-		r.start, r.end = 0, 0
-		switch {
-		case r.lastRead == len(r.buf) && len(r.buf) < maxKeptBufferSize:
-			r.buf = make([]byte, 2*len(r.buf))
-		case len(r.buf) > r.initial && r.lastRead < len(r.buf)/4:
-			r.buf = make([]byte, r.initial)
-		}
-	}
+	space := r.Space()
 	for {
-		n, err := r.r.Read(r.buf[r.end:])
-		r.end += n
-		r.lastRead = n
+		n, err := r.r.Read(space)
+		r.Advance(n)
 		if n > 0 {
 			return nil
 		}
@@ -166,5 +180,19 @@ func (r *Reader) fill() error {
 		if err != nil {
 			return err
 		}
+	}
+}
+
+// resize, with the buffer empty, sizes it to the traffic, as nats-server
+// does: doubled (up to 64 KiB) after a read that filled it, so a busy
+// publisher is read in few syscalls, and back to the initial size after a
+// small read, so an idle connection holds little memory.
+func (r *Reader) resize() {
+	r.start, r.end = 0, 0
+	switch {
+	case r.lastRead == len(r.buf) && len(r.buf) < maxKeptBufferSize:
+		r.buf = make([]byte, 2*len(r.buf))
+	case len(r.buf) > r.initial && r.lastRead < len(r.buf)/4:
+		r.buf = make([]byte, r.initial)
 	}
 }

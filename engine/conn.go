@@ -37,6 +37,8 @@ type Conn struct {
 	droppedTooLarge atomic.Int64
 
 	// Reader-goroutine state.
+	ranHandler     bool              // a packet was handled since the last respawn
+	respawned      time.Time         // when the reader last moved goroutines
 	aliasIn        map[uint16]string // client-to-server topic aliases
 	disconnect     *codec.Packet     // the client's DISCONNECT, if any
 	batch          Batch
@@ -510,15 +512,103 @@ func (c *Conn) recycle(buf []byte) {
 
 var packetPool = sync.Pool{New: func() any { return new(codec.Packet) }}
 
-// deadlineReader is the reader goroutine's view of the socket. Before each
-// read it flushes the write batch and refreshes the read deadline: the
-// connect timeout until CONNECT, then 1.5 x keep alive.
-type deadlineReader struct{ c *Conn }
+// readLoop is the connection's reader goroutine. It does the blocking
+// read itself, with nothing but its own small frame above the network
+// code: an idle connection parks here, and how much of its stack is in use
+// then decides whether the runtime can shrink the stack (to 2 KiB it must
+// use under 512 bytes plus the runtime's frames), which is most of an idle
+// connection's memory.
+func (c *Conn) readLoop() { c.readFrom(c.newReader()) }
 
-func (d deadlineReader) Read(p []byte) (int, error) {
-	c := d.c
-	// Everything read so far is handled: write what it produced, and let
-	// slow receivers catch up, before reading more.
+// respawnEvery bounds how often a connection's reader moves to a fresh
+// goroutine; see readFrom.
+const respawnEvery = time.Second
+
+func (c *Conn) readFrom(r *codec.Reader) {
+	for c.handleBuffered(r) {
+		if c.ranHandler && time.Since(c.respawned) > respawnEvery {
+			// Handlers (Lua above all) grew this goroutine's stack, and
+			// the runtime cannot shrink it back below 4 KiB while the
+			// network code sits on it: go on in a fresh 2 KiB goroutine,
+			// so an idle connection costs that, at most once a second.
+			c.ranHandler, c.respawned = false, time.Now()
+			go c.readFrom(r)
+			return
+		}
+		c.beforeRead()
+		n, err := c.nc.Read(r.Space())
+		if !c.afterRead(r, n, err) {
+			break
+		}
+	}
+	c.end()
+}
+
+//go:noinline
+func (c *Conn) newReader() *codec.Reader {
+	r := codec.NewReader(nil, 0)
+	r.MaxPacketSize = c.srv.cfg.MaxPacketSize
+	return r
+}
+
+// afterRead takes in what a read returned and reports whether to go on.
+//
+//go:noinline
+func (c *Conn) afterRead(r *codec.Reader, n int, err error) bool {
+	r.Advance(n)
+	if err != nil && n == 0 {
+		if err == io.EOF && r.Buffered() > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		c.failRead(err)
+		return false
+	}
+	return true
+}
+
+// end finishes the reader goroutine.
+//
+//go:noinline
+func (c *Conn) end() {
+	c.batch.Flush()
+	c.finish()
+	c.srv.wg.Done()
+}
+
+// handleBuffered handles every whole packet buffered and reports whether
+// to read more.
+//
+//go:noinline
+func (c *Conn) handleBuffered(r *codec.Reader) bool {
+	for {
+		// A packet comes from the pool only once one has arrived: an
+		// idle connection holds none.
+		p := packetPool.Get().(*codec.Packet)
+		ok, err := r.Next(p)
+		switch {
+		case err != nil:
+			c.readError(err, p)
+		case ok:
+			c.srv.Stats.PacketsIn.Add(1)
+			c.handle(p)
+			c.ranHandler = true
+		}
+		packetPool.Put(p)
+		if err != nil || c.Closing() {
+			return false
+		}
+		if !ok {
+			return true
+		}
+	}
+}
+
+// beforeRead writes what the handled packets produced, lets slow receivers
+// catch up, and sets the read deadline: the connect timeout until CONNECT,
+// then 1.5 x keep alive.
+//
+//go:noinline
+func (c *Conn) beforeRead() {
 	c.batch.flushAndWait()
 	if !c.connected {
 		c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
@@ -527,44 +617,16 @@ func (d deadlineReader) Read(p []byte) (int, error) {
 	} else {
 		c.nc.SetReadDeadline(time.Time{})
 	}
-	return c.nc.Read(p)
 }
 
-// readLoop is the connection's reader goroutine. It is kept small: an idle
-// connection parks here, in Fill, and the frames on its stack decide
-// whether the runtime can shrink the stack (it must use under a quarter),
-// which is most of an idle connection's memory.
-func (c *Conn) readLoop() {
-	defer c.srv.wg.Done()
-	r := codec.NewReader(deadlineReader{c}, 0)
-	r.MaxPacketSize = c.srv.cfg.MaxPacketSize
-	for c.step(r, r.Fill()) {
-	}
-	c.batch.Flush()
-	c.finish()
-}
-
-// step handles the packet Fill buffered, or Fill's error, and reports
-// whether to go on.
+// failRead closes the connection for a read error.
 //
 //go:noinline
-func (c *Conn) step(r *codec.Reader, err error) bool {
-	// The packet comes from a pool only once one has arrived: an idle
-	// connection, blocked in Fill, holds none.
+func (c *Conn) failRead(err error) {
 	p := packetPool.Get().(*codec.Packet)
-	defer packetPool.Put(p)
-	if err == nil {
-		err = r.ReadPacket(p)
-	} else {
-		p.Reset() // not another connection's packet in readError
-	}
-	if err != nil {
-		c.readError(err, p)
-		return false
-	}
-	c.srv.Stats.PacketsIn.Add(1)
-	c.handle(p)
-	return !c.Closing()
+	p.Reset()
+	c.readError(err, p)
+	packetPool.Put(p)
 }
 
 // readError closes the connection for a read or decode error, answering
