@@ -205,9 +205,25 @@ func (b *Batch) Flush() {
 }
 
 // flushAndWait flushes, then waits for the receivers under pressure. Only
-// the owner's reader calls it, holding no lock, before reading more.
+// the owner's reader calls it, holding no lock, before reading more. The
+// owner's own output (CONNACK, PUBACK, PINGRESP, ...) is written right here
+// by the reader when no writer goroutine is running: no goroutine to start
+// and no hand-off for the common request/reply case, as nats-server's read
+// loop flushes its own client inline.
 func (b *Batch) flushAndWait() {
-	b.Flush()
+	own := false
+	for i, c := range b.conns {
+		if c == b.owner {
+			own = true
+			b.conns[i] = b.conns[len(b.conns)-1]
+			b.conns = b.conns[:len(b.conns)-1]
+			break
+		}
+	}
+	b.Flush() // the others first: the inline write may block
+	if own {
+		b.owner.writeInline()
+	}
 	for i, p := range b.pressure {
 		p.WaitDrained(PressureWait)
 		b.pressure[i] = nil
@@ -485,6 +501,47 @@ func (c *Conn) writeLoop() {
 		c.mu.Unlock()
 		return
 	}
+}
+
+// writeInline writes the queue from the calling goroutine (the
+// connection's reader) if no writer goroutine is running, else leaves it
+// to that writer. Output queued meanwhile goes to a writer goroutine.
+func (c *Conn) writeInline() {
+	c.mu.Lock()
+	if c.writerOn || c.closing {
+		c.pending = c.pending || c.writerOn
+		c.mu.Unlock()
+		if !c.writerOn {
+			c.signal()
+		}
+		return
+	}
+	buf := c.out
+	c.out = c.spare[:0]
+	c.spare = nil
+	c.writing = len(buf)
+	c.writerOn = true // no other writer while this one writes
+	c.mu.Unlock()
+	if len(buf) > 0 {
+		if _, err := c.nc.Write(buf); err != nil {
+			c.CloseWithCode(CloseNetworkError, 0, "")
+			c.shut()
+			return
+		}
+	}
+	c.recycle(buf)
+	c.mu.Lock()
+	more := c.pending || len(c.out) > 0 || c.closing
+	c.pending = false
+	if !more {
+		c.writerOn = false
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	// Queued while we wrote: the writer goroutine takes over.
+	c.srv.wg.Add(1)
+	go c.writeLoop()
 }
 
 // shut closes the socket, once; it ends the reader's wait too.

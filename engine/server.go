@@ -307,8 +307,8 @@ func (s *Server) ServeConn(nc net.Conn) *Conn {
 	s.conns.Store(c.FD, c)
 	s.Stats.Connections.Add(1)
 	s.Stats.ConnectionsTotal.Add(1)
-	s.wg.Add(2)
-	go c.writeLoop()
+	// The writer goroutine starts when there is something to write.
+	s.wg.Add(1)
 	go c.readLoop()
 	return c
 }

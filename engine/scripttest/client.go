@@ -18,15 +18,51 @@ import (
 	"github.com/mqttlua/broker/engine"
 )
 
-// client is a test client on an in-memory connection.
+// client is a test client on an in-memory connection. A goroutine reads
+// what the server sends into a queue, as a socket buffer would: an
+// in-memory pipe has none, and a server writing to a client that the test
+// is not reading from at that moment must not block.
 type client struct {
 	name  string
 	from  string
 	level byte
 	conn  net.Conn
 	r     *codec.Reader
+	in    *chanReader
 	// srvConn is the server's side, for the close reason.
 	srvConn *engine.Conn
+}
+
+// chanReader hands the bytes a goroutine read from the pipe to the
+// test's codec.Reader, with a deadline per read.
+type chanReader struct {
+	ch       chan []byte
+	cur      []byte
+	err      error
+	deadline time.Time
+}
+
+func (r *chanReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		t := time.NewTimer(time.Until(r.deadline))
+		select {
+		case b, ok := <-r.ch:
+			t.Stop()
+			if !ok {
+				r.err = io.EOF
+				continue
+			}
+			r.cur = b
+		case <-t.C:
+			return 0, timeoutError{}
+		}
+	}
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
 }
 
 func newClient(name, from string) *client {
@@ -35,8 +71,21 @@ func newClient(name, from string) *client {
 
 func (c *client) attach(conn net.Conn) {
 	c.conn = conn
-	c.r = codec.NewReader(conn, 0)
-	c.r.Version = c.level
+	c.in = &chanReader{ch: make(chan []byte, 100000)}
+	c.r = codec.NewReader(c.in, 0)
+	go func() {
+		defer close(c.in.ch)
+		for {
+			b := make([]byte, 4096)
+			n, err := conn.Read(b)
+			if n > 0 {
+				c.in.ch <- b[:n]
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 }
 
 func (c *client) write(b []byte) error {
@@ -74,17 +123,21 @@ func (c *client) sendData(m codec.Map) error {
 
 func (c *client) setLevel(level byte) {
 	c.level = level
-	if c.r != nil {
-		c.r.Version = level
-	}
 }
 
-// next reads the next packet as data within d.
+// errTimeout is next's error when nothing arrived in time.
+type timeoutError struct{}
+
+func (timeoutError) Error() string { return "timeout" }
+func (timeoutError) Timeout() bool { return true }
+
+// next returns the next packet as data, waiting up to d.
 func (c *client) next(d time.Duration) (codec.Map, []byte, error) {
 	if c.conn == nil {
 		return nil, nil, errors.New("not connected")
 	}
-	c.conn.SetReadDeadline(time.Now().Add(d))
+	c.in.deadline = time.Now().Add(d)
+	c.r.Version = c.level
 	var p codec.Packet
 	if err := c.r.ReadPacket(&p); err != nil {
 		return nil, nil, err

@@ -27,13 +27,15 @@ sub: expect nothing
 --- steps
 pub: connect
 pub: send {"type": "PUBLISH", "topic": "state/lamp", "message": "on", "retain": true}
-pub: send {"type": "PUBLISH", "topic": "state/lamp", "message": "off", "retain": true}
+pub: send {"type": "PUBLISH", "topic": "state/lamp", "message": "off", "retain": true, "qos": 1, "message_id": 1}
+pub: expect {"type": "PUBACK", "message_id": 1}
 late: connect
 late: send {"type": "SUBSCRIBE", "message_id": 1, "filters": [{"topic": "state/+", "qos": 0}]}
 late: expect {"type": "SUBACK"}
 late: expect {"type": "PUBLISH", "topic": "state/lamp", "message": "off", "retain": true}
 late: expect nothing
-pub: send {"type": "PUBLISH", "topic": "state/lamp", "message": "", "retain": true}
+pub: send {"type": "PUBLISH", "topic": "state/lamp", "message": "", "retain": true, "qos": 1, "message_id": 2}
+pub: expect {"type": "PUBACK", "message_id": 2}
 late: expect {"type": "PUBLISH", "topic": "state/lamp", "message": "", "retain": false}
 later: connect
 later: send {"type": "SUBSCRIBE", "message_id": 1, "filters": [{"topic": "state/#", "qos": 0}]}

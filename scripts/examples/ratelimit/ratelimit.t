@@ -25,10 +25,10 @@ b: connect
 a: send {"type": "PUBLISH", "topic": "m", "message": "a1"}
 a: send {"type": "PUBLISH", "topic": "m", "message": "a2"}
 a: send {"type": "PUBLISH", "topic": "m", "message": "a3"}
-b: send {"type": "PUBLISH", "topic": "m", "message": "b1"}
 sub: expect {"type": "PUBLISH", "message": "a1"}
 sub: expect {"type": "PUBLISH", "message": "a2"}
 sub: expect {"type": "PUBLISH", "message": "a3"}
+b: send {"type": "PUBLISH", "topic": "m", "message": "b1"}
 sub: expect {"type": "PUBLISH", "message": "b1"}
 wait 1100ms
 a: send {"type": "PUBLISH", "topic": "m", "message": "a4"}
