@@ -37,6 +37,8 @@ type Conn struct {
 	droppedTooLarge atomic.Int64
 
 	// Reader-goroutine state.
+	usedShort      bool              // the read deadline is a pooled reader's short one
+	shortDeadline  time.Time         // that deadline
 	ranHandler     bool              // a packet was handled since the last respawn
 	respawned      time.Time         // when the reader last moved goroutines
 	aliasIn        map[uint16]string // client-to-server topic aliases
@@ -106,6 +108,10 @@ func (c *Conn) WorkerID() int { return c.FD % len(c.srv.VMs()) }
 func (c *Conn) SetKeepAlive(seconds int) {
 	c.keepAlive.Store(int64(time.Duration(seconds) * 1500 * time.Millisecond))
 }
+
+// debug reports whether debug lines are logged; building a logrus entry
+// costs allocations, so per-connection debug lines check first.
+func (c *Conn) debug() bool { return c.srv.cfg.Log.IsLevelEnabled(logrus.DebugLevel) }
 
 func (c *Conn) log() *logrus.Entry {
 	return c.srv.cfg.Log.WithFields(logrus.Fields{"fd": c.FD, "client_id": c.ClientID()})
@@ -575,30 +581,96 @@ var packetPool = sync.Pool{New: func() any { return new(codec.Packet) }}
 // then decides whether the runtime can shrink the stack (to 2 KiB it must
 // use under 512 bytes plus the runtime's frames), which is most of an idle
 // connection's memory.
-func (c *Conn) readLoop() { c.readFrom(c.newReader()) }
+func (c *Conn) readLoop() { c.readFrom(c.newReader(), false) }
 
 // respawnEvery bounds how often a connection's reader moves to a fresh
 // goroutine; see readFrom.
 const respawnEvery = time.Second
 
-func (c *Conn) readFrom(r *codec.Reader) {
+// pooledIdle is how long a pooled reader waits for a connection's next
+// packet before handing it to a fresh goroutine.
+const pooledIdle = 50 * time.Millisecond
+
+// readerPool keeps reader goroutines whose stacks handlers already grew,
+// for new connections: most of a short-lived connection's cost is
+// otherwise starting a goroutine and growing its stack for the Lua
+// handler of its CONNECT.
+type readerPool struct {
+	conns chan *Conn // unbuffered: a send succeeds only to an idle reader
+	total atomic.Int32
+}
+
+const maxPooledReaders = 64
+
+// serve runs a connection on an idle pooled reader, or a new one while
+// the pool is below its size, or else a plain goroutine.
+func (p *readerPool) serve(c *Conn, stop <-chan struct{}) {
+	select {
+	case p.conns <- c:
+		return
+	default:
+	}
+	if p.total.Add(1) > maxPooledReaders {
+		p.total.Add(-1)
+		go c.readLoop()
+		return
+	}
+	go p.loop(c, stop)
+}
+
+func (p *readerPool) loop(c *Conn, stop <-chan struct{}) {
+	defer p.total.Add(-1)
+	for {
+		c.readFrom(c.newReader(), true)
+		select {
+		case c = <-p.conns:
+		case <-stop:
+			return
+		}
+	}
+}
+
+// readFrom runs the read loop. pooled is true on one of the server's
+// pooled reader goroutines (see readerPool), which serve a connection
+// while it is busy and hand it to a fresh goroutine once it goes idle.
+func (c *Conn) readFrom(r *codec.Reader, pooled bool) (handedOff bool) {
 	for c.handleBuffered(r) {
-		if c.ranHandler && time.Since(c.respawned) > respawnEvery {
+		if !pooled && c.ranHandler && time.Since(c.respawned) > respawnEvery {
 			// Handlers (Lua above all) grew this goroutine's stack, and
 			// the runtime cannot shrink it back below 4 KiB while the
 			// network code sits on it: go on in a fresh 2 KiB goroutine,
 			// so an idle connection costs that, at most once a second.
 			c.ranHandler, c.respawned = false, time.Now()
-			go c.readFrom(r)
-			return
+			go c.readFrom(r, false)
+			return true
 		}
-		c.beforeRead()
+		c.beforeRead(pooled)
 		n, err := c.nc.Read(r.Space())
+		if pooled && n == 0 && c.idleTimeout(err) {
+			// Idle: a fresh goroutine waits for it, this one goes back
+			// to the pool with its grown stack for the next connection.
+			c.ranHandler, c.respawned = false, time.Now()
+			go c.readFrom(r, false)
+			return true
+		}
 		if !c.afterRead(r, n, err) {
 			break
 		}
 	}
 	c.end()
+	return false
+}
+
+// idleTimeout reports whether err is the short deadline of a pooled
+// reader rather than the connection's own.
+//
+//go:noinline
+func (c *Conn) idleTimeout(err error) bool {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || time.Now().Before(c.shortDeadline) {
+		return false
+	}
+	return c.usedShort
 }
 
 //go:noinline
@@ -665,15 +737,24 @@ func (c *Conn) handleBuffered(r *codec.Reader) bool {
 // then 1.5 x keep alive.
 //
 //go:noinline
-func (c *Conn) beforeRead() {
+func (c *Conn) beforeRead(pooled bool) {
 	c.batch.flushAndWait()
+	now := time.Now()
+	var d time.Time
 	if !c.connected {
-		c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
+		d = now.Add(c.srv.cfg.ConnectTimeout)
 	} else if ka := c.keepAlive.Load(); ka > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(time.Duration(ka)))
-	} else {
-		c.nc.SetReadDeadline(time.Time{})
+		d = now.Add(time.Duration(ka))
 	}
+	c.usedShort = false
+	if pooled {
+		// A pooled reader waits only briefly before handing the
+		// connection on.
+		if short := now.Add(pooledIdle); d.IsZero() || short.Before(d) {
+			d, c.usedShort, c.shortDeadline = short, true, short
+		}
+	}
+	c.nc.SetReadDeadline(d)
 }
 
 // failRead closes the connection for a read error.
@@ -693,7 +774,9 @@ func (c *Conn) readError(err error, p *codec.Packet) {
 	var ne net.Error
 	switch {
 	case errors.As(err, &ce):
-		c.log().WithError(err).Debug("rejected packet")
+		if c.debug() {
+			c.log().WithError(err).Debug("rejected packet")
+		}
 		if !c.connected {
 			c.rejectConnect(ce, p)
 			return
@@ -720,7 +803,9 @@ func (c *Conn) readError(err error, p *codec.Packet) {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 		c.Close(CloseNetworkError)
 	default:
-		c.log().WithError(err).Debug("read failed")
+		if c.debug() {
+			c.log().WithError(err).Debug("read failed")
+		}
 		c.Close(CloseNetworkError)
 	}
 }
@@ -764,7 +849,9 @@ func (c *Conn) handle(p *codec.Packet) {
 	switch {
 	case !c.connected && p.Type != codec.CONNECT:
 		// [MQTT-3.1.0-1] the first packet is CONNECT.
-		c.log().WithField("type", p.Type.String()).Debug("first packet is not CONNECT")
+		if c.debug() {
+			c.log().WithField("type", p.Type.String()).Debug("first packet is not CONNECT")
+		}
 		c.CloseWithCode(CloseNotConnect, 0, "")
 		return
 	case c.connected && p.Type == codec.CONNECT:
@@ -918,7 +1005,9 @@ func (c *Conn) finish() {
 	c.srv.conns.Delete(c.FD)
 	c.srv.Stats.Connections.Add(-1)
 	c.srv.Stats.Closes[reason].Add(1)
-	c.log().WithField("reason", reason.String()).Debug("connection closed")
+	if c.debug() {
+		c.log().WithField("reason", reason.String()).Debug("connection closed")
+	}
 	if c.connected {
 		c.srv.onClose(c, reason)
 	}

@@ -12,6 +12,9 @@ import (
 // with the field names of codec.ToMap. PUBLISH, the per-message case, is
 // built directly; the rest go through the codec's data mapping.
 func PacketTable(L *lua.LState, p *codec.Packet, version byte) *lua.LTable {
+	if p.Type == codec.CONNECT && p.ProtocolLevel != codec.V5 {
+		return connectTable(L, p)
+	}
 	if p.Type != codec.PUBLISH || (version == codec.V5 && !p.Properties.Empty()) {
 		return ToLua(L, codec.ToMap(p, version)).(*lua.LTable)
 	}
@@ -24,6 +27,40 @@ func PacketTable(L *lua.LState, p *codec.Packet, version byte) *lua.LTable {
 	t.RawSetString("message", lua.LString(p.Payload))
 	if p.QoS > 0 {
 		t.RawSetString("message_id", lua.LNumber(p.PacketID))
+	}
+	return t
+}
+
+// connectTable builds a 3.1/3.1.1 CONNECT's table directly, as ToMap
+// would: one per connection, so it is worth skipping the map.
+func connectTable(L *lua.LState, p *codec.Packet) *lua.LTable {
+	t := L.CreateTable(0, 10)
+	t.RawSetString("type", lua.LNumber(codec.CONNECT))
+	name := p.ProtocolName
+	if name == "" {
+		name = "MQTT"
+		if p.ProtocolLevel == codec.V31 {
+			name = "MQIsdp"
+		}
+	}
+	t.RawSetString("protocol_name", lua.LString(name))
+	t.RawSetString("protocol_level", lua.LNumber(p.ProtocolLevel))
+	t.RawSetString("clean_session", lua.LBool(p.CleanSession))
+	t.RawSetString("keep_alive", lua.LNumber(p.KeepAlive))
+	t.RawSetString("client_id", lua.LString(p.ClientID))
+	if w := p.Will; w != nil {
+		wt := L.CreateTable(0, 4)
+		wt.RawSetString("qos", lua.LNumber(w.QoS))
+		wt.RawSetString("retain", lua.LBool(w.Retain))
+		wt.RawSetString("topic", lua.LString(w.Topic))
+		wt.RawSetString("message", lua.LString(w.Payload))
+		t.RawSetString("will", wt)
+	}
+	if p.UsernameFlag || p.Username != "" {
+		t.RawSetString("user_name", lua.LString(p.Username))
+	}
+	if p.PasswordFlag || p.Password != nil {
+		t.RawSetString("password", lua.LString(p.Password))
 	}
 	return t
 }

@@ -37,6 +37,7 @@ type Server struct {
 	listeners []net.Listener
 	closing   atomic.Bool
 	stop      chan struct{}
+	readers   readerPool
 }
 
 // Stats are counters, safe to read at any time.
@@ -54,7 +55,7 @@ type Stats struct {
 // New loads the scripts and starts the VMs. A script that does not load is
 // reported as a *ScriptError naming its file and line.
 func New(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg.withDefaults(), Shared: NewSharedStore(), stop: make(chan struct{})}
+	s := &Server{cfg: cfg.withDefaults(), Shared: NewSharedStore(), stop: make(chan struct{}), readers: readerPool{conns: make(chan *Conn)}}
 	for t, n := range s.cfg.Callbacks {
 		if t < 16 {
 			s.callbackNames[t] = n
@@ -224,8 +225,11 @@ func (s *Server) watchdog() {
 
 // Listen opens every configured listener. It logs one line per address.
 func (s *Server) Listen() error {
+	// MQTT has its own keep alive: TCP keep-alive probes would only cost
+	// three setsockopt calls per accepted connection.
+	lc := net.ListenConfig{KeepAlive: -1}
 	for _, addr := range s.cfg.Listen {
-		ln, err := net.Listen("tcp", addr)
+		ln, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			s.closeListeners()
 			return fmt.Errorf("listen on %s: %w", addr, err)
@@ -309,7 +313,7 @@ func (s *Server) ServeConn(nc net.Conn) *Conn {
 	s.Stats.ConnectionsTotal.Add(1)
 	// The writer goroutine starts when there is something to write.
 	s.wg.Add(1)
-	go c.readLoop()
+	s.readers.serve(c, s.stop)
 	return c
 }
 

@@ -83,10 +83,7 @@ func (b *binding) accept(L *lua.LState) int {
 	if c == nil {
 		return closed(L)
 	}
-	p, err := engine.TablePacket(t, c.Version())
-	if err != nil || p.Type != codec.CONNECT {
-		L.ArgError(2, "CONNECT data expected")
-	}
+	p := connectFromTable(L, 2, t)
 	if p.ProtocolLevel == 0 {
 		p.ProtocolLevel = c.Version()
 	}
@@ -98,6 +95,72 @@ func (b *binding) accept(L *lua.LState) int {
 	}
 	L.Push(lua.LBool(present))
 	return 1
+}
+
+// flag reads a boolean field that Simps-style scripts may give as 0/1.
+func flag(v lua.LValue) bool {
+	if n, ok := v.(lua.LNumber); ok {
+		return n != 0
+	}
+	return lua.LVAsBool(v)
+}
+
+// propsFromTable reads a properties table, if any, through the data mapping.
+func propsFromTable(L *lua.LState, n int, v lua.LValue, into *codec.Properties) {
+	pt, ok := v.(*lua.LTable)
+	if !ok {
+		return
+	}
+	d, err := engine.FromLua(pt)
+	if err == nil {
+		err = codec.PropertiesFromMap(d, into, "properties")
+	}
+	if err != nil {
+		L.ArgError(n, err.Error())
+	}
+}
+
+// connectFromTable reads the fields of a CONNECT table the kit uses, one
+// by one: this runs for every connection.
+func connectFromTable(L *lua.LState, n int, t *lua.LTable) *codec.Packet {
+	typ := t.RawGetString("type")
+	if typ == lua.LNil {
+		typ = t.RawGetString("cmd")
+	}
+	if typ != lua.LNumber(codec.CONNECT) {
+		L.ArgError(n, "CONNECT data expected")
+	}
+	p := &codec.Packet{Type: codec.CONNECT}
+	if id, ok := t.RawGetString("client_id").(lua.LString); ok {
+		p.ClientID = string(id)
+	} else if t.RawGetString("client_id") != lua.LNil {
+		L.ArgError(n, "client_id must be a string")
+	}
+	p.CleanSession = flag(t.RawGetString("clean_session"))
+	if lv, ok := t.RawGetString("protocol_level").(lua.LNumber); ok {
+		p.ProtocolLevel = byte(lv)
+	}
+	if ka, ok := t.RawGetString("keep_alive").(lua.LNumber); ok {
+		p.KeepAlive = uint16(ka)
+	}
+	if wt, ok := t.RawGetString("will").(*lua.LTable); ok {
+		w := &codec.Will{Retain: flag(wt.RawGetString("retain"))}
+		if q, ok := wt.RawGetString("qos").(lua.LNumber); ok {
+			w.QoS = byte(q)
+		}
+		topic, ok := wt.RawGetString("topic").(lua.LString)
+		if !ok || topic == "" {
+			L.ArgError(n, "will.topic must be a topic name")
+		}
+		w.Topic = string(topic)
+		if m, ok := wt.RawGetString("message").(lua.LString); ok {
+			w.Payload = []byte(m)
+		}
+		propsFromTable(L, n, wt.RawGetString("properties"), &w.Properties)
+		p.Will = w
+	}
+	propsFromTable(L, n, t.RawGetString("properties"), &p.Properties)
+	return p
 }
 
 // messageFromTable reads a PUBLISH table field by field: this runs for
@@ -123,19 +186,13 @@ func messageFromTable(L *lua.LState, n int, t *lua.LTable) (*Message, uint16) {
 		}
 		m.QoS = byte(q)
 	}
-	m.Retain = lua.LVAsBool(t.RawGetString("retain")) && t.RawGetString("retain") != lua.LNumber(0)
+	m.Retain = flag(t.RawGetString("retain"))
 	var id uint16
 	if v, ok := t.RawGetString("message_id").(lua.LNumber); ok {
 		id = uint16(v)
 	}
 	if props, ok := t.RawGetString("properties").(*lua.LTable); ok {
-		v, err := engine.FromLua(props)
-		if err == nil {
-			err = codec.PropertiesFromMap(v, &m.Props, "properties")
-		}
-		if err != nil {
-			L.ArgError(n, err.Error())
-		}
+		propsFromTable(L, n, props, &m.Props)
 		// Per-hop properties are not forwarded (5.0 §3.3.2.3.4, §3.3.4).
 		m.Props.Clear(codec.PropTopicAlias)
 		m.Props.Clear(codec.PropSubscriptionID)
