@@ -28,6 +28,7 @@ func (vm *VM) openBindings() {
 		"close":       vm.serverClose,
 		"exist":       vm.serverExist,
 		"info":        vm.serverInfo,
+		"whois":       vm.serverWhois,
 		"connections": vm.serverConnections,
 	}))
 	L.SetField(mt, "__tostring", L.NewFunction(func(L *lua.LState) int {
@@ -160,6 +161,26 @@ func (vm *VM) serverInfo(L *lua.LState) int {
 	t.RawSetString("keep_alive", lua.LNumber(c.keepAlive.Load()/1.5e9))
 	L.Push(t)
 	return 1
+}
+
+// server:whois(fd) -> client_id, user_name | nil, "closed"
+// The two facts an authorization check needs, without building a table:
+// it runs for every message of a script with ACL rules.
+func (vm *VM) serverWhois(L *lua.LState) int {
+	checkServer(L)
+	c := vm.srv.Conn(checkFD(L, 2))
+	if c == nil {
+		L.Push(lua.LNil)
+		L.Push(lua.LString("closed"))
+		return 2
+	}
+	L.Push(lua.LString(c.ClientID()))
+	if u, ok := c.Username(); ok {
+		L.Push(lua.LString(u))
+	} else {
+		L.Push(lua.LNil)
+	}
+	return 2
 }
 
 // server:connections() -> iterator over live fds, for

@@ -15,17 +15,14 @@
 local auth = require "auth"
 local acl = require "acl"
 
+-- Locals for the per-message path (a global lookup is a hash lookup).
+local route, ack, acl_active, acl_allowed = broker.route, broker.ack, acl.active, acl.allowed
+
 -- Limits of the kit: the outbound window of unacknowledged QoS 1/2
 -- messages per client, and how many more are held for it (while offline
 -- with clean session 0, or beyond the window) before the oldest is dropped.
 broker.configure({ max_inflight = 20, max_queued = 1000, queue_drop = "oldest" })
 
--- Who is on a connection, for the ACL: {client_id, user_name}. The
--- engine keeps both, so nothing per connection is kept here.
-local function whois(server, fd)
-  local info = server:info(fd) or {}
-  return { client_id = info.client_id or "", user_name = info.user_name }
-end
 
 function onWorkerStart(server, workerId)
   if workerId == 0 then
@@ -51,23 +48,22 @@ function onMqPublish(server, fd, fromId, data)
   -- 3. Authorize. A denied PUBLISH is acknowledged and dropped, as 3.1.1
   -- requires (5.0 clients see 0x87 in the acknowledgement). With no ACL
   -- rules there is nothing to look up.
-  if acl.active() and not acl.allowed(whois(server, fd), data.topic, "write") then
+  if acl_active() and not acl_allowed(server, fd, data.topic, "write") then
     log.debug("publish denied", { topic = data.topic })
-    broker.ack(fd, data, mqtt.NOT_AUTHORIZED)
+    ack(fd, data, mqtt.NOT_AUTHORIZED)
     return
   end
   -- 4. Rewrite or enrich here: change data.topic or data.message before
   -- routing, or return without routing to drop the message.
-  broker.route(fd, data)
+  route(fd, data)
 end
 
 function onMqSubscribe(server, fd, fromId, data)
-  local who = whois(server, fd)
   -- One code per filter, in packet order: the QoS to grant, or a refusal
   -- (0x80 in the SUBACK of a 3.1.1 client).
   local codes = {}
   for i, filter in ipairs(data.filters) do
-    if acl.allowed(who, filter.topic, "read") then
+    if acl.allowed(server, fd, filter.topic, "read") then
       codes[i] = filter.qos
     else
       log.debug("subscribe denied", { filter = filter.topic })

@@ -49,7 +49,7 @@ func TestReloadKeepsEverything(t *testing.T) {
 		}
 	}()
 	// The new scripts tag what they route.
-	v2 := strings.Replace(string(orig), "  broker.route(fd, data)", "  if data.topic == \"s/tag\" then data.message = \"v2\" end\n  broker.route(fd, data)", 1)
+	v2 := strings.Replace(string(orig), "  route(fd, data)", "  if data.topic == \"s/tag\" then data.message = \"v2\" end\n  route(fd, data)", 1)
 	os.WriteFile(main, []byte(v2), 0o644)
 	if err := srv.Reload(nil); err != nil {
 		t.Fatal(err)
