@@ -43,6 +43,16 @@ func (d *decoder) uint32(field string) (uint32, error) {
 	return v, nil
 }
 
+// packetID reads a packet identifier, which must not be 0 where a packet
+// has one ([MQTT-2.3.1-1]).
+func (d *decoder) packetID() (uint16, error) {
+	id, err := d.uint16("message_id")
+	if err == nil && id == 0 {
+		err = protocolErr("message_id", "packet identifier 0", "MQTT-2.3.1-1")
+	}
+	return id, err
+}
+
 // binary reads two-byte-length-prefixed bytes, aliasing the input.
 func (d *decoder) binary(field string) ([]byte, error) {
 	n, err := d.uint16(field)

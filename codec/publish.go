@@ -23,12 +23,8 @@ func decodePublish(d *decoder, p *Packet, flags byte, version byte) error {
 		return err
 	}
 	if p.QoS > 0 {
-		if p.PacketID, err = d.uint16("message_id"); err != nil {
+		if p.PacketID, err = d.packetID(); err != nil {
 			return err
-		}
-		if p.PacketID == 0 {
-			// [MQTT-2.3.1-1]
-			return protocolErr("message_id", "packet identifier 0", "MQTT-2.3.1-1")
 		}
 	}
 	if version == V5 {

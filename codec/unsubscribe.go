@@ -4,12 +4,8 @@ package codec
 
 func decodeUnsubscribe(d *decoder, p *Packet, version byte) error {
 	var err error
-	if p.PacketID, err = d.uint16("message_id"); err != nil {
+	if p.PacketID, err = d.packetID(); err != nil {
 		return err
-	}
-	if p.PacketID == 0 {
-		// [MQTT-2.3.1-1]
-		return protocolErr("message_id", "packet identifier 0", "MQTT-2.3.1-1")
 	}
 	if version == V5 {
 		if err := p.Properties.decode(d, UNSUBSCRIBE, "properties"); err != nil {

@@ -481,18 +481,9 @@ func (c *Conn) writeLoop() {
 		c.writing = len(buf)
 		c.pending = false
 		c.mu.Unlock()
-		if len(buf) > 0 {
-			if closing {
-				// Do not let a peer that stopped reading hold up the close.
-				c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			}
-			if _, err := c.nc.Write(buf); err != nil {
-				c.CloseWithCode(CloseNetworkError, 0, "")
-				c.shut()
-				return
-			}
+		if !c.write(buf, closing) {
+			return
 		}
-		c.recycle(buf)
 		c.mu.Lock()
 		if c.pending || (c.closing && len(c.out) > 0) || (c.closing && !closing) {
 			c.mu.Unlock()
@@ -528,14 +519,9 @@ func (c *Conn) writeInline() {
 	c.writing = len(buf)
 	c.writerOn = true // no other writer while this one writes
 	c.mu.Unlock()
-	if len(buf) > 0 {
-		if _, err := c.nc.Write(buf); err != nil {
-			c.CloseWithCode(CloseNetworkError, 0, "")
-			c.shut()
-			return
-		}
+	if !c.write(buf, false) {
+		return
 	}
-	c.recycle(buf)
 	c.mu.Lock()
 	more := c.pending || len(c.out) > 0 || c.closing
 	c.pending = false
@@ -548,6 +534,24 @@ func (c *Conn) writeInline() {
 	// Queued while we wrote: the writer goroutine takes over.
 	c.srv.wg.Add(1)
 	go c.writeLoop()
+}
+
+// write writes a buffer taken from the queue and recycles it. On an error
+// it closes the connection and reports false.
+func (c *Conn) write(buf []byte, closing bool) bool {
+	if len(buf) > 0 {
+		if closing {
+			// Do not let a peer that stopped reading hold up the close.
+			c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		}
+		if _, err := c.nc.Write(buf); err != nil {
+			c.CloseWithCode(CloseNetworkError, 0, "")
+			c.shut()
+			return false
+		}
+	}
+	c.recycle(buf)
+	return true
 }
 
 // shut closes the socket, once; it ends the reader's wait too.

@@ -3,31 +3,19 @@ package engine_test
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
-)
 
-// mosquittoTool returns the path of a mosquitto client, skipping the test
-// when it is absent outside CI (.ci/run installs mosquitto-clients).
-func mosquittoTool(t *testing.T, name string) string {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed in CI", name)
-		}
-		t.Skipf("%s not installed (apt-get install mosquitto-clients)", name)
-	}
-	return p
-}
+	"github.com/mqttlua/broker/engine/enginetest"
+)
 
 // TestMosquittoClients: mosquitto_sub receives what mosquitto_pub sends
 // through the Simps raw script, at every QoS and protocol version.
 func TestMosquittoClients(t *testing.T) {
-	sub := mosquittoTool(t, "mosquitto_sub")
-	pub := mosquittoTool(t, "mosquitto_pub")
+	sub := enginetest.MosquittoTool(t, "mosquitto_sub")
+	pub := enginetest.MosquittoTool(t, "mosquitto_pub")
 	_, addr, _ := startServer(t, simpsConfig())
 	host, port, _ := strings.Cut(addr, ":")
 	for _, v := range []string{"mqttv31", "mqttv311", "mqttv5"} {

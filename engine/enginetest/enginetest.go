@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -186,6 +188,21 @@ func (c *Client) ExpectClosed() {
 	if err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.As(err, new(*net.OpError)) {
 		c.t.Fatalf("want the connection closed, got %v", err)
 	}
+}
+
+// MosquittoTool returns the path of a mosquitto client program, skipping
+// the test when it is absent outside CI (.ci/run installs
+// mosquitto-clients, and in CI its absence fails the test).
+func MosquittoTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not installed in CI", name)
+		}
+		t.Skipf("%s not installed (apt-get install mosquitto-clients)", name)
+	}
+	return p
 }
 
 // WaitFor polls cond until it holds or 5 seconds pass.

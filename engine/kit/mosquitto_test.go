@@ -2,7 +2,6 @@ package kit_test
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -11,23 +10,12 @@ import (
 	"github.com/mqttlua/broker/engine/enginetest"
 )
 
-func mosquittoTool(t *testing.T, name string) string {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed in CI", name)
-		}
-		t.Skipf("%s not installed (apt-get install mosquitto-clients)", name)
-	}
-	return p
-}
-
 // TestMosquittoClientsWithDefaultScripts: mosquitto_pub/mosquitto_sub
 // through the default scripts: QoS 0-2 on every protocol version, a
 // retained message for a late subscriber, and its clearing.
 func TestMosquittoClientsWithDefaultScripts(t *testing.T) {
-	subBin := mosquittoTool(t, "mosquitto_sub")
-	pubBin := mosquittoTool(t, "mosquitto_pub")
+	subBin := enginetest.MosquittoTool(t, "mosquitto_sub")
+	pubBin := enginetest.MosquittoTool(t, "mosquitto_pub")
 	_, k, addr := startBroker(t, nil)
 	host, port, _ := strings.Cut(addr, ":")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
