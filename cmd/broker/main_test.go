@@ -212,3 +212,34 @@ end)
 	waitLine(`scripts reloaded`)
 	roundTrip(&codec.Packet{Type: codec.PINGREQ}, codec.PINGRESP)
 }
+
+// TestWatchSeesChanges: --watch's change detection fires on an edit, a new
+// file and a removal, and not otherwise.
+func TestWatchSeesChanges(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "main.lua")
+	os.WriteFile(f, []byte("-- v1\n"), 0o644)
+	changes := make(chan struct{}, 10)
+	go watch(dir, 20*time.Millisecond, func() { changes <- struct{}{} })
+	expect := func(what string, want bool) {
+		t.Helper()
+		select {
+		case <-changes:
+			if !want {
+				t.Fatalf("%s: change reported", what)
+			}
+		case <-time.After(300 * time.Millisecond):
+			if want {
+				t.Fatalf("%s: no change reported", what)
+			}
+		}
+	}
+	expect("nothing", false)
+	os.WriteFile(f, []byte("-- v2, longer\n"), 0o644)
+	expect("edit", true)
+	os.WriteFile(filepath.Join(dir, "acl.lua"), []byte("return {}\n"), 0o644)
+	expect("new file", true)
+	os.Remove(filepath.Join(dir, "acl.lua"))
+	expect("removal", true)
+	expect("quiet again", false)
+}
