@@ -59,9 +59,10 @@ type Conn struct {
 	drained  chan struct{} // closed when the queue falls under low water
 	// The writer goroutine runs only while there is something to write,
 	// so an idle connection costs one goroutine, not two.
-	writerOn bool          // a writer goroutine is running
-	pending  bool          // signalled while the writer was writing
-	done     chan struct{} // closed when the writer has closed the socket
+	writerOn     bool          // a writer (goroutine, or the reader writing its own) is writing
+	readerActive bool          // the reader is handling packets and will write before waiting
+	pending      bool          // signalled while the writer was writing
+	done         chan struct{} // closed when the writer has closed the socket
 
 	// Data is for Go modules (the broker kit keeps its session here). It
 	// is set and read under the module's own locking.
@@ -196,6 +197,19 @@ func (b *Batch) Add(c *Conn) {
 	}
 }
 
+// flushOthers is Flush for every connection but the owner, which its
+// reader writes itself.
+func (b *Batch) flushOthers() {
+	for i, c := range b.conns {
+		if c == b.owner {
+			b.conns[i] = b.conns[len(b.conns)-1]
+			b.conns = b.conns[:len(b.conns)-1]
+			break
+		}
+	}
+	b.Flush()
+}
+
 // Flush wakes the writer of every connection added since the last Flush.
 func (b *Batch) Flush() {
 	for i, c := range b.conns {
@@ -217,19 +231,8 @@ func (b *Batch) Flush() {
 // and no hand-off for the common request/reply case, as nats-server's read
 // loop flushes its own client inline.
 func (b *Batch) flushAndWait() {
-	own := false
-	for i, c := range b.conns {
-		if c == b.owner {
-			own = true
-			b.conns[i] = b.conns[len(b.conns)-1]
-			b.conns = b.conns[:len(b.conns)-1]
-			break
-		}
-	}
-	b.Flush() // the others first: the inline write may block
-	if own {
-		b.owner.writeInline()
-	}
+	b.flushOthers() // first: the owner's write may block
+	b.owner.writeOwn()
 	for i, p := range b.pressure {
 		p.WaitDrained(PressureWait)
 		b.pressure[i] = nil
@@ -413,7 +416,9 @@ func (c *Conn) slowConsumer() {
 // signal starts the writer, or tells the running one to go round again.
 func (c *Conn) signal() {
 	c.mu.Lock()
-	if c.writerOn {
+	if c.writerOn || c.readerActive {
+		// A writer will go round again, or the connection's own reader,
+		// busy handling its packets, writes before it next waits.
 		c.pending = true
 		c.mu.Unlock()
 		return
@@ -473,6 +478,16 @@ func (c *Conn) Closing() bool {
 // socket once the connection is closing and its queue is written.
 func (c *Conn) writeLoop() {
 	defer c.srv.wg.Done()
+	c.writeRounds(false)
+}
+
+// writeRounds writes the queue round after round, the caller holding the
+// writer role (writerOn). It ends when a round finds no new signal
+// (giving the role up), or after closing the socket once the connection
+// is closing and its queue is written. With handOff, it writes one round
+// only and leaves any more to a writer goroutine: the reader that calls it
+// must get back to reading.
+func (c *Conn) writeRounds(handOff bool) {
 	for {
 		c.mu.Lock()
 		buf, closing := c.out, c.closing
@@ -487,6 +502,11 @@ func (c *Conn) writeLoop() {
 		c.mu.Lock()
 		if c.pending || (c.closing && len(c.out) > 0) || (c.closing && !closing) {
 			c.mu.Unlock()
+			if handOff {
+				c.srv.wg.Add(1)
+				go c.writeLoop()
+				return
+			}
 			continue
 		}
 		if c.closing {
@@ -500,40 +520,29 @@ func (c *Conn) writeLoop() {
 	}
 }
 
-// writeInline writes the queue from the calling goroutine (the
-// connection's reader) if no writer goroutine is running, else leaves it
-// to that writer. Output queued meanwhile goes to a writer goroutine.
-func (c *Conn) writeInline() {
+// writeOwn is called by the connection's reader before it waits for more
+// input: from now on signals start a writer goroutine again, and what is
+// queued (the replies to the packets just handled, above all) is written
+// right here unless a writer goroutine is at it. No goroutine to start
+// and no hand-off for the common request/reply case, as nats-server's read
+// loop flushes its own client inline.
+func (c *Conn) writeOwn() {
 	c.mu.Lock()
-	if c.writerOn || c.closing {
-		c.pending = c.pending || c.writerOn
-		c.mu.Unlock()
-		if !c.writerOn {
-			c.signal()
-		}
-		return
-	}
-	buf := c.out
-	c.out = c.spare[:0]
-	c.spare = nil
-	c.writing = len(buf)
-	c.writerOn = true // no other writer while this one writes
-	c.mu.Unlock()
-	if !c.write(buf, false) {
-		return
-	}
-	c.mu.Lock()
-	more := c.pending || len(c.out) > 0 || c.closing
-	c.pending = false
-	if !more {
-		c.writerOn = false
+	c.readerActive = false
+	if c.writerOn {
+		// A writer goroutine is finishing a round: it must go round
+		// again for what the handlers just queued.
+		c.pending = true
 		c.mu.Unlock()
 		return
 	}
+	if len(c.out) == 0 && !c.pending && !c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.writerOn = true
 	c.mu.Unlock()
-	// Queued while we wrote: the writer goroutine takes over.
-	c.srv.wg.Add(1)
-	go c.writeLoop()
+	c.writeRounds(true)
 }
 
 // write writes a buffer taken from the queue and recycles it. On an error
@@ -703,7 +712,7 @@ func (c *Conn) afterRead(r *codec.Reader, n int, err error) bool {
 //
 //go:noinline
 func (c *Conn) end() {
-	c.batch.Flush()
+	c.batch.flushOthers()
 	c.finish()
 	c.srv.wg.Done()
 }
@@ -713,6 +722,9 @@ func (c *Conn) end() {
 //
 //go:noinline
 func (c *Conn) handleBuffered(r *codec.Reader) bool {
+	c.mu.Lock()
+	c.readerActive = true
+	c.mu.Unlock()
 	for {
 		// A packet comes from the pool only once one has arrived: an
 		// idle connection holds none.
@@ -1003,8 +1015,17 @@ func (c *Conn) finish() {
 		}
 	}
 	reason := c.reason
+	c.readerActive = false
+	own := !c.writerOn
+	c.writerOn = true
 	c.mu.Unlock()
-	c.signal()
+	if own {
+		// No writer is running: this goroutine writes what is left and
+		// closes the socket, rather than starting one to do it.
+		c.writeRounds(false)
+	} else {
+		c.signal()
+	}
 	<-c.done
 	c.srv.conns.Delete(c.FD)
 	c.srv.Stats.Connections.Add(-1)
