@@ -7,10 +7,13 @@
 //
 // # Layout
 //
-// One file per packet type (connect.go, publish.go, ack.go for the four
-// PUBLISH acknowledgements, subscribe.go, ...) holds that packet's decode,
-// encode and validation side by side. properties.go holds the single table of
-// MQTT 5 properties that drives their decode, encode and data mapping;
+// Each packet's decode, encode and validation sit side by side in one file:
+// connect.go, connack.go, publish.go, subscribe.go, unsubscribe.go, and one
+// file per family that shares a layout: ack.go (PUBACK, PUBREC, PUBREL,
+// PUBCOMP), suback.go (SUBACK, UNSUBACK), disconnect.go (DISCONNECT, AUTH).
+// PINGREQ and PINGRESP have no body and live in packet.go, which holds the
+// fixed header and dispatches by type. properties.go holds the single table
+// of MQTT 5 properties that drives their decode, encode and data mapping;
 // reason.go holds the single table of reason codes. reader.go is the
 // streaming reader, fanout.go the encode-once cache for PUBLISH fan-out, and
 // data.go the mapping between packets and plain data with Simps' field names.
