@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unsafe"
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
@@ -174,7 +175,9 @@ func messageFromTable(L *lua.LState, n int, t *lua.LTable) (*Message, uint16) {
 	m := &Message{Topic: string(topic)}
 	switch v := t.RawGetString("message").(type) {
 	case lua.LString:
-		m.Payload = []byte(v)
+		// The Lua string's bytes, not a copy: Go strings are immutable and
+		// nothing writes into a routed message's payload.
+		m.Payload = unsafe.Slice(unsafe.StringData(string(v)), len(v))
 		m.owned = true
 	case *lua.LNilType:
 	default:

@@ -228,7 +228,7 @@ func (k *Kit) deliverRetained(s *Session, c *engine.Conn, d delivery, batch *eng
 		return
 	}
 	s.mu.Lock()
-	s.deliverLocked(k, d, batch)
+	s.deliverLocked(k, d, nil, batch)
 	s.mu.Unlock()
 }
 

@@ -133,7 +133,7 @@ func (k *Kit) fanOut(m *Message, from *engine.Conn, sc *routeScratch, batch *eng
 		}
 		m.own()
 		t.s.mu.Lock()
-		t.s.deliverLocked(k, d, batch)
+		t.s.deliverLocked(k, d, &sc.fanout, batch)
 		t.s.mu.Unlock()
 	}
 }
@@ -324,7 +324,7 @@ func (k *Kit) redistribute(ds []delivery) {
 		}
 		k.Stats.Redistributed.Add(1)
 		s.mu.Lock()
-		s.deliverLocked(k, d, nil)
+		s.deliverLocked(k, d, nil, nil)
 		s.mu.Unlock()
 	}
 }

@@ -162,8 +162,9 @@ func (s *Session) window(k *Kit, c *engine.Conn) int {
 	return w
 }
 
-// deliverLocked sends or queues one QoS 1/2 delivery. mu must be held.
-func (s *Session) deliverLocked(k *Kit, d delivery, batch *engine.Batch) {
+// deliverLocked sends or queues one QoS 1/2 delivery. f, if not nil, is
+// the routing's shared encoding of the message. mu must be held.
+func (s *Session) deliverLocked(k *Kit, d delivery, f *codec.Fanout, batch *engine.Batch) {
 	if s.ended {
 		return
 	}
@@ -176,7 +177,7 @@ func (s *Session) deliverLocked(k *Kit, d delivery, batch *engine.Batch) {
 		}
 		return
 	}
-	s.sendLocked(k, c, d, batch)
+	s.sendLocked(k, c, d, f, batch)
 }
 
 // WaitDrained implements engine.Pressure: it returns when the session's
@@ -217,7 +218,7 @@ func (s *Session) releaseWaitersLocked() {
 
 // sendLocked assigns a packet id, records the delivery in flight and
 // encodes it into the connection's queue.
-func (s *Session) sendLocked(k *Kit, c *engine.Conn, d delivery, batch *engine.Batch) {
+func (s *Session) sendLocked(k *Kit, c *engine.Conn, d delivery, f *codec.Fanout, batch *engine.Batch) {
 	if d.msg.expired(time.Now()) {
 		k.Stats.Expired.Add(1)
 		return
@@ -228,7 +229,7 @@ func (s *Session) sendLocked(k *Kit, c *engine.Conn, d delivery, batch *engine.B
 	}
 	s.inflight[id] = &outbound{delivery: d}
 	s.order = append(s.order, id)
-	switch err := k.send(c, d, false, id, nil, batch); err {
+	switch err := k.send(c, d, false, id, f, batch); err {
 	case nil:
 	case engine.ErrTooLarge:
 		// Over the client's Maximum Packet Size: dropped, never sent.
@@ -272,7 +273,7 @@ func (s *Session) drainLocked(k *Kit, batch *engine.Batch) {
 	for n < len(s.queue) && len(s.inflight) < w {
 		d := s.queue[n]
 		s.queue[n] = delivery{}
-		s.sendLocked(k, c, d, batch)
+		s.sendLocked(k, c, d, nil, batch)
 		n++
 	}
 	if n > 0 {
