@@ -9,14 +9,20 @@
 // runs the packet's handler on the connection's VM (fd % workers) itself,
 // holding that VM's lock. There is no hand-off to another goroutine per
 // packet, a connection's packets are handled in order, and a slow handler
-// slows only its own connection and the others pinned to the same VM.
+// slows only its own connection and the others pinned to the same VM. New
+// connections start on pooled reader goroutines and move to a fresh one
+// when idle, so an idle connection keeps a 2 KiB stack (see readFrom).
 //
-// Each connection also has a writer goroutine. Anything may queue bytes for
-// a connection (its handler, another connection's handler fanning out a
-// message, a timer); the writer swaps the queue out and writes it in one
-// call, so a burst of packets costs one syscall, not one per packet. The
-// queue is bounded in bytes: a connection that cannot keep up is closed
-// as a slow consumer and counted.
+// Anything may queue bytes for a connection (its handler, another
+// connection's handler fanning out a message, a timer). Output produced
+// while a reader handles one read is collected in its Batch and released
+// when the read is handled: the connection's own replies are written by
+// its reader before it reads again, others by a writer goroutine that runs
+// only while there is something to write and takes the whole queue in one
+// write, so a burst of packets costs a few syscalls, not one per packet.
+// A queue past its high-water mark makes the publishers that fill it wait
+// before reading more (backpressure); past its hard limit the connection
+// is closed as a slow consumer and counted.
 //
 // # Locks
 //
