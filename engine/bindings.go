@@ -131,6 +131,20 @@ func (vm *VM) serverClose(L *lua.LState) int {
 	return 1
 }
 
+// connArg checks a server method's self and fd arguments and returns the
+// connection, or nil when it is gone.
+func (vm *VM) connArg(L *lua.LState) *Conn {
+	checkServer(L)
+	return vm.srv.Conn(checkFD(L, 2))
+}
+
+// pushClosed returns the operational failure nil, "closed".
+func pushClosed(L *lua.LState) int {
+	L.Push(lua.LNil)
+	L.Push(lua.LString("closed"))
+	return 2
+}
+
 // server:exist(fd) -> bool
 func (vm *VM) serverExist(L *lua.LState) int {
 	checkServer(L)
@@ -142,12 +156,9 @@ func (vm *VM) serverExist(L *lua.LState) int {
 // server:info(fd) -> {fd, remote_addr, client_id, user_name, protocol_level,
 // worker_id, keep_alive} | nil, "closed"
 func (vm *VM) serverInfo(L *lua.LState) int {
-	checkServer(L)
-	c := vm.srv.Conn(checkFD(L, 2))
+	c := vm.connArg(L)
 	if c == nil {
-		L.Push(lua.LNil)
-		L.Push(lua.LString("closed"))
-		return 2
+		return pushClosed(L)
 	}
 	t := L.NewTable()
 	t.RawSetString("fd", lua.LNumber(c.FD))
@@ -167,12 +178,9 @@ func (vm *VM) serverInfo(L *lua.LState) int {
 // The two facts an authorization check needs, without building a table:
 // it runs for every message of a script with ACL rules.
 func (vm *VM) serverWhois(L *lua.LState) int {
-	checkServer(L)
-	c := vm.srv.Conn(checkFD(L, 2))
+	c := vm.connArg(L)
 	if c == nil {
-		L.Push(lua.LNil)
-		L.Push(lua.LString("closed"))
-		return 2
+		return pushClosed(L)
 	}
 	L.Push(lua.LString(c.ClientID()))
 	if u, ok := c.Username(); ok {
