@@ -52,7 +52,7 @@ func DecodeBody(first byte, body []byte, version byte, p *Packet) error {
 	switch {
 	case t == 0:
 		return malformed("type", "reserved packet type 0", "MQTT-2.2.1")
-	case t == AUTH && version != V5 && version != 0:
+	case t == AUTH && version != V5:
 		return malformed("type", "AUTH before MQTT 5.0 is a reserved packet type", "MQTT-2.2.1")
 	case t != PUBLISH && flags != requiredFlags[t]:
 		// [MQTT-2.2.2-1] [MQTT-2.2.2-2]

@@ -255,26 +255,15 @@ func (c *Conn) Send(b []byte) error { return c.SendVia(b, nil) }
 
 // SendVia is Send with the writer's wake-up deferred to batch (nil: now).
 func (c *Conn) SendVia(b []byte, batch *Batch) error {
-	c.mu.Lock()
-	if c.closing {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	if len(c.out)+len(b) > c.srv.cfg.MaxOutbound {
-		c.mu.Unlock()
-		c.slowConsumer()
-		return ErrFull
-	}
-	c.out = append(c.out, b...)
-	c.mu.Unlock()
-	c.wakeVia(batch)
-	if len(b) >= 4 && b[0] == byte(codec.CONNACK)<<4 {
+	// Raw bytes may hold several packets: no per-packet size check.
+	err := c.appendVia(func(dst []byte) ([]byte, error) { return append(dst, b...), nil }, batch, false)
+	if err == nil && len(b) >= 4 && b[0] == byte(codec.CONNACK)<<4 {
 		var p codec.Packet
 		if _, err := codec.Decode(b, c.Version(), &p); err == nil && p.ReasonCode != 0 {
 			c.Close(CloseConnectRefused)
 		}
 	}
-	return nil
+	return err
 }
 
 // SendPacket encodes p for the connection's protocol level straight into
@@ -340,6 +329,12 @@ var ErrTooLarge = errors.New("too large")
 // with no intermediate buffer. enc must not block. On error or past the
 // queue's limit nothing is queued.
 func (c *Conn) AppendVia(enc func(dst []byte) ([]byte, error), batch *Batch) error {
+	return c.appendVia(enc, batch, true)
+}
+
+// appendVia is AppendVia; sizeCheck applies the client's Maximum Packet
+// Size to what enc appended (one packet).
+func (c *Conn) appendVia(enc func(dst []byte) ([]byte, error), batch *Batch, sizeCheck bool) error {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -352,7 +347,7 @@ func (c *Conn) AppendVia(enc func(dst []byte) ([]byte, error), batch *Batch) err
 		c.mu.Unlock()
 		return err
 	}
-	if c.maxPacketOut > 0 && len(out)-n > c.maxPacketOut {
+	if sizeCheck && c.maxPacketOut > 0 && len(out)-n > c.maxPacketOut {
 		// 5.0 [MQTT-3.1.2-25]: never send more than the client accepts.
 		c.out = out[:n]
 		c.mu.Unlock()
@@ -851,12 +846,7 @@ func (c *Conn) rejectConnect(ce *codec.Error, p *codec.Packet) {
 // queue encodes p at a given level into the queue, for the replies sent
 // before the connection's level is known.
 func (c *Conn) queue(p *codec.Packet, level byte) {
-	c.mu.Lock()
-	if out, err := p.Append(c.out, level); err == nil {
-		c.out = out
-	}
-	c.mu.Unlock()
-	c.signal()
+	c.appendVia(func(dst []byte) ([]byte, error) { return p.Append(dst, level) }, nil, false)
 }
 
 // handle applies the engine's protocol rules to a packet and runs its
@@ -957,16 +947,9 @@ func (c *Conn) resolveAlias(p *codec.Packet) bool {
 	return true
 }
 
-// MaxPacketOut returns the client's Maximum Packet Size (0: no limit
-// beyond the protocol's).
-func (c *Conn) MaxPacketOut() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.maxPacketOut
-}
-
-// MaxPacketOutLocked is MaxPacketOut for code running inside AppendVia's
-// encoder, which holds the connection's lock.
+// MaxPacketOutLocked returns the client's Maximum Packet Size (0: no limit
+// beyond the protocol's), for code running inside AppendVia's encoder,
+// which holds the connection's lock.
 func (c *Conn) MaxPacketOutLocked() int { return c.maxPacketOut }
 
 // TopicAliasMaximum returns the highest topic alias the server may use

@@ -235,10 +235,6 @@ func (vm *VM) handler(t codec.Type) *lua.LFunction {
 // Server returns the server the VM belongs to.
 func (vm *VM) Server() *Server { return vm.srv }
 
-// Current returns the connection whose handler is running, or nil. mu must
-// be held (bindings run under it).
-func (vm *VM) Current() *Conn { return vm.cur }
-
 // Batch returns the write batch of the connection whose handler is
 // running, or nil (timers, onWorkerStart): output queued through it is
 // written when that connection's read is fully handled. mu must be held.

@@ -125,7 +125,7 @@ func (c *client) setLevel(level byte) {
 	c.level = level
 }
 
-// errTimeout is next's error when nothing arrived in time.
+// timeoutError is next's error when nothing arrived in time.
 type timeoutError struct{}
 
 func (timeoutError) Error() string { return "timeout" }

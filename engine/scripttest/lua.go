@@ -246,16 +246,11 @@ func tableData(L *lua.LState, n int) codec.Map {
 	if !ok {
 		L.ArgError(n, "packet table expected")
 	}
-	m = fixtureNormalize(m)
-	out, err := namesToNumbers(m)
+	out, err := namesToNumbers(normalize(m))
 	if err != nil {
 		L.ArgError(n, err.Error())
 	}
 	return out
-}
-
-func fixtureNormalize(m map[string]any) codec.Map {
-	return normalize(m)
 }
 
 func fail(L *lua.LState, format string, a ...any) {
