@@ -16,36 +16,78 @@ type SharedStore struct {
 	m  map[string]sharedEntry
 }
 
+// sharedEntry holds one value unboxed, so that shared.incr on a hot path
+// (a counter per message) allocates nothing: a float64 in an interface
+// would be a heap allocation per increment.
 type sharedEntry struct {
-	v       any // string, float64 or bool
-	expires int64
+	kind    byte // sharedString, sharedNumber or sharedBool
+	b       bool
+	n       float64
+	s       string
+	expires int64 // UnixNano; 0 never
+}
+
+const (
+	sharedString byte = iota + 1
+	sharedNumber
+	sharedBool
+)
+
+func (e sharedEntry) value() any {
+	switch e.kind {
+	case sharedString:
+		return e.s
+	case sharedNumber:
+		return e.n
+	case sharedBool:
+		return e.b
+	}
+	return nil
+}
+
+func entryOf(v any) sharedEntry {
+	switch x := v.(type) {
+	case string:
+		return sharedEntry{kind: sharedString, s: x}
+	case float64:
+		return sharedEntry{kind: sharedNumber, n: x}
+	case bool:
+		return sharedEntry{kind: sharedBool, b: x}
+	}
+	panic("shared: unsupported value type")
 }
 
 // NewSharedStore returns an empty store.
 func NewSharedStore() *SharedStore { return &SharedStore{m: map[string]sharedEntry{}} }
 
-func (s *SharedStore) getLocked(k string, now int64) (sharedEntry, bool) {
+// getLocked returns a live entry. The clock is read only for entries that
+// can expire: most keys never do, and time.Now is a measurable share of a
+// counter increment.
+func (s *SharedStore) getLocked(k string) (sharedEntry, bool) {
 	e, ok := s.m[k]
-	if ok && e.expires != 0 && now >= e.expires {
+	if ok && e.expires != 0 && time.Now().UnixNano() >= e.expires {
 		delete(s.m, k)
 		return sharedEntry{}, false
 	}
 	return e, ok
 }
 
-// Get returns a value and whether it is present.
+// Get returns a value (a string, float64 or bool) and whether it is present.
 func (s *SharedStore) Get(k string) (any, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.getLocked(k, time.Now().UnixNano())
-	return e.v, ok
+	e, ok := s.getLocked(k)
+	return e.value(), ok
 }
 
-// Set stores a value; ttl > 0 makes it expire.
+// Set stores a string, float64 or bool; ttl > 0 makes it expire.
 func (s *SharedStore) Set(k string, v any, ttl time.Duration) {
+	s.set(k, entryOf(v), ttl)
+}
+
+func (s *SharedStore) set(k string, e sharedEntry, ttl time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := sharedEntry{v: v}
 	if ttl > 0 {
 		e.expires = time.Now().Add(ttl).UnixNano()
 	}
@@ -59,21 +101,19 @@ func (s *SharedStore) Set(k string, v any, ttl time.Duration) {
 func (s *SharedStore) Incr(k string, delta, init float64, ttl time.Duration) (float64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now().UnixNano()
-	e, found := s.getLocked(k, now)
+	e, found := s.getLocked(k)
 	if !found {
-		e = sharedEntry{v: init}
+		e = sharedEntry{kind: sharedNumber, n: init}
 		if ttl > 0 {
-			e.expires = now + int64(ttl)
+			e.expires = time.Now().Add(ttl).UnixNano()
 		}
 	}
-	n, ok := e.v.(float64)
-	if !ok {
+	if e.kind != sharedNumber {
 		return 0, false
 	}
-	e.v = n + delta
+	e.n += delta
 	s.m[k] = e
-	return n + delta, true
+	return e.n, true
 }
 
 // Delete removes a key.
@@ -118,12 +158,19 @@ func (vm *VM) openShared() *lua.LTable {
 	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		// shared.get(key) -> value | nil
 		"get": func(L *lua.LState) int {
-			v, ok := st.Get(L.CheckString(1))
-			if !ok {
+			st.mu.Lock()
+			e, _ := st.getLocked(L.CheckString(1))
+			st.mu.Unlock()
+			switch e.kind {
+			case sharedString:
+				L.Push(lua.LString(e.s))
+			case sharedNumber:
+				L.Push(lua.LNumber(e.n))
+			case sharedBool:
+				L.Push(lua.LBool(e.b))
+			default:
 				L.Push(lua.LNil)
-				return 1
 			}
-			L.Push(ToLua(L, v))
 			return 1
 		},
 		// shared.set(key, value [, ttl_seconds]); value nil deletes
@@ -133,11 +180,11 @@ func (vm *VM) openShared() *lua.LTable {
 			case *lua.LNilType:
 				st.Delete(k)
 			case lua.LString:
-				st.Set(k, string(v), ttl(L, 3))
+				st.set(k, sharedEntry{kind: sharedString, s: string(v)}, ttl(L, 3))
 			case lua.LNumber:
-				st.Set(k, float64(v), ttl(L, 3))
+				st.set(k, sharedEntry{kind: sharedNumber, n: float64(v)}, ttl(L, 3))
 			case lua.LBool:
-				st.Set(k, bool(v), ttl(L, 3))
+				st.set(k, sharedEntry{kind: sharedBool, b: bool(v)}, ttl(L, 3))
 			default:
 				L.ArgError(2, "string, number, boolean or nil expected, got "+v.Type().String())
 			}

@@ -50,19 +50,8 @@ local function expand(topic, client_id, user_name)
   end
 end
 
--- acl.active() -> whether any rule can deny (else everything is allowed
--- and callers can skip looking up who is asking).
-function acl.active()
-  return #acl.rules > 0 or acl.default ~= "allow"
-end
-
--- acl.allowed(server, fd, topic, access) -> bool
--- access: "read" (SUBSCRIBE) or "write" (PUBLISH).
-function acl.allowed(server, fd, topic, access)
-  local rules = acl.rules
-  if #rules == 0 then
-    return acl.default == "allow"
-  end
+-- decide walks the rules for one access.
+local function decide(server, fd, topic, access, rules)
   local client_id, user_name = server:whois(fd)
   for i = 1, #rules do
     local rule = rules[i]
@@ -81,6 +70,57 @@ function acl.allowed(server, fd, topic, access)
     end
   end
   return acl.default == "allow"
+end
+
+-- PUBLISH decisions are remembered per connection and topic: clients
+-- publish to the same few topics over and over, and a remembered decision
+-- costs two table lookups instead of a walk over the rules. A connection's
+-- client id and user name cannot change while it is connected, and fds
+-- are never reused, so an entry stays right for its connection's life.
+-- The cache is dropped whole when its topics add up to more than
+-- acl.cache_bytes (that is also how closed connections' entries go) and
+-- when acl.rules or acl.default is replaced. After editing the rules table
+-- in place at run time, call acl.flush().
+acl.cache_bytes = 4 * 1024 * 1024
+local cache, cached, cache_rules, cache_default = {}, 0, nil, nil
+
+function acl.flush()
+  cache, cached = {}, 0
+end
+
+-- acl.allowed(server, fd, topic, access) -> bool
+-- access: "read" (SUBSCRIBE) or "write" (PUBLISH).
+function acl.allowed(server, fd, topic, access)
+  local rules = acl.rules
+  if #rules == 0 then
+    return acl.default == "allow"
+  end
+  if access ~= "write" then
+    return decide(server, fd, topic, access, rules)
+  end
+  if rules ~= cache_rules or acl.default ~= cache_default then
+    acl.flush()
+    cache_rules, cache_default = rules, acl.default
+  end
+  local mine = cache[fd]
+  if mine then
+    local d = mine[topic]
+    if d ~= nil then
+      return d
+    end
+  end
+  local d = decide(server, fd, topic, access, rules)
+  cached = cached + #topic + 64
+  if cached > acl.cache_bytes then
+    acl.flush()
+    mine = nil
+  end
+  if not mine then
+    mine = {}
+    cache[fd] = mine
+  end
+  mine[topic] = d
+  return d
 end
 
 return acl
