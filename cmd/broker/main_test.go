@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,6 +36,7 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{"unknown flag", []string{"--nope"}, "unknown flag: --nope"},
 		{"bad value", []string{"--workers", "x"}, "--workers"},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
+		{"bad gc percent", []string{"--gc-percent", "0"}, "--gc-percent must be positive"},
 		{"missing scripts", []string{"--scripts", filepath.Join(dir, "none")}, "scripts folder does not exist"},
 		{"syntax error", []string{"--scripts", broken}, "broken/main.lua:3: "},
 		{"bad config", []string{"--scripts", badCfg}, "config.lua: settings.worker_num must be a number"},
@@ -242,4 +246,33 @@ func TestWatchSeesChanges(t *testing.T) {
 	os.Remove(filepath.Join(dir, "acl.lua"))
 	expect("removal", true)
 	expect("quiet again", false)
+}
+
+// TestGCPercent: the broker sets Go's GC target to --gc-percent (400 by
+// default), unless GOGC is set and the flag is not given.
+func TestGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	cases := []struct {
+		gogc string
+		args []string
+		want int
+	}{
+		{"", nil, defaultGCPercent},
+		{"", []string{"--gc-percent", "250"}, 250},
+		{"150", nil, 100}, // GOGC wins: setup leaves the runtime's value alone
+		{"150", []string{"--gc-percent", "250"}, 250},
+	}
+	for _, tc := range cases {
+		t.Setenv("GOGC", tc.gogc)
+		debug.SetGCPercent(100)
+		args := append([]string{"--scripts", "../../scripts/examples/simps", "--listen", "127.0.0.1:0"}, tc.args...)
+		srv, _, _, err := setup(args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Shutdown(context.Background())
+		if got := debug.SetGCPercent(100); got != tc.want {
+			t.Errorf("GOGC=%q %v: gc percent %d, want %d", tc.gogc, tc.args, got, tc.want)
+		}
+	}
 }
