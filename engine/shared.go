@@ -13,7 +13,7 @@ import (
 // keys may expire.
 type SharedStore struct {
 	mu sync.Mutex
-	m  map[string]sharedEntry
+	m  map[string]*sharedEntry // pointers: incr updates in place, one hash per call
 }
 
 // sharedEntry holds one value unboxed, so that shared.incr on a hot path
@@ -58,26 +58,29 @@ func entryOf(v any) sharedEntry {
 }
 
 // NewSharedStore returns an empty store.
-func NewSharedStore() *SharedStore { return &SharedStore{m: map[string]sharedEntry{}} }
+func NewSharedStore() *SharedStore { return &SharedStore{m: map[string]*sharedEntry{}} }
 
 // getLocked returns a live entry. The clock is read only for entries that
 // can expire: most keys never do, and time.Now is a measurable share of a
 // counter increment.
-func (s *SharedStore) getLocked(k string) (sharedEntry, bool) {
-	e, ok := s.m[k]
-	if ok && e.expires != 0 && time.Now().UnixNano() >= e.expires {
+func (s *SharedStore) getLocked(k string) *sharedEntry {
+	e := s.m[k]
+	if e != nil && e.expires != 0 && time.Now().UnixNano() >= e.expires {
 		delete(s.m, k)
-		return sharedEntry{}, false
+		return nil
 	}
-	return e, ok
+	return e
 }
 
 // Get returns a value (a string, float64 or bool) and whether it is present.
 func (s *SharedStore) Get(k string) (any, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.getLocked(k)
-	return e.value(), ok
+	e := s.getLocked(k)
+	if e == nil {
+		return nil, false
+	}
+	return e.value(), true
 }
 
 // Set stores a string, float64 or bool; ttl > 0 makes it expire.
@@ -91,7 +94,7 @@ func (s *SharedStore) set(k string, e sharedEntry, ttl time.Duration) {
 	if ttl > 0 {
 		e.expires = time.Now().Add(ttl).UnixNano()
 	}
-	s.m[k] = e
+	s.m[k] = &e
 	s.sweepLocked()
 }
 
@@ -101,18 +104,18 @@ func (s *SharedStore) set(k string, e sharedEntry, ttl time.Duration) {
 func (s *SharedStore) Incr(k string, delta, init float64, ttl time.Duration) (float64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, found := s.getLocked(k)
-	if !found {
-		e = sharedEntry{kind: sharedNumber, n: init}
+	e := s.getLocked(k)
+	if e == nil {
+		e = &sharedEntry{kind: sharedNumber, n: init}
 		if ttl > 0 {
 			e.expires = time.Now().Add(ttl).UnixNano()
 		}
+		s.m[k] = e
 	}
 	if e.kind != sharedNumber {
 		return 0, false
 	}
 	e.n += delta
-	s.m[k] = e
 	return e.n, true
 }
 
@@ -159,7 +162,10 @@ func (vm *VM) openShared() *lua.LTable {
 		// shared.get(key) -> value | nil
 		"get": func(L *lua.LState) int {
 			st.mu.Lock()
-			e, _ := st.getLocked(L.CheckString(1))
+			var e sharedEntry
+			if p := st.getLocked(L.CheckString(1)); p != nil {
+				e = *p
+			}
 			st.mu.Unlock()
 			switch e.kind {
 			case sharedString:

@@ -49,7 +49,7 @@ type VM struct {
 	// UnixNano (0 when idle); the watchdog cancels ctx past the deadline.
 	busySince atomic.Int64
 	ctxMu     sync.Mutex
-	cancel    context.CancelFunc
+	cancel    func()
 
 	timers timerSet
 }
@@ -173,11 +173,35 @@ func (vm *VM) Unlock() { vm.mu.Unlock() }
 // resetContext gives the VM a fresh cancellable context. Must be called
 // with mu held or before the VM is shared.
 func (vm *VM) resetContext() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := &stopCtx{done: make(chan struct{})}
 	vm.ctxMu.Lock()
-	vm.cancel = cancel
+	vm.cancel = ctx.stop
 	vm.ctxMu.Unlock()
 	vm.L.SetContext(ctx)
+}
+
+// stopCtx is the context gopher-lua checks before every Lua instruction
+// (that check is how the watchdog stops an endless loop). Its Done is a
+// field read; a context.WithCancel's Done is an atomic load and a type
+// assertion, which at one call per instruction was a few percent of a
+// busy handler's time.
+type stopCtx struct {
+	done chan struct{}
+	once sync.Once
+}
+
+func (c *stopCtx) stop()                       { c.once.Do(func() { close(c.done) }) }
+func (c *stopCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *stopCtx) Done() <-chan struct{}       { return c.done }
+func (c *stopCtx) Value(any) any               { return nil }
+
+func (c *stopCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.Canceled
+	default:
+		return nil
+	}
 }
 
 // pcall runs the function and arguments on the stack under the handler
