@@ -93,14 +93,6 @@ type runOpts struct {
 	testBeforeReload bool
 }
 
-// defaultGCPercent is 400 rather than Go's 100. A broker's live heap
-// (sessions, subscriptions, queued messages) is small next to what it
-// allocates per message (the Lua table each handler gets, above all): at
-// 100 a few-MB heap is collected many times a second under load, and
-// fan-in QoS 0 ran about 30% slower (docs/performance.md). The heap
-// stays bounded at five times the live heap; GOMEMLIMIT still applies.
-const defaultGCPercent = 400
-
 // setup parses flags, reads config.lua, loads the scripts and opens the
 // listeners.
 func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, runOpts, error) {
@@ -120,7 +112,7 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	watchFlag := fs.Bool("watch", false, "reload the scripts when a file under --scripts changes (as on SIGHUP)")
 	testFirst := fs.Bool("test-before-reload", false, "on reload, run the script tests against the new scripts and keep the old ones if any fails")
-	gcPercent := fs.Int("gc-percent", defaultGCPercent, "Go's garbage collection target (as GOGC): the heap grows by this percentage of the live heap between collections; the GOGC environment variable wins unless this flag is given")
+	gcPercent := fs.Int("gc-percent", 0, "fixed Go garbage collection target (as GOGC): the heap grows by this percentage of the live heap between collections; 0 (the default) adapts it to the live heap, unless the GOGC environment variable is set")
 	help := fs.BoolP("help", "h", false, "show this help")
 	usage := func() string {
 		return "Usage: broker [flags]\n       broker test [--scripts DIR] [PATH...]   (runs script tests)\n       broker passwd USER < password          (prints a password-file line)\n\nRuns the MQTT broker with the Lua handlers in --scripts.\n\nFlags:\n" + fs.FlagUsages()
@@ -191,11 +183,16 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 			return nil, nil, runOpts{}, &exitError{2, fmt.Sprintf("--%s must be positive", name)}
 		}
 	}
-	if *gcPercent <= 0 {
-		return nil, nil, runOpts{}, &exitError{2, "--gc-percent must be positive"}
-	}
-	if fs.Changed("gc-percent") || os.Getenv("GOGC") == "" {
+	switch {
+	case *gcPercent < 0:
+		return nil, nil, runOpts{}, &exitError{2, "--gc-percent must be positive, or 0 for automatic"}
+	case *gcPercent > 0:
+		gcAuto.Store(false)
 		debug.SetGCPercent(*gcPercent)
+	case os.Getenv("GOGC") != "":
+		gcAuto.Store(false) // the runtime applied it
+	default:
+		startGCTuner() // see gc.go
 	}
 	if cfg.MaxPacketSize > 268435460 {
 		return nil, nil, runOpts{}, &exitError{2, "--max-packet-size: the protocol maximum is 268435460"}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -36,7 +37,7 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{"unknown flag", []string{"--nope"}, "unknown flag: --nope"},
 		{"bad value", []string{"--workers", "x"}, "--workers"},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
-		{"bad gc percent", []string{"--gc-percent", "0"}, "--gc-percent must be positive"},
+		{"bad gc percent", []string{"--gc-percent", "-1"}, "--gc-percent must be positive"},
 		{"missing scripts", []string{"--scripts", filepath.Join(dir, "none")}, "scripts folder does not exist"},
 		{"syntax error", []string{"--scripts", broken}, "broken/main.lua:3: "},
 		{"bad config", []string{"--scripts", badCfg}, "config.lua: settings.worker_num must be a number"},
@@ -248,16 +249,18 @@ func TestWatchSeesChanges(t *testing.T) {
 	expect("quiet again", false)
 }
 
-// TestGCPercent: the broker sets Go's GC target to --gc-percent (400 by
-// default), unless GOGC is set and the flag is not given.
+// TestGCPercent: --gc-percent fixes Go's GC target; without it (and
+// without GOGC) the target follows the live heap, and GOGC alone is left
+// to the runtime.
 func TestGCPercent(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer gcAuto.Store(false)
 	cases := []struct {
 		gogc string
 		args []string
 		want int
 	}{
-		{"", nil, defaultGCPercent},
+		{"", nil, gcMaxPercent}, // the test's heap is small
 		{"", []string{"--gc-percent", "250"}, 250},
 		{"150", nil, 100}, // GOGC wins: setup leaves the runtime's value alone
 		{"150", []string{"--gc-percent", "250"}, 250},
@@ -271,8 +274,59 @@ func TestGCPercent(t *testing.T) {
 			t.Fatal(err)
 		}
 		srv.Shutdown(context.Background())
-		if got := debug.SetGCPercent(100); got != tc.want {
+		runtime.GC() // the tuner, when on, runs after a collection
+		runtime.GC()
+		time.Sleep(50 * time.Millisecond)
+		got := debug.SetGCPercent(-1)
+		debug.SetGCPercent(got)
+		if got != tc.want {
 			t.Errorf("GOGC=%q %v: gc percent %d, want %d", tc.gogc, tc.args, got, tc.want)
+		}
+	}
+}
+
+// TestGCTunerFollowsLiveHeap: with the default, a large live heap brings
+// the GC percentage down to gcMinPercent after the next collections.
+func TestGCTunerFollowsLiveHeap(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer gcAuto.Store(false)
+	t.Setenv("GOGC", "")
+	srv, _, _, err := setup([]string{"--scripts", "../../scripts/examples/simps", "--listen", "127.0.0.1:0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown(context.Background())
+	live := make([]byte, 4*gcHeadroom)
+	for i := range live {
+		live[i] = 1 // touched, so it is really there
+	}
+	var got int
+	for i := 0; i < 50; i++ {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+		got = debug.SetGCPercent(-1)
+		debug.SetGCPercent(got)
+		if got == gcMinPercent {
+			break
+		}
+	}
+	runtime.KeepAlive(live)
+	if got != gcMinPercent {
+		t.Fatalf("gc percent %d with a %d MB live heap, want %d", got, len(live)>>20, gcMinPercent)
+	}
+}
+
+// TestGCPercentFor: the next collection comes about gcHeadroom bytes after
+// a small live heap, and at 100% of a large one.
+func TestGCPercentFor(t *testing.T) {
+	for _, tc := range []struct {
+		live uint64
+		want int
+	}{
+		{0, 400}, {2 << 20, 400}, {4 << 20, 400}, {8 << 20, 200}, {12 << 20, 133}, {16 << 20, 100}, {1 << 30, 100},
+	} {
+		if got := gcPercentFor(tc.live); got != tc.want {
+			t.Errorf("live %d MB: %d%%, want %d%%", tc.live>>20, got, tc.want)
 		}
 	}
 }
