@@ -44,9 +44,10 @@ run() { # name metric args...
   local name=$1 metric=$2; shift 2
   for ((r = 1; r <= ROUNDS; r++)); do
     for target in mosq ours busy; do
-      case $target in mosq) port=$MOSQ ;; ours) port=$OURS ;; busy) port=$BUSY ;; esac
-      out=$(bench --addr "127.0.0.1:$port" "$@")
+      case $target in mosq) port=$MOSQ pid=$mosq_pid ;; ours) port=$OURS pid=$ours_pid ;; busy) port=$BUSY pid=$busy_pid ;; esac
+      out=$(bench --addr "127.0.0.1:$port" --pid "$pid" "$@")
       results[$name,$target]+="$(echo "$out" | field "$metric") "
+      results[$name,$target,cpu]+="$(echo "$out" | field cpu_us_per_conn) "
       results[$name,$target,lost]+="$(echo "$out" | field lost) "
       results[$name,$target,dup]+="$(echo "$out" | field dup) "
     done
@@ -71,6 +72,13 @@ for name in "fan-in QoS 0 (msgs/s)" "fan-out QoS 0 (msgs/s)" "fan-out QoS 1 (msg
   loss="$(sum "${results[$name,mosq,lost]}")/$(sum "${results[$name,mosq,dup]}") | $(sum "${results[$name,ours,lost]}")/$(sum "${results[$name,ours,dup]}") | $(sum "${results[$name,busy,lost]}")/$(sum "${results[$name,busy,dup]}")"
   printf '%-26s %14s %14s %8s %14s %10s  %s\n' "$name" "$m" "$o" "$ratio" "$b" "$cost" "$loss"
 done
+# The broker's CPU time per connection in the connect scenario: steadier
+# than the rate, which also depends on the CPU the load generator leaves.
+name="connect rate (conn/s)"
+m=$(echo ${results[$name,mosq,cpu]} | tr ' ' '\n' | median)
+o=$(echo ${results[$name,ours,cpu]} | tr ' ' '\n' | median)
+b=$(echo ${results[$name,busy,cpu]} | tr ' ' '\n' | median)
+printf '%-26s %14s %14s %8s %14s\n' "connect CPU (us/conn)" "$m" "$o" "$(awk -v o="$o" -v m="$m" 'BEGIN { printf "%.2fx", o / m }')" "$b"
 
 # Idle memory: 10k connections each, broker RSS growth per connection.
 for target in mosq ours; do

@@ -57,7 +57,7 @@ func main() {
 	pflag.DurationVar(&cfg.duration, "duration", 5*time.Second, "how long publishers publish")
 	pflag.IntVar(&cfg.rate, "rate", 10000, "messages per second (latency)")
 	pflag.IntVar(&cfg.conns, "conns", 10000, "connections (idle)")
-	pflag.IntVar(&cfg.pid, "pid", 0, "broker process id, for its memory (idle)")
+	pflag.IntVar(&cfg.pid, "pid", 0, "broker process id, for its memory (idle) and CPU time per connection (connect)")
 	pflag.IntVar(&cfg.window, "window", 100, "unacknowledged QoS 1 messages per publisher")
 	pflag.IntVar(&level, "level", 4, "protocol level: 4 (3.1.1) or 5")
 	pflag.Parse()
@@ -362,6 +362,16 @@ func connectRate(cfg config) (result, error) {
 	var res result
 	res.set("scenario", "connect")
 	var n, failed atomic.Int64
+	// With --pid, the broker's CPU time per connection too: on a shared
+	// two-core machine the rate also depends on how much CPU this client
+	// leaves, and CPU per connection is the steadier comparison.
+	var cpuBefore time.Duration
+	if cfg.pid != 0 {
+		var err error
+		if cpuBefore, err = cpuTime(cfg.pid); err != nil {
+			return res, err
+		}
+	}
 	stop := time.Now().Add(cfg.duration)
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {
@@ -383,6 +393,13 @@ func connectRate(cfg config) (result, error) {
 	res.set("connects", n.Load())
 	res.set("failed", failed.Load())
 	res.set("rate", float64(n.Load())/cfg.duration.Seconds())
+	if cfg.pid != 0 && n.Load() > 0 {
+		after, err := cpuTime(cfg.pid)
+		if err != nil {
+			return res, err
+		}
+		res.set("cpu_us_per_conn", float64((after-cpuBefore).Microseconds())/float64(n.Load()))
+	}
 	return res, nil
 }
 
@@ -442,6 +459,30 @@ func idle(cfg config) (result, error) {
 		}
 	}
 	return res, nil
+}
+
+// cpuTime returns the user and system CPU time process pid has used
+// (/proc/PID/stat fields 14 and 15, in clock ticks of 1/100 s).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces: count from its ')'.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		t, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		ticks += t
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 func rss(pid int) (int64, error) {
