@@ -295,7 +295,7 @@ func (b *binding) publish(L *lua.LState) int {
 }
 
 func clientTable(L *lua.LState, ci ClientInfo) *lua.LTable {
-	t := L.NewTable()
+	t := L.CreateTable(0, 7)
 	t.RawSetString("client_id", lua.LString(ci.ClientID))
 	t.RawSetString("connected", lua.LBool(ci.Connected))
 	if ci.Connected {
@@ -304,7 +304,7 @@ func clientTable(L *lua.LState, ci ClientInfo) *lua.LTable {
 	t.RawSetString("persistent", lua.LBool(ci.Persistent))
 	t.RawSetString("inflight", lua.LNumber(ci.Inflight))
 	t.RawSetString("queued", lua.LNumber(ci.Queued))
-	subs := L.NewTable()
+	subs := L.CreateTable(0, len(ci.Subscriptions))
 	for f, q := range ci.Subscriptions {
 		subs.RawSetString(f, lua.LNumber(q))
 	}
