@@ -184,3 +184,26 @@ func BenchmarkPublish(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkConnect measures a connection's whole life in the server
+// without sockets: CONNECT through onMqConnect (auth.lua, broker.accept)
+// to CONNACK, then DISCONNECT and the close. What it leaves out — accept,
+// close and poller syscalls — is the same for any server.
+func BenchmarkConnect(b *testing.B) {
+	srv := benchServer(b, nil)
+	disconnect := encode(b, nil, &codec.Packet{Type: codec.DISCONNECT})
+	var connects [][]byte
+	for i := 0; i < 64; i++ {
+		connects = append(connects, encode(b, nil, &codec.Packet{Type: codec.CONNECT, ProtocolName: "MQTT", ProtocolLevel: codec.V311, CleanSession: true, KeepAlive: 60, ClientID: "bench-" + string(rune('a'+i%26)) + string(rune('a'+i/26))}))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c := newMemConn()
+		srv.ServeConn(c)
+		c.feed(connects[i%len(connects)])
+		c.waitWritten(b, 4) // CONNACK
+		c.feed(disconnect)
+		<-c.done // the server closed it
+	}
+}
