@@ -10,6 +10,7 @@ require (
 	github.com/yuin/gopher-lua v1.1.2
 	golang.org/x/crypto v0.59.0
 	golang.org/x/tools v0.52.0
+	layeh.com/gopher-luar v1.0.11
 )
 
 require (
