@@ -80,7 +80,9 @@ end
 -- The cache is dropped whole when its topics add up to more than
 -- acl.cache_bytes (that is also how closed connections' entries go) and
 -- when acl.rules or acl.default is replaced. After editing the rules table
--- in place at run time, call acl.flush().
+-- in place at run time, call acl.flush(). If you make decisions depend on
+-- anything else (the time, `shared` state), set acl.cache_bytes = 0: that
+-- turns the cache off.
 acl.cache_bytes = 4 * 1024 * 1024
 local cache, cached, cache_rules, cache_default = {}, 0, nil, nil
 
@@ -95,7 +97,7 @@ function acl.allowed(server, fd, topic, access)
   if #rules == 0 then
     return acl.default == "allow"
   end
-  if access ~= "write" then
+  if access ~= "write" or acl.cache_bytes <= 0 then
     return decide(server, fd, topic, access, rules)
   end
   if rules ~= cache_rules or acl.default ~= cache_default then

@@ -87,3 +87,26 @@ sub: expect {"type": "PUBLISH", "topic": "a/2", "message": "2"}
 sub: expect {"type": "PUBLISH", "topic": "a/3", "message": "3"}
 sub: expect {"type": "PUBLISH", "topic": "a/1", "message": "1 again"}
 sub: expect nothing
+
+=== TEST 5: acl.cache_bytes = 0 turns the cache off
+--- setup
+local acl = require("acl")
+acl.cache_bytes = 0
+acl.rules = { { action = "deny", topic = "secret/#" } }
+-- Editing in place without acl.flush() is seen at once without a cache.
+function onMqPingreq()
+  acl.rules[1].action = "allow"
+  return true
+end
+--- steps
+sub: connect
+sub: send {"type": "SUBSCRIBE", "message_id": 1, "filters": [{"topic": "#", "qos": 0}]}
+sub: expect {"type": "SUBACK", "codes": [0]}
+pub: connect
+pub: send {"type": "PUBLISH", "topic": "secret/x", "message": "before"}
+pub: send {"type": "PUBLISH", "topic": "secret/x", "message": "before again"}
+sub: expect nothing
+pub: send {"type": "PINGREQ"}
+pub: expect {"type": "PINGRESP"}
+pub: send {"type": "PUBLISH", "topic": "secret/x", "message": "after"}
+sub: expect {"type": "PUBLISH", "topic": "secret/x", "message": "after"}
