@@ -35,6 +35,7 @@ func TestBindings(t *testing.T) {
 		{"badarg", "", "bad argument #2 to"},
 		{"sendclosed", "", "nil closed"},
 		{"io", "", "nil nil nil"},
+		{"badshared", "", "false 1"},
 	}
 	for _, tc := range cases {
 		if got := ask(tc.name, tc.msg); !strings.Contains(got, tc.want) {

@@ -161,9 +161,10 @@ func (vm *VM) openShared() *lua.LTable {
 	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		// shared.get(key) -> value | nil
 		"get": func(L *lua.LState) int {
+			k := L.CheckString(1) // may raise: not under the lock
 			st.mu.Lock()
 			var e sharedEntry
-			if p := st.getLocked(L.CheckString(1)); p != nil {
+			if p := st.getLocked(k); p != nil {
 				e = *p
 			}
 			st.mu.Unlock()

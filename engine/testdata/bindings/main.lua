@@ -49,6 +49,10 @@ function onMqPublish(server, fd, fromId, data)
     reply(server, fd, name, tostring(ok) .. " " .. err)
   elseif name == "kick" then
     server:close(fd, mqtt.ADMINISTRATIVE_ACTION, "kicked by script")
+  elseif name == "badshared" then
+    -- A bad key raises, and leaves the store usable.
+    local ok = pcall(shared.get, {})
+    reply(server, fd, name, tostring(ok) .. " " .. shared.incr("after_bad_get", 1))
   elseif name == "io" then
     reply(server, fd, name, tostring(io) .. " " .. tostring(os.execute) .. " " .. tostring(dofile))
   end
