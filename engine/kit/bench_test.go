@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
-	"github.com/mqttlua/broker/engine/enginetest"
 	"github.com/mqttlua/broker/engine/kit"
 	"github.com/sirupsen/logrus"
 )
@@ -101,20 +98,7 @@ func busyScripts(name, src string) string {
 // benchServer runs the default scripts (edited by edit) with the kit, on
 // no listener: connections come in through ServeConn.
 func benchServer(b *testing.B, edit func(name, src string) string) *engine.Server {
-	dir := b.TempDir()
-	for _, name := range []string{"main.lua", "auth.lua", "acl.lua"} {
-		src, err := os.ReadFile(filepath.Join(enginetest.RepoDir(), "scripts", name))
-		if err != nil {
-			b.Fatal(err)
-		}
-		s := string(src)
-		if edit != nil {
-			s = edit(name, s)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
+	dir := copyScripts(b, edit)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	srv, err := engine.New(engine.Config{Scripts: dir, Workers: 2, Log: log, Modules: []engine.Module{kit.New(nil)}})

@@ -21,23 +21,30 @@ import (
 // with the kit.
 func startBroker(t *testing.T, edit func(name, src string) string) (*engine.Server, *kit.Kit, string) {
 	t.Helper()
-	dir := t.TempDir()
+	k := kit.New(nil)
+	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: copyScripts(t, edit), Modules: []engine.Module{k}})
+	return srv, k, addr
+}
+
+// copyScripts copies the default scripts to a temporary folder, passing
+// each through edit (if not nil), and returns the folder.
+func copyScripts(tb testing.TB, edit func(name, src string) string) string {
+	tb.Helper()
+	dir := tb.TempDir()
 	for _, name := range []string{"main.lua", "auth.lua", "acl.lua"} {
 		b, err := os.ReadFile(filepath.Join(enginetest.RepoDir(), "scripts", name))
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		src := string(b)
 		if edit != nil {
 			src = edit(name, src)
 		}
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
-	k := kit.New(nil)
-	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: dir, Modules: []engine.Module{k}})
-	return srv, k, addr
+	return dir
 }
 
 // collector records messages received by a Paho client.
