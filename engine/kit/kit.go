@@ -126,8 +126,10 @@ type Message struct {
 	Payload []byte
 	QoS     byte
 	Retain  bool
-	// Props are the MQTT 5 properties forwarded with the message.
-	Props codec.Properties
+	// Props are the MQTT 5 properties forwarded with the message, nil for
+	// none. A pointer: a Message is allocated per routed PUBLISH, most
+	// carry no properties, and codec.Properties is ~270 bytes.
+	Props *codec.Properties
 	// owned is set once Payload no longer aliases a read buffer.
 	owned bool
 	// expireAt is when a 5.0 message with a Message Expiry Interval
@@ -151,7 +153,19 @@ func (m *Message) own() {
 
 // packet returns the PUBLISH for one delivery.
 func (m *Message) packet(qos byte, retain, dup bool, id uint16) codec.Packet {
-	return codec.Packet{Type: codec.PUBLISH, Topic: m.Topic, Payload: m.Payload, QoS: qos, Retain: retain, Dup: dup, PacketID: id, Properties: m.Props}
+	p := codec.Packet{Type: codec.PUBLISH, Topic: m.Topic, Payload: m.Payload, QoS: qos, Retain: retain, Dup: dup, PacketID: id}
+	if m.Props != nil {
+		p.Properties = *m.Props
+	}
+	return p
+}
+
+// willDelay is a will's 5.0 Will Delay Interval, 0 if none.
+func (m *Message) willDelay() time.Duration {
+	if m.Props == nil || !m.Props.Has(codec.PropWillDelay) {
+		return 0
+	}
+	return time.Duration(m.Props.WillDelay) * time.Second
 }
 
 // subOpts are one subscription's options, stored in the tree.
@@ -214,9 +228,7 @@ func (k *Kit) ConnClosed(c *engine.Conn, reason engine.CloseReason) {
 	var delay time.Duration
 	if st.will != nil && reason.Abnormal() {
 		will = st.will
-		if will.Props.Has(codec.PropWillDelay) {
-			delay = time.Duration(will.Props.WillDelay) * time.Second
-		}
+		delay = will.willDelay()
 	}
 	gen := s.gen
 	var orphans []delivery
@@ -259,8 +271,8 @@ func (k *Kit) sessionTimer(s *Session, gen uint64, will *Message) {
 		return
 	}
 	delay := time.Duration(0)
-	if will != nil && will.Props.Has(codec.PropWillDelay) {
-		delay = time.Duration(will.Props.WillDelay) * time.Second
+	if will != nil {
+		delay = will.willDelay()
 	}
 	expired := will == nil || s.expiry <= delay
 	if expired && k.sessions[s.clientID] == s {
@@ -285,7 +297,11 @@ func (k *Kit) sessionTimer(s *Session, gen uint64, will *Message) {
 func (k *Kit) sendWill(w *Message) {
 	k.Stats.WillsSent.Add(1)
 	m := *w
-	m.Props.Clear(codec.PropWillDelay) // not a PUBLISH property
+	if w.Props != nil {
+		p := *w.Props
+		p.Clear(codec.PropWillDelay) // not a PUBLISH property
+		m.Props = &p
+	}
 	k.route(&m, nil, nil)
 }
 

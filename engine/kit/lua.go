@@ -195,7 +195,8 @@ func messageFromTable(L *lua.LState, n int, t *lua.LTable) (*Message, uint16) {
 		id = uint16(v)
 	}
 	if props, ok := t.RawGetString("properties").(*lua.LTable); ok {
-		propsFromTable(L, n, props, &m.Props)
+		m.Props = new(codec.Properties)
+		propsFromTable(L, n, props, m.Props)
 		// Per-hop properties are not forwarded (5.0 §3.3.2.3.4, §3.3.4).
 		m.Props.Clear(codec.PropTopicAlias)
 		m.Props.Clear(codec.PropSubscriptionID)

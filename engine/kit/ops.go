@@ -36,7 +36,8 @@ func (k *Kit) Accept(c *engine.Conn, p *codec.Packet, extra *codec.Properties, b
 	if w := p.Will; w != nil {
 		st.will = &Message{Topic: w.Topic, Payload: append([]byte(nil), w.Payload...), QoS: w.QoS, Retain: w.Retain, owned: true}
 		if v5 {
-			st.will.Props = copyProps(&w.Properties)
+			p := copyProps(&w.Properties)
+			st.will.Props = &p
 		}
 	}
 	persistent, expiry := !p.CleanSession, neverExpire

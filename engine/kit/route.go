@@ -38,7 +38,7 @@ var scratchPool = sync.Pool{New: func() any { return &routeScratch{index: map[*S
 // message went to.
 func (k *Kit) route(m *Message, from *engine.Conn, batch *engine.Batch) int {
 	k.Stats.Published.Add(1)
-	if m.Props.Has(codec.PropMessageExpiry) && m.expireAt == 0 {
+	if m.Props != nil && m.Props.Has(codec.PropMessageExpiry) && m.expireAt == 0 {
 		m.expireAt = time.Now().Add(time.Duration(m.Props.MessageExpiry) * time.Second).UnixNano()
 	}
 	if m.Retain {

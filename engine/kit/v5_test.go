@@ -206,10 +206,10 @@ func TestV5MessageExpiry(t *testing.T) {
 	c.Send(&codec.Packet{Type: codec.DISCONNECT})
 	c.ExpectClosed()
 	enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Client("late"); return !ci.Connected })
-	short := &kit.Message{Topic: "x/short", Payload: []byte("gone"), QoS: 1}
+	short := &kit.Message{Topic: "x/short", Payload: []byte("gone"), QoS: 1, Props: &codec.Properties{}}
 	short.Props.SetUint(codec.PropMessageExpiry, 1)
 	k.Inject(short, nil)
-	long := &kit.Message{Topic: "x/long", Payload: []byte("kept"), QoS: 1}
+	long := &kit.Message{Topic: "x/long", Payload: []byte("kept"), QoS: 1, Props: &codec.Properties{}}
 	long.Props.SetUint(codec.PropMessageExpiry, 100)
 	k.Inject(long, nil)
 	time.Sleep(1100 * time.Millisecond)
