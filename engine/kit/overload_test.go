@@ -1,0 +1,104 @@
+package kit_test
+
+import (
+	"encoding/binary"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/enginetest"
+	"github.com/mqttlua/broker/engine/kit"
+)
+
+// TestOverloadSlowsPublishersLosesNothing: a publisher bursting far more
+// than a slow subscriber reads is held back (the broker stops reading its
+// socket) instead of the subscriber being cut off or messages dropped.
+// The connection limit is 64 KB of queued output and the burst is many
+// MB, more than the loopback socket buffers hold, so without backpressure
+// the subscriber would be cut off as a slow consumer.
+func TestOverloadSlowsPublishersLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves several MB")
+	}
+	k := kit.New(nil)
+	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: copyScripts(t, nil), Modules: []engine.Module{k}, MaxOutbound: 64 << 10})
+	for _, tc := range []struct {
+		qos byte
+		n   int
+	}{{0, 100000}, {1, 30000}} {
+		t.Run(fmt.Sprintf("qos%d", tc.qos), func(t *testing.T) {
+			sub := enginetest.Dial(t, addr, codec.V311)
+			sub.Connect(fmt.Sprintf("slow-sub-%d", tc.qos))
+			sub.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "load/#", QoS: tc.qos}}})
+			sub.Expect(codec.SUBACK)
+			pub := enginetest.Dial(t, addr, codec.V311)
+			pub.Connect(fmt.Sprintf("fast-pub-%d", tc.qos))
+
+			// The whole burst, written at once: each payload is its
+			// sequence number, padded.
+			var burst []byte
+			payload := make([]byte, 48)
+			for i := 0; i < tc.n; i++ {
+				binary.BigEndian.PutUint64(payload, uint64(i))
+				p := &codec.Packet{Type: codec.PUBLISH, Topic: "load/x", QoS: tc.qos, Payload: payload}
+				if tc.qos > 0 {
+					p.PacketID = uint16(i%65535) + 1
+				}
+				var err error
+				if burst, err = p.Append(burst, codec.V311); err != nil {
+					t.Fatal(err)
+				}
+			}
+			written := make(chan error, 1)
+			go func() { _, err := pub.Conn.Write(burst); written <- err }()
+			acks := make(chan int, 1)
+			go func() { // the publisher reads its PUBACKs
+				n := 0
+				for n < tc.n && tc.qos > 0 {
+					p, err := pub.Next(30 * time.Second)
+					if err != nil {
+						break
+					}
+					if p.Type == codec.PUBACK {
+						n++
+					}
+				}
+				acks <- n
+			}()
+
+			// The subscriber reads slowly: a pause every 5000 messages.
+			for want := 0; want < tc.n; {
+				p, err := sub.Next(30 * time.Second)
+				if err != nil {
+					t.Fatalf("after %d of %d messages: %v (slow consumer closes: %d)", want, tc.n, err, srv.Stats.Closes[engine.CloseSlowConsumer].Load())
+				}
+				if p.Type != codec.PUBLISH {
+					t.Fatalf("want PUBLISH, got %v", p)
+				}
+				if got := int(binary.BigEndian.Uint64(p.Payload)); got != want {
+					t.Fatalf("message %d arrived as number %d (lost or duplicated)", want, got)
+				}
+				if p.QoS > 0 {
+					sub.Send(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID})
+				}
+				if want++; want%5000 == 0 {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			if err := <-written; err != nil {
+				t.Fatal(err)
+			}
+			if tc.qos > 0 {
+				if n := <-acks; n != tc.n {
+					t.Fatalf("publisher got %d PUBACKs, want %d", n, tc.n)
+				}
+			}
+			sub.ExpectNothing(100 * time.Millisecond)
+			if d, c := k.Stats.Dropped.Load(), srv.Stats.Closes[engine.CloseSlowConsumer].Load(); d != 0 || c != 0 {
+				t.Fatalf("dropped %d messages, cut off %d slow consumers", d, c)
+			}
+		})
+	}
+}
