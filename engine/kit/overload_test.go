@@ -27,7 +27,7 @@ func TestOverloadSlowsPublishersLosesNothing(t *testing.T) {
 	for _, tc := range []struct {
 		qos byte
 		n   int
-	}{{0, 100000}, {1, 30000}} {
+	}{{0, 100000}, {1, 30000}, {2, 20000}} {
 		t.Run(fmt.Sprintf("qos%d", tc.qos), func(t *testing.T) {
 			sub := enginetest.Dial(t, addr, codec.V311)
 			sub.Connect(fmt.Sprintf("slow-sub-%d", tc.qos))
@@ -51,18 +51,34 @@ func TestOverloadSlowsPublishersLosesNothing(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// Written in 64 KB pieces, so that the PUBRELs of QoS 2 (each
+			// Write's bytes stay together) go out in between.
 			written := make(chan error, 1)
-			go func() { _, err := pub.Conn.Write(burst); written <- err }()
+			go func() {
+				for len(burst) > 0 {
+					n := min(len(burst), 64<<10)
+					if _, err := pub.Conn.Write(burst[:n]); err != nil {
+						written <- err
+						return
+					}
+					burst = burst[n:]
+				}
+				written <- nil
+			}()
 			acks := make(chan int, 1)
-			go func() { // the publisher reads its PUBACKs
+			go func() { // the publisher's side of the QoS 1 and 2 flows
 				n := 0
 				for n < tc.n && tc.qos > 0 {
 					p, err := pub.Next(30 * time.Second)
 					if err != nil {
 						break
 					}
-					if p.Type == codec.PUBACK {
+					switch p.Type {
+					case codec.PUBACK, codec.PUBCOMP:
 						n++
+					case codec.PUBREC:
+						b, _ := codec.Encode(&codec.Packet{Type: codec.PUBREL, PacketID: p.PacketID}, codec.V311)
+						pub.Conn.Write(b)
 					}
 				}
 				acks <- n
@@ -74,14 +90,21 @@ func TestOverloadSlowsPublishersLosesNothing(t *testing.T) {
 				if err != nil {
 					t.Fatalf("after %d of %d messages: %v (slow consumer closes: %d)", want, tc.n, err, srv.Stats.Closes[engine.CloseSlowConsumer].Load())
 				}
+				if p.Type == codec.PUBREL {
+					sub.Send(&codec.Packet{Type: codec.PUBCOMP, PacketID: p.PacketID})
+					continue
+				}
 				if p.Type != codec.PUBLISH {
 					t.Fatalf("want PUBLISH, got %v", p)
 				}
 				if got := int(binary.BigEndian.Uint64(p.Payload)); got != want {
 					t.Fatalf("message %d arrived as number %d (lost or duplicated)", want, got)
 				}
-				if p.QoS > 0 {
+				switch p.QoS {
+				case 1:
 					sub.Send(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID})
+				case 2:
+					sub.Send(&codec.Packet{Type: codec.PUBREC, PacketID: p.PacketID})
 				}
 				if want++; want%5000 == 0 {
 					time.Sleep(20 * time.Millisecond)
@@ -92,10 +115,20 @@ func TestOverloadSlowsPublishersLosesNothing(t *testing.T) {
 			}
 			if tc.qos > 0 {
 				if n := <-acks; n != tc.n {
-					t.Fatalf("publisher got %d PUBACKs, want %d", n, tc.n)
+					t.Fatalf("publisher got %d PUBACK/PUBCOMPs, want %d", n, tc.n)
 				}
 			}
-			sub.ExpectNothing(100 * time.Millisecond)
+			// Nothing more, apart from the last PUBRELs of QoS 2.
+			for {
+				p, err := sub.Next(100 * time.Millisecond)
+				if err != nil {
+					break
+				}
+				if p.Type != codec.PUBREL {
+					t.Fatalf("want nothing more, got %v", p)
+				}
+				sub.Send(&codec.Packet{Type: codec.PUBCOMP, PacketID: p.PacketID})
+			}
 			if d, c := k.Stats.Dropped.Load(), srv.Stats.Closes[engine.CloseSlowConsumer].Load(); d != 0 || c != 0 {
 				t.Fatalf("dropped %d messages, cut off %d slow consumers", d, c)
 			}
