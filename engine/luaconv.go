@@ -15,6 +15,13 @@ func PacketTable(L *lua.LState, p *codec.Packet, version byte) *lua.LTable {
 	if p.Type == codec.CONNECT && p.ProtocolLevel != codec.V5 {
 		return connectTable(L, p)
 	}
+	if p.Type == codec.PINGREQ || (p.Type == codec.DISCONNECT && version != codec.V5) {
+		// No fields but the type: every keep-alive ping, and the end of
+		// every 3.1.1 connection, skip the generic conversion.
+		t := L.CreateTable(0, 1)
+		t.RawSetString("type", lua.LNumber(p.Type))
+		return t
+	}
 	if p.Type != codec.PUBLISH || (version == codec.V5 && !p.Properties.Empty()) {
 		return ToLua(L, codec.ToMap(p, version)).(*lua.LTable)
 	}
