@@ -56,7 +56,7 @@ type Conn struct {
 	reason   CloseReason
 	writing  int // bytes the writer is writing now
 	shutOnce sync.Once
-	drained  chan struct{} // closed when the queue falls under low water
+	drained  Drained // senders waiting for the queue to fall under low water
 	// The writer goroutine runs only while there is something to write,
 	// so an idle connection costs one goroutine, not two.
 	writerOn     bool          // a writer (goroutine, or the reader writing its own) is writing
@@ -150,6 +150,45 @@ type Pressure interface {
 	// reader never waits for its own client, which cannot drain while
 	// the reader waits.
 	SameClient(c *Conn) bool
+}
+
+// Drained lets senders under backpressure wait, holding no lock, until a
+// queue guarded by a mutex is short enough again. The queue's owner calls
+// Signal (with the mutex held) when it drains or goes away. The zero value
+// is ready; the channel exists only while someone waits.
+type Drained struct{ ch chan struct{} }
+
+// Wait returns when done() (called with mu held) is true, or timeout
+// passes.
+func (d *Drained) Wait(mu sync.Locker, done func() bool, timeout time.Duration) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		mu.Lock()
+		if done() {
+			mu.Unlock()
+			return
+		}
+		if d.ch == nil {
+			d.ch = make(chan struct{})
+		}
+		ch := d.ch
+		mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return
+		}
+	}
+}
+
+// Signal wakes every waiter, which then checks its condition again. The
+// caller holds the mutex given to Wait.
+func (d *Drained) Signal() {
+	if d.ch != nil {
+		close(d.ch)
+		d.ch = nil
+	}
 }
 
 // PressureWait bounds one wait for a slow receiver. Past it the reader
@@ -379,25 +418,7 @@ func (c *Conn) lowWater() int  { return c.srv.cfg.MaxOutbound / 8 }
 // WaitDrained waits until the outbound queue is under the low-water mark,
 // the connection closes, or the timeout passes.
 func (c *Conn) WaitDrained(timeout time.Duration) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		c.mu.Lock()
-		if c.closing || len(c.out)+c.writing < c.lowWater() {
-			c.mu.Unlock()
-			return
-		}
-		if c.drained == nil {
-			c.drained = make(chan struct{})
-		}
-		ch := c.drained
-		c.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline.C:
-			return
-		}
-	}
+	c.drained.Wait(&c.mu, func() bool { return c.closing || len(c.out)+c.writing < c.lowWater() }, timeout)
 }
 
 // SameClient reports whether c is other.
@@ -441,10 +462,7 @@ func (c *Conn) CloseWithCode(reason CloseReason, code codec.ReasonCode, reasonSt
 	}
 	c.closing = true
 	c.reason = reason
-	if c.drained != nil {
-		close(c.drained) // senders waiting for this queue go on
-		c.drained = nil
-	}
+	c.drained.Signal() // senders waiting for this queue go on
 	if code != 0 && c.Version() == codec.V5 && reason != CloseSlowConsumer {
 		// [MQTT-4.13.2-1] a DISCONNECT with a reason code before closing.
 		d := codec.Packet{Type: codec.DISCONNECT, ReasonCode: code}
@@ -574,9 +592,8 @@ func (c *Conn) recycle(buf []byte) {
 	if c.spare == nil && cap(buf) <= 64*1024 {
 		c.spare = buf[:0]
 	}
-	if c.drained != nil && len(c.out) < c.lowWater() {
-		close(c.drained)
-		c.drained = nil
+	if len(c.out) < c.lowWater() {
+		c.drained.Signal()
 	}
 	c.mu.Unlock()
 }

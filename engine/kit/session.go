@@ -43,9 +43,9 @@ type Session struct {
 	// so a retransmitted PUBLISH is not delivered twice.
 	inbound2 map[uint16]struct{}
 
-	// drained is closed when the queue of a connected session falls to
-	// queueLowWater, for publishers waiting on it (see engine.Pressure).
-	drained chan struct{}
+	// drained wakes publishers waiting for the queue of a connected
+	// session to fall to queueLowWater (see engine.Pressure).
+	drained engine.Drained
 }
 
 // Backpressure for connected sessions: past queueHighWater queued
@@ -184,25 +184,7 @@ func (s *Session) deliverLocked(k *Kit, d delivery, f *codec.Fanout, batch *engi
 // queue is down to its low-water mark, the session is offline or ended,
 // or the timeout passed.
 func (s *Session) WaitDrained(timeout time.Duration) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		if s.ended || s.conn.Load() == nil || len(s.queue) <= queueLowWater {
-			s.mu.Unlock()
-			return
-		}
-		if s.drained == nil {
-			s.drained = make(chan struct{})
-		}
-		ch := s.drained
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline.C:
-			return
-		}
-	}
+	s.drained.Wait(&s.mu, func() bool { return s.ended || s.conn.Load() == nil || len(s.queue) <= queueLowWater }, timeout)
 }
 
 // SameClient implements engine.Pressure.
@@ -210,10 +192,7 @@ func (s *Session) SameClient(c *engine.Conn) bool { return s.conn.Load() == c }
 
 // releaseWaitersLocked wakes publishers waiting for the queue.
 func (s *Session) releaseWaitersLocked() {
-	if s.drained != nil {
-		close(s.drained)
-		s.drained = nil
-	}
+	s.drained.Signal()
 }
 
 // sendLocked assigns a packet id, records the delivery in flight and
