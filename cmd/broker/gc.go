@@ -57,28 +57,25 @@ func gcPercentFor(live uint64) int {
 func startGCTuner() {
 	gcAuto.Store(true)
 	debug.SetGCPercent(gcMaxPercent)
-	gcTunerOnce.Do(func() { armGCTuner(&gcTunerState{last: gcMaxPercent}) })
+	gcTunerOnce.Do(armGCTuner)
 }
-
-type gcTunerState struct{ last int }
 
 // gcSentinel is garbage on purpose: its cleanup runs after the collection
 // that found it unreachable, once per GC cycle.
 type gcSentinel struct{ _ [16]byte }
 
-func armGCTuner(st *gcTunerState) {
-	runtime.AddCleanup(&gcSentinel{}, func(st *gcTunerState) {
-		defer armGCTuner(st)
+func armGCTuner() {
+	runtime.AddCleanup(&gcSentinel{}, func(struct{}) {
+		defer armGCTuner()
 		if !gcAuto.Load() {
 			return // a fixed percentage is configured
 		}
 		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 		metrics.Read(sample)
 		if sample[0].Value.Kind() == metrics.KindUint64 {
-			if p := gcPercentFor(sample[0].Value.Uint64()); p != st.last {
-				st.last = p
-				debug.SetGCPercent(p)
-			}
+			// Once per collection: cheap, and always right even when
+			// someone else changed the percentage in between.
+			debug.SetGCPercent(gcPercentFor(sample[0].Value.Uint64()))
 		}
-	}, st)
+	}, struct{}{})
 }
