@@ -28,6 +28,20 @@ func decodeOurs(t *testing.T, b []byte, level byte) *codec.Packet {
 	return &p
 }
 
+// inPaho5 encodes p with our encoder and decodes it with paho.golang.
+func inPaho5(t *testing.T, p *codec.Packet) *paho5.ControlPacket {
+	t.Helper()
+	b, err := codec.Encode(p, codec.V5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := paho5.ReadPacket(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
 func TestPaho5ConnectDecodes(t *testing.T) {
 	cp := paho5.NewControlPacket(paho5.CONNECT)
 	c := cp.Content.(*paho5.Connect)
@@ -66,14 +80,7 @@ func TestOurPublishDecodesInPaho5(t *testing.T) {
 	p.Properties.SetBytes(codec.PropCorrelationData, []byte{1, 2})
 	p.Properties.SetUint(codec.PropSubscriptionID, 42)
 	p.Properties.User = []codec.UserProperty{{"k", "v"}}
-	b, err := codec.Encode(p, codec.V5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := paho5.ReadPacket(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := inPaho5(t, p)
 	pub := cp.Content.(*paho5.Publish)
 	pr := pub.Properties
 	if pub.QoS != 2 || !pub.Retain || pub.PacketID != 77 || pub.Topic != "a/b" || string(pub.Payload) != "payload" ||
@@ -119,14 +126,7 @@ func TestOurConnackDecodesInPaho5(t *testing.T) {
 	p.Properties.SetUint(codec.PropMaximumQoS, 1)
 	p.Properties.SetString(codec.PropAssignedClientID, "auto-1")
 	p.Properties.SetUint(codec.PropServerKeepAlive, 20)
-	b, err := codec.Encode(p, codec.V5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := paho5.ReadPacket(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp := inPaho5(t, p)
 	ca := cp.Content.(*paho5.Connack)
 	if !ca.SessionPresent || ca.ReasonCode != 0 || *ca.Properties.ReceiveMaximum != 10 || *ca.Properties.MaximumQOS != 1 ||
 		ca.Properties.AssignedClientID != "auto-1" || *ca.Properties.ServerKeepAlive != 20 {
