@@ -41,6 +41,10 @@ type Config struct {
 	// MaxKeepAlive caps the keep alive of MQTT 5 clients; the cap is
 	// announced as Server Keep Alive (0: no cap).
 	MaxKeepAlive int
+	// GoroutinePerConn serves TCP connections with a reader goroutine
+	// each, as ServeConn serves other transports, instead of the event
+	// loops (Linux only; elsewhere it is always so).
+	GoroutinePerConn bool
 	// Callbacks maps packet types to the names of their handlers; types
 	// not listed use the Simps names (onMqConnect, ...).
 	Callbacks map[codec.Type]string

@@ -19,6 +19,9 @@ type Conn struct {
 	FD  int
 	srv *Server
 	nc  net.Conn
+	// For a connection an event loop serves: its socket and its reader.
+	raw *rawConn
+	rd  *codec.Reader
 
 	// Set by the reader goroutine when CONNECT arrives; read by anyone.
 	version   atomic.Uint32
@@ -509,7 +512,28 @@ func (c *Conn) writeRounds(handOff bool) {
 		c.writing = len(buf)
 		c.pending = false
 		c.mu.Unlock()
-		if !c.write(buf, closing) {
+		off := 0
+		if handOff && c.raw != nil && len(buf) > 0 {
+			// An event loop writes what the socket takes now and
+			// leaves the rest to a writer goroutine: it must not wait.
+			n, err := c.raw.tryWrite(buf)
+			if err != nil {
+				c.CloseWithCode(CloseNetworkError, 0, "")
+				c.shut()
+				return
+			}
+			if off = n; off < len(buf) {
+				c.srv.wg.Add(1)
+				go func() {
+					defer c.srv.wg.Done()
+					if c.write(buf, off, closing) {
+						c.writeRounds(false)
+					}
+				}()
+				return
+			}
+		}
+		if !c.write(buf, off, closing) {
 			return
 		}
 		c.mu.Lock()
@@ -558,15 +582,15 @@ func (c *Conn) writeOwn() {
 	c.writeRounds(true)
 }
 
-// write writes a buffer taken from the queue and recycles it. On an error
-// it closes the connection and reports false.
-func (c *Conn) write(buf []byte, closing bool) bool {
-	if len(buf) > 0 {
+// write writes buf[off:], a buffer taken from the queue, and recycles
+// buf. On an error it closes the connection and reports false.
+func (c *Conn) write(buf []byte, off int, closing bool) bool {
+	if len(buf) > off {
 		if closing {
 			// Do not let a peer that stopped reading hold up the close.
 			c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		}
-		if _, err := c.nc.Write(buf); err != nil {
+		if _, err := c.nc.Write(buf[off:]); err != nil {
 			c.CloseWithCode(CloseNetworkError, 0, "")
 			c.shut()
 			return false
@@ -725,8 +749,7 @@ func (c *Conn) afterRead(r *codec.Reader, n int, err error) bool {
 //go:noinline
 func (c *Conn) end() {
 	c.batch.flushOthers()
-	c.finish()
-	c.srv.wg.Done()
+	c.finish(false)
 }
 
 // handleBuffered handles every whole packet buffered and reports whether
@@ -1002,8 +1025,10 @@ func (c *Conn) SessionExpiry() uint32 {
 func (c *Conn) DroppedTooLarge() int64 { return c.droppedTooLarge.Load() }
 
 // finish runs once when the reader stops: it waits for the writer, removes
-// the connection, and tells the script and the modules.
-func (c *Conn) finish() {
+// the connection, and tells the script and the modules. On an event loop
+// (inLoop) it does not wait: if the writer is still busy, the rest runs on
+// a goroutine.
+func (c *Conn) finish(inLoop bool) {
 	c.mu.Lock()
 	if !c.closing {
 		c.closing, c.reason = true, CloseNetworkError
@@ -1022,11 +1047,30 @@ func (c *Conn) finish() {
 	if own {
 		// No writer is running: this goroutine writes what is left and
 		// closes the socket, rather than starting one to do it.
-		c.writeRounds(false)
+		c.writeRounds(inLoop)
 	} else {
 		c.signal()
 	}
-	<-c.done
+	if inLoop {
+		select {
+		case <-c.done:
+		default:
+			go func() {
+				<-c.done
+				c.closed(reason)
+			}()
+			return
+		}
+	} else {
+		<-c.done
+	}
+	c.closed(reason)
+}
+
+// closed removes the connection once its socket is closed, and tells the
+// script and the modules.
+func (c *Conn) closed(reason CloseReason) {
+	defer c.srv.wg.Done()
 	c.srv.conns.Delete(c.FD)
 	c.srv.Stats.Connections.Add(-1)
 	c.srv.Stats.Closes[reason].Add(1)

@@ -38,6 +38,7 @@ type Server struct {
 	closing   atomic.Bool
 	stop      chan struct{}
 	readers   readerPool
+	evl       *eventLoops // nil: every connection has a reader goroutine
 }
 
 // Stats are counters, safe to read at any time.
@@ -239,6 +240,12 @@ func (s *Server) Listen() error {
 		s.mu.Unlock()
 		s.cfg.Log.WithField("addr", ln.Addr().String()).Infof("listening on %s with %d Lua workers, scripts from %s", ln.Addr(), s.cfg.Workers, s.cfg.Scripts)
 	}
+	if eventLoopsAvailable && !s.cfg.GoroutinePerConn && s.evl == nil {
+		if err := s.startEventLoops(); err != nil {
+			s.closeListeners()
+			return err
+		}
+	}
 	return nil
 }
 
@@ -270,6 +277,9 @@ func (s *Server) Serve() {
 }
 
 func (s *Server) acceptLoop(ln net.Listener) {
+	if s.acceptRaw(ln) {
+		return
+	}
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -336,6 +346,7 @@ func (s *Server) closeListeners() {
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
+	s.closeRawListeners()
 }
 
 // Shutdown stops accepting, tells MQTT 5 clients with DISCONNECT 0x8B,
@@ -356,10 +367,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		// Connections whose peers do not read: cut them off.
-		s.Range(func(c *Conn) bool { c.nc.Close(); return true })
+		s.Range(func(c *Conn) bool {
+			if c.raw != nil {
+				c.raw.abort()
+			} else {
+				c.nc.Close()
+			}
+			return true
+		})
 		err = ctx.Err()
 	}
 	close(s.stop)
+	s.stopEventLoops()
 	for _, vm := range s.VMs() {
 		vm.close()
 	}

@@ -1,0 +1,716 @@
+//go:build linux
+
+package engine
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The event-loop transport serves plain TCP connections on Linux the way
+// Mosquitto does, rather than with a goroutine per connection: a few
+// goroutines (one per Lua VM) each wait in epoll_wait for the sockets
+// assigned to them, read what arrives, hand the packets to the handlers
+// and write the replies, all on the loop's goroutine. A connection that
+// is waiting costs no goroutine and no stack, and a short-lived one costs
+// no goroutine start, no stack growth for its CONNECT handler and no
+// scheduler hand-off when its packets arrive: on two cores that was most
+// of a connection's CPU (docs/performance.md, connect rate).
+//
+// What may block is kept off the loop:
+//   - writes are non-blocking; a socket that is full is finished by a
+//     writer goroutine, which waits for epoll to report it writable;
+//   - backpressure (a subscriber that does not keep up with this
+//     publisher) pauses reading the publisher's socket and waits on a
+//     goroutine of its own, instead of blocking a reader;
+//   - a connection whose writer is still busy when its reader ends is
+//     finished on a goroutine.
+//
+// Sockets are registered edge-triggered for input and output, once. A
+// read that does not fill the buffer has emptied the socket, so no
+// read ends in EAGAIN; output edges come only after a write hit a full
+// socket. Keep alive and the connect timeout are a sweep of the loop's
+// connections every sweepEvery, so nothing per connection is a timer.
+
+// eventLoopsAvailable: the event loops serve TCP listeners unless
+// Config.GoroutinePerConn says otherwise.
+const eventLoopsAvailable = true
+
+// sweepEvery is how often a loop checks its connections' read deadlines:
+// keep alive is enforced within this much of 1.5 times its value.
+const sweepEvery = 100 * time.Millisecond
+
+// readsPerTurn bounds how many full reads one connection gets before the
+// loop serves the others: a publisher that never lets its socket empty
+// must not starve the rest of its loop.
+const readsPerTurn = 16
+
+// monoBase anchors the monotonic clock the loops keep deadlines in.
+var monoBase = time.Now()
+
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
+// eventLoops are the server's loops; conns go to loop FD % len, which is
+// also their VM, so a loop only ever waits for its own VM's lock.
+type eventLoops struct {
+	loops     []*loop
+	mu        sync.Mutex
+	listeners []*rawListener
+}
+
+func (e *eventLoops) listener(i int) *rawListener {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.listeners[i]
+}
+
+// closeListeners stops accepting on every listener the loops serve.
+func (s *Server) closeRawListeners() {
+	if s.evl == nil {
+		return
+	}
+	s.evl.mu.Lock()
+	rls := append([]*rawListener(nil), s.evl.listeners...)
+	s.evl.mu.Unlock()
+	for _, rl := range rls {
+		rl.close()
+	}
+}
+
+func (s *Server) startEventLoops() error {
+	n := s.cfg.Workers
+	s.evl = &eventLoops{}
+	for i := 0; i < n; i++ {
+		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			s.stopEventLoops()
+			return os.NewSyscallError("epoll_create1", err)
+		}
+		l := &loop{srv: s, epfd: epfd, conns: map[uint64]*Conn{}, done: make(chan struct{})}
+		s.evl.loops = append(s.evl.loops, l)
+		go l.run()
+	}
+	return nil
+}
+
+// stopEventLoops ends the loops, after Shutdown has ended the connections.
+func (s *Server) stopEventLoops() {
+	if s.evl == nil {
+		return
+	}
+	for _, l := range s.evl.loops {
+		l.stop.Store(true)
+	}
+	for _, l := range s.evl.loops {
+		<-l.done
+	}
+}
+
+// loop is one event loop.
+type loop struct {
+	srv  *Server
+	epfd int
+	stop atomic.Bool
+	done chan struct{}
+
+	mu    sync.Mutex
+	conns map[uint64]*Conn // by Conn.FD: epoll reports the ID, not the fd, which the kernel reuses
+
+	events      [256]syscall.EpollEvent
+	more        []*Conn // connections cut off at readsPerTurn, with input left
+	acceptPause int64   // monoNow until which accepting failed
+}
+
+// listenerPad marks a listening socket's epoll events in the high half of
+// their data (its low half is the listener's index); connections' IDs
+// never reach it.
+const listenerPad = -1 << 31
+
+// rawListener is a TCP listener the event loops accept on themselves,
+// with accept4, so accepted sockets never enter Go's poller (registering
+// them there and taking them out again costs two epoll_ctl calls each)
+// and a new connection costs no goroutine wake-up: the loop that accepts
+// it reads its CONNECT. Every loop waits on it, EPOLLEXCLUSIVE so one
+// loop wakes per connection.
+type rawListener struct {
+	srv   *Server
+	ln    net.Listener
+	mu    sync.RWMutex // held for writing to close fd, which accepts hold for reading
+	fd    int          // a duplicate of the listener's descriptor: ours to close
+	shut  bool
+	done  chan struct{}
+	index int
+}
+
+// acceptRaw serves a TCP listener with the event loops until it is
+// closed. It reports false if the listener cannot be used this way.
+func (s *Server) acceptRaw(ln net.Listener) bool {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok || s.evl == nil {
+		return false
+	}
+	sc, err := tl.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fd := -1
+	sc.Control(func(lfd uintptr) {
+		// Accepted sockets inherit TCP_NODELAY from the listener, so
+		// none needs its own setsockopt. Replies are batched per read
+		// already; Nagle would only hold the next batch back.
+		syscall.SetsockoptInt(int(lfd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+		fd, err = dupCloexec(int(lfd))
+	})
+	if err != nil {
+		return false
+	}
+	rl := &rawListener{srv: s, ln: ln, fd: fd, done: make(chan struct{})}
+	s.evl.mu.Lock()
+	rl.index = len(s.evl.listeners)
+	s.evl.listeners = append(s.evl.listeners, rl)
+	s.evl.mu.Unlock()
+	for _, l := range s.evl.loops {
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollExclusive}
+		ev.Fd, ev.Pad = int32(rl.index), listenerPad
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			s.cfg.Log.WithError(err).Error("epoll_ctl add of a listener failed")
+		}
+	}
+	<-rl.done
+	return true
+}
+
+// epollExclusive is EPOLLEXCLUSIVE (Linux 4.5), which package syscall
+// does not name.
+const epollExclusive = 1 << 28
+
+func dupCloexec(fd int) (int, error) {
+	nfd, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		return -1, os.NewSyscallError("fcntl", errno)
+	}
+	return int(nfd), nil
+}
+
+// close stops accepting: the duplicate descriptor is closed (which takes
+// it out of every epoll set) once no loop is accepting on it.
+func (rl *rawListener) close() {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if !rl.shut {
+		rl.shut = true
+		syscall.Close(rl.fd)
+		close(rl.done)
+	}
+}
+
+// accept takes the connections waiting on the listener.
+func (rl *rawListener) accept(l *loop) {
+	s := rl.srv
+	rl.mu.RLock()
+	defer rl.mu.RUnlock()
+	var sa syscall.RawSockaddrAny
+	for !rl.shut {
+		fd, err := rawAccept(rl.fd, &sa)
+		switch err {
+		case 0:
+			s.serveRaw(fd, peerAddrOf(&sa), rl.ln.Addr())
+			continue
+		case syscall.EAGAIN:
+			return
+		case syscall.EINTR, syscall.ECONNABORTED:
+			continue
+		}
+		// Out of file descriptors and the like: stop accepting on this
+		// loop for a while (the listener stays readable) rather than
+		// spin, as net/http backs off.
+		s.cfg.Log.WithError(os.NewSyscallError("accept4", err)).Warn("accept failed")
+		l.acceptPause = monoNow() + int64(50*time.Millisecond)
+		return
+	}
+}
+
+// serveRaw is ServeConn for an accepted socket: the connection goes to an
+// event loop.
+func (s *Server) serveRaw(fd int, peer peerAddr, laddr net.Addr) {
+	if s.closing.Load() {
+		rawClose(fd)
+		return
+	}
+	if max := s.cfg.MaxConnections; max > 0 && s.Stats.Connections.Load() >= int64(max) {
+		s.Stats.Refused.Add(1)
+		s.cfg.Log.WithField("remote", peer.tcpAddr().String()).Warnf("connection refused: %d connections is the maximum", max)
+		rawClose(fd)
+		return
+	}
+	id := int(s.nextFD.Add(1))
+	l := s.evl.loops[id%len(s.evl.loops)]
+	rc := &rawConn{fd: fd, id: uint64(id), loop: l, peer: peer, laddr: laddr, reading: true}
+	c := newConn(s, id, rc)
+	c.raw = rc
+	c.rd = c.newReader()
+	rc.deadline.Store(monoNow() + int64(s.cfg.ConnectTimeout))
+	s.conns.Store(c.FD, c)
+	s.Stats.Connections.Add(1)
+	s.Stats.ConnectionsTotal.Add(1)
+	s.wg.Add(1) // done when the connection is finished, as for a reader goroutine
+	l.mu.Lock()
+	l.conns[uint64(id)] = c
+	l.mu.Unlock()
+	ev := rc.event()
+	if err := rawEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != 0 {
+		// Cannot happen short of running out of kernel memory; the
+		// connection ends as a network error.
+		s.cfg.Log.WithError(err).Warn("epoll_ctl add failed")
+		rc.abort()
+	}
+}
+
+func (l *loop) run() {
+	defer close(l.done)
+	// The loop parks in Go's own poller, which watches the epoll
+	// descriptor: a thread blocked in epoll_wait would have its P taken
+	// away and handed back by the runtime around every wait.
+	syscall.SetNonblock(l.epfd, true)
+	f := os.NewFile(uintptr(l.epfd), "epoll")
+	defer f.Close()
+	sc, err := f.SyscallConn()
+	if err != nil {
+		l.srv.cfg.Log.WithError(err).Error("event loop cannot wait")
+		return
+	}
+	next := monoNow() + int64(sweepEvery)
+	f.SetReadDeadline(time.Now().Add(sweepEvery))
+	poll := func(uintptr) bool { return l.poll() }
+	for !l.stop.Load() {
+		err := sc.Read(poll)
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			l.srv.cfg.Log.WithError(err).Error("event loop wait failed")
+			time.Sleep(10 * time.Millisecond)
+		}
+		if now := monoNow(); now >= next {
+			l.sweep(now)
+			next = now + int64(sweepEvery)
+			f.SetReadDeadline(time.Now().Add(sweepEvery))
+		}
+	}
+	// Shutdown gave up waiting for these: their sockets close with the
+	// loop.
+	l.closeAll()
+}
+
+// poll handles the events ready now and reports whether there were any
+// (false: wait for the next).
+func (l *loop) poll() bool {
+	n, err := rawEpollPoll(l.epfd, l.events[:])
+	if err != 0 && err != syscall.EINTR {
+		l.srv.cfg.Log.WithError(err).Error("epoll_wait failed")
+		return true
+	}
+	if n <= 0 && len(l.more) == 0 {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		ev := &l.events[i]
+		if ev.Pad == listenerPad {
+			if monoNow() >= l.acceptPause {
+				l.srv.evl.listener(int(ev.Fd)).accept(l)
+			}
+			continue
+		}
+		l.mu.Lock()
+		c := l.conns[uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32]
+		l.mu.Unlock()
+		if c == nil {
+			continue
+		}
+		if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 {
+			c.raw.writable()
+		}
+		if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 {
+			l.readable(c, ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLERR|syscall.EPOLLHUP) != 0)
+		}
+	}
+	if more := l.more; len(more) > 0 {
+		l.more = nil
+		for i, c := range more {
+			more[i] = nil
+			l.readable(c, false)
+		}
+	}
+	return true
+}
+
+func (l *loop) closeAll() {
+	l.mu.Lock()
+	left := make([]*Conn, 0, len(l.conns))
+	for _, c := range l.conns {
+		left = append(left, c)
+	}
+	l.mu.Unlock()
+	for _, c := range left {
+		c.raw.closeFd()
+	}
+}
+
+// readable reads and handles what a connection sent. hangup is set when
+// epoll reported the peer closed (or the socket hung up or failed): the
+// end of input is then already queued behind the data, with no edge of
+// its own to come, so reading goes on to it; and it is read even while
+// the connection is paused.
+func (l *loop) readable(c *Conn, hangup bool) {
+	rc := c.raw
+	rc.mu.Lock()
+	ok := rc.reading && (!rc.paused || hangup)
+	rc.mu.Unlock()
+	if !ok {
+		return
+	}
+	r := c.rd
+	got := false
+	for i := 0; ; i++ {
+		space := r.Space()
+		n, errno := rawRead(rc.fd, space)
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno == syscall.EAGAIN {
+			break // input another turn already read
+		}
+		got = true
+		var err error
+		if errno != 0 {
+			err = os.NewSyscallError("read", errno)
+		} else if n == 0 {
+			err = io.EOF
+		}
+		if !c.afterRead(r, n, err) || !c.handleBuffered(r) {
+			l.end(c)
+			return
+		}
+		if n < len(space) && !hangup {
+			break // a short read emptied the socket: the next input is a new edge
+		}
+		if i+1 == readsPerTurn {
+			l.more = append(l.more, c)
+			break
+		}
+		if !l.flush(c) {
+			return
+		}
+	}
+	if got {
+		l.flush(c)
+	}
+}
+
+// flush is beforeRead for the loop: it writes what the handled packets
+// produced and, when receivers are over their high-water mark, pauses the
+// connection until they drain (see Batch.flushAndWait). It reports
+// whether reading may go on.
+func (l *loop) flush(c *Conn) bool {
+	b := &c.batch
+	b.flushOthers()
+	c.writeOwn()
+	if len(b.pressure) > 0 {
+		rc := c.raw
+		rc.mu.Lock()
+		rc.paused = true
+		rc.mu.Unlock()
+		rc.deadline.Store(0)
+		wait := append([]Pressure(nil), b.pressure...)
+		clear(b.pressure)
+		b.pressure = b.pressure[:0]
+		go func() {
+			for _, p := range wait {
+				p.WaitDrained(PressureWait)
+			}
+			rc.deadline.Store(c.readDeadline(monoNow()))
+			rc.resume()
+		}()
+		return false
+	}
+	c.raw.deadline.Store(c.readDeadline(monoNow()))
+	return true
+}
+
+// readDeadline is the connection's next read deadline on the monotonic
+// clock: the connect timeout until CONNECT, then 1.5 x keep alive; 0 for
+// none.
+func (c *Conn) readDeadline(now int64) int64 {
+	if !c.connected {
+		return now + int64(c.srv.cfg.ConnectTimeout)
+	}
+	if ka := c.keepAlive.Load(); ka > 0 {
+		return now + ka
+	}
+	return 0
+}
+
+// sweep closes the connections whose read deadline passed.
+func (l *loop) sweep(now int64) {
+	var late []*Conn
+	l.mu.Lock()
+	for _, c := range l.conns {
+		if d := c.raw.deadline.Load(); d != 0 && now > d {
+			late = append(late, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range late {
+		c.raw.mu.Lock()
+		reading := c.raw.reading
+		c.raw.mu.Unlock()
+		if !reading {
+			continue
+		}
+		c.failRead(os.ErrDeadlineExceeded)
+		l.end(c)
+	}
+}
+
+// end finishes a connection whose input ended, on the loop when that does
+// not block.
+func (l *loop) end(c *Conn) {
+	rc := c.raw
+	rc.deadline.Store(0)
+	rc.mu.Lock()
+	rc.reading = false
+	if rc.shut {
+		// The writer is done and has shut the socket down: no one
+		// uses it any more.
+		rc.closeFdLocked()
+	}
+	rc.mu.Unlock()
+	c.batch.flushOthers()
+	c.finish(true)
+}
+
+// rawConn is a socket served by an event loop. The loop reads it; writes
+// come from whoever holds the connection's writer role; the descriptor is
+// closed only once neither uses it, as the kernel hands the number to the
+// next socket at once.
+type rawConn struct {
+	fd    int
+	id    uint64 // the Conn's FD, the key of loop.conns
+	loop  *loop
+	peer  peerAddr
+	laddr net.Addr
+
+	deadline atomic.Int64 // read deadline, monoNow ns; 0: none
+
+	mu        sync.Mutex
+	reading   bool          // the loop still reads the socket
+	paused    bool          // backpressure: input is left unread
+	shut      bool          // the writer is done and shut the socket down
+	closed    bool          // fd is closed
+	wready    chan struct{} // output edges for a waiting writer; made on first wait
+	wdeadline time.Time
+	raddrNet  net.Addr
+}
+
+// errNotRead reports a Read on a loop-served socket, which only its loop
+// reads.
+var errNotRead = errors.New("engine: the event loop reads this socket")
+
+func (rc *rawConn) Read([]byte) (int, error) { return 0, errNotRead }
+
+// Write writes all of b, waiting for the socket to drain when it is full;
+// only the writer role calls it, never the loop.
+func (rc *rawConn) Write(b []byte) (int, error) {
+	total := 0
+	for len(b) > 0 {
+		n, errno := rawWrite(rc.fd, b)
+		if n > 0 {
+			total += n
+			b = b[n:]
+			continue
+		}
+		var err error = errno
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if err := rc.waitWritable(); err != nil {
+				return total, err
+			}
+			continue
+		case 0:
+			err = io.ErrShortWrite
+		}
+		return total, &net.OpError{Op: "write", Net: "tcp", Addr: rc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+	}
+	return total, nil
+}
+
+// tryWrite writes what the socket takes now without waiting, for the
+// loop's own writes.
+func (rc *rawConn) tryWrite(b []byte) (int, error) {
+	total := 0
+	for total < len(b) {
+		n, errno := rawWrite(rc.fd, b[total:])
+		if n > 0 {
+			total += n
+			continue
+		}
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return total, nil
+		case 0:
+			return total, io.ErrShortWrite
+		}
+		return total, os.NewSyscallError("write", errno)
+	}
+	return total, nil
+}
+
+// waitWritable waits for an output edge after a write found the socket
+// full, or for the write deadline. The first time it only makes the
+// channel edges are passed on through, and returns for the write to be
+// tried again: an edge between the failed write and the channel's making
+// was not passed on.
+func (rc *rawConn) waitWritable() error {
+	rc.mu.Lock()
+	ch, dl := rc.wready, rc.wdeadline
+	if ch == nil {
+		rc.wready = make(chan struct{}, 1)
+	}
+	rc.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	var timeout <-chan time.Time
+	if !dl.IsZero() {
+		t := time.NewTimer(time.Until(dl))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-timeout:
+		return os.ErrDeadlineExceeded
+	}
+}
+
+// event is the socket's epoll registration: edge-triggered input, the
+// peer's close and output, tagged with the connection's ID.
+func (rc *rawConn) event() syscall.EpollEvent {
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLOUT | -syscall.EPOLLET}
+	ev.Fd, ev.Pad = int32(uint32(rc.id)), int32(rc.id>>32)
+	return ev
+}
+
+// writable passes an output edge (or a hang-up) to a waiting writer.
+func (rc *rawConn) writable() {
+	rc.mu.Lock()
+	ch := rc.wready
+	rc.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// resume reads the socket again after backpressure: re-arming it makes
+// epoll report input that arrived meanwhile.
+func (rc *rawConn) resume() {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.paused = false
+	if rc.closed || !rc.reading {
+		return
+	}
+	ev := rc.event()
+	rawEpollCtl(rc.loop.epfd, syscall.EPOLL_CTL_MOD, rc.fd, &ev)
+}
+
+// Close is the writer role's close (Conn.shut): the descriptor closes now
+// if the loop no longer reads it; otherwise the socket is shut down, the
+// loop sees the end of input and closes it.
+func (rc *rawConn) Close() error {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.shut || rc.closed {
+		return nil
+	}
+	rc.shut = true
+	if !rc.reading {
+		rc.closeFdLocked()
+		return nil
+	}
+	rawShutdown(rc.fd)
+	return nil
+}
+
+// abort cuts the connection off from any goroutine: the socket is shut
+// down and the loop and writer see errors; it is closed as usual.
+func (rc *rawConn) abort() {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if !rc.closed {
+		rawShutdown(rc.fd)
+	}
+}
+
+func (rc *rawConn) closeFd() {
+	rc.mu.Lock()
+	rc.closeFdLocked()
+	rc.mu.Unlock()
+}
+
+func (rc *rawConn) closeFdLocked() {
+	if rc.closed {
+		return
+	}
+	rc.closed = true
+	rawClose(rc.fd) // also takes it out of the epoll set
+	l := rc.loop
+	l.mu.Lock()
+	delete(l.conns, rc.id)
+	l.mu.Unlock()
+}
+
+func (rc *rawConn) LocalAddr() net.Addr { return rc.laddr }
+
+func (rc *rawConn) RemoteAddr() net.Addr {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.raddrNet == nil {
+		rc.raddrNet = rc.peer.tcpAddr()
+	}
+	return rc.raddrNet
+}
+
+func (rc *rawConn) SetDeadline(t time.Time) error {
+	rc.SetReadDeadline(t)
+	return rc.SetWriteDeadline(t)
+}
+
+// SetReadDeadline is kept for net.Conn; the loop keeps the read deadline
+// itself.
+func (rc *rawConn) SetReadDeadline(t time.Time) error { return nil }
+
+func (rc *rawConn) SetWriteDeadline(t time.Time) error {
+	rc.mu.Lock()
+	rc.wdeadline = t
+	rc.mu.Unlock()
+	return nil
+}
+
+func (a peerAddr) tcpAddr() *net.TCPAddr {
+	if a.v4 {
+		return &net.TCPAddr{IP: net.IPv4(a.ip[0], a.ip[1], a.ip[2], a.ip[3]), Port: int(a.port)}
+	}
+	return &net.TCPAddr{IP: append(net.IP(nil), a.ip[:]...), Port: int(a.port)}
+}
