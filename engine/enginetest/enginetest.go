@@ -57,6 +57,11 @@ func Start(t testing.TB, cfg engine.Config) (*engine.Server, string, *LogBuffer)
 		cfg.Log = log
 	}
 	cfg.Listen = []string{"127.0.0.1:0"}
+	if os.Getenv("ENGINETEST_GOROUTINE_PER_CONN") != "" {
+		// .ci/run runs the engine's tests a second time on the other
+		// transport.
+		cfg.GoroutinePerConn = true
+	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 2
 	}

@@ -22,8 +22,18 @@ func TestOverloadSlowsPublishersLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("moves several MB")
 	}
+	// Both transports: the event loops pause reading the publisher's
+	// socket, a reader goroutine waits before its next read.
+	for _, goroutines := range []bool{false, true} {
+		t.Run(fmt.Sprintf("goroutine_per_conn=%v", goroutines), func(t *testing.T) {
+			testOverload(t, goroutines)
+		})
+	}
+}
+
+func testOverload(t *testing.T, goroutines bool) {
 	k := kit.New(nil)
-	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: copyScripts(t, nil), Modules: []engine.Module{k}, MaxOutbound: 64 << 10})
+	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: copyScripts(t, nil), Modules: []engine.Module{k}, MaxOutbound: 64 << 10, GoroutinePerConn: goroutines})
 	for _, tc := range []struct {
 		qos byte
 		n   int
