@@ -15,8 +15,8 @@ import (
 
 // The event-loop transport serves plain TCP connections on Linux the way
 // Mosquitto does, rather than with a goroutine per connection: a few
-// goroutines (one per Lua VM) each wait in epoll_wait for the sockets
-// assigned to them, read what arrives, hand the packets to the handlers
+// goroutines (one per Lua VM) each wait for the sockets assigned to them
+// (an epoll set, itself watched by Go's poller), read what arrives, hand the packets to the handlers
 // and write the replies, all on the loop's goroutine. A connection that
 // is waiting costs no goroutine and no stack, and a short-lived one costs
 // no goroutine start, no stack growth for its CONNECT handler and no
@@ -32,10 +32,11 @@ import (
 //   - a connection whose writer is still busy when its reader ends is
 //     finished on a goroutine.
 //
-// Sockets are registered edge-triggered for input and output, once. A
-// read that does not fill the buffer has emptied the socket, so no
-// read ends in EAGAIN; output edges come only after a write hit a full
-// socket. Keep alive and the connect timeout are a sweep of the loop's
+// Sockets are registered edge-triggered for input, peer close and
+// output, once. A read that does not fill the buffer has emptied the
+// socket (unless the peer closed: its end of input has no edge of its
+// own and is read at once), so reads rarely end in EAGAIN; output edges
+// come only after a write hit a full socket. Keep alive and the connect timeout are a sweep of the loop's
 // connections every sweepEvery, so nothing per connection is a timer.
 
 // eventLoopsAvailable: the event loops serve TCP listeners unless
