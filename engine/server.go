@@ -307,24 +307,39 @@ func (s *Server) acceptLoop(ln net.Listener) {
 // in-memory pipe). It returns at once, with the connection (nil if
 // refused); the connection runs on its own goroutines.
 func (s *Server) ServeConn(nc net.Conn) *Conn {
-	if s.closing.Load() {
-		nc.Close()
-		return nil
-	}
-	if max := s.cfg.MaxConnections; max > 0 && s.Stats.Connections.Load() >= int64(max) {
-		s.Stats.Refused.Add(1)
-		s.cfg.Log.WithField("remote", nc.RemoteAddr().String()).Warnf("connection refused: %d connections is the maximum", max)
+	if !s.admit(func() string { return nc.RemoteAddr().String() }) {
 		nc.Close()
 		return nil
 	}
 	c := newConn(s, int(s.nextFD.Add(1)), nc)
+	s.track(c)
+	// The writer goroutine starts when there is something to write.
+	s.readers.serve(c, s.stop)
+	return c
+}
+
+// admit reports whether a new connection may be served: not while
+// shutting down, nor past MaxConnections (counted and logged with the
+// peer's address, which remote gives).
+func (s *Server) admit(remote func() string) bool {
+	if s.closing.Load() {
+		return false
+	}
+	if max := s.cfg.MaxConnections; max > 0 && s.Stats.Connections.Load() >= int64(max) {
+		s.Stats.Refused.Add(1)
+		s.cfg.Log.WithField("remote", remote()).Warnf("connection refused: %d connections is the maximum", max)
+		return false
+	}
+	return true
+}
+
+// track adds a new connection to the server's table and counters, for
+// its reader (goroutine or event loop); Conn.closed takes it out.
+func (s *Server) track(c *Conn) {
 	s.conns.Store(c.FD, c)
 	s.Stats.Connections.Add(1)
 	s.Stats.ConnectionsTotal.Add(1)
-	// The writer goroutine starts when there is something to write.
 	s.wg.Add(1)
-	s.readers.serve(c, s.stop)
-	return c
 }
 
 // Conn returns the live connection with this fd, or nil.
