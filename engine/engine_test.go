@@ -214,6 +214,33 @@ func TestConnectTimeout(t *testing.T) {
 	waitFor(t, "close counted", func() bool { return srv.Stats.Closes[engine.CloseConnectTimeout].Load() == 1 })
 }
 
+// TestMaxConnections: a connection past the limit is closed at once and
+// counted; the ones already in are served, and a place that frees up is
+// given to the next.
+func TestMaxConnections(t *testing.T) {
+	cfg := simpsConfig()
+	cfg.MaxConnections = 1
+	srv, addr, logs := startServer(t, cfg)
+	first := dialRaw(t, addr, codec.V311)
+	first.Send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V311, ClientID: "first", CleanSession: true})
+	first.Expect(codec.CONNACK)
+	extra := dialRaw(t, addr, codec.V311)
+	extra.ExpectClosed()
+	if n := srv.Stats.Refused.Load(); n != 1 {
+		t.Fatalf("refused %d connections, want 1", n)
+	}
+	if !strings.Contains(logs.String(), "connection refused: 1 connections is the maximum") {
+		t.Fatalf("no log line for the refusal: %s", logs.String())
+	}
+	first.Send(&codec.Packet{Type: codec.PINGREQ})
+	first.Expect(codec.PINGRESP)
+	first.Conn.Close()
+	waitFor(t, "the first connection gone", func() bool { return srv.Stats.Connections.Load() == 0 })
+	next := dialRaw(t, addr, codec.V311)
+	next.Send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V311, ClientID: "next", CleanSession: true})
+	next.Expect(codec.CONNACK)
+}
+
 func TestKeepAliveExpiry(t *testing.T) {
 	srv, addr, _ := startServer(t, simpsConfig())
 	c := dialRaw(t, addr, codec.V5)
