@@ -273,13 +273,30 @@ func (b *Batch) Flush() {
 // and no hand-off for the common request/reply case, as nats-server's read
 // loop flushes its own client inline.
 func (b *Batch) flushAndWait() {
-	b.flushOthers() // first: the owner's write may block
-	b.owner.writeOwn()
+	b.flushOwn()
 	for i, p := range b.pressure {
 		p.WaitDrained(PressureWait)
 		b.pressure[i] = nil
 	}
 	b.pressure = b.pressure[:0]
+}
+
+// flushOwn flushes the batch, then writes the owner's own output.
+func (b *Batch) flushOwn() {
+	b.flushOthers() // first: the owner's write may block
+	b.owner.writeOwn()
+}
+
+// takePressure returns the receivers to wait for, and forgets them; nil
+// when there are none.
+func (b *Batch) takePressure() []Pressure {
+	if len(b.pressure) == 0 {
+		return nil
+	}
+	wait := append([]Pressure(nil), b.pressure...)
+	clear(b.pressure)
+	b.pressure = b.pressure[:0]
+	return wait
 }
 
 // wake signals c's writer now, or at the batch's flush.
@@ -792,10 +809,8 @@ func (c *Conn) beforeRead(pooled bool) {
 	c.batch.flushAndWait()
 	now := time.Now()
 	var d time.Time
-	if !c.connected {
-		d = now.Add(c.srv.cfg.ConnectTimeout)
-	} else if ka := c.keepAlive.Load(); ka > 0 {
-		d = now.Add(time.Duration(ka))
+	if t := c.readTimeout(); t > 0 {
+		d = now.Add(t)
 	}
 	c.usedShort = false
 	if pooled {
@@ -806,6 +821,15 @@ func (c *Conn) beforeRead(pooled bool) {
 		}
 	}
 	c.nc.SetReadDeadline(d)
+}
+
+// readTimeout is how long the next read may wait: the connect timeout
+// until CONNECT, then 1.5 x keep alive; 0 for no limit.
+func (c *Conn) readTimeout() time.Duration {
+	if !c.connected {
+		return c.srv.cfg.ConnectTimeout
+	}
+	return time.Duration(c.keepAlive.Load())
 }
 
 // failRead closes the connection for a read error.

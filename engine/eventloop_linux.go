@@ -20,8 +20,8 @@ import (
 // and write the replies, all on the loop's goroutine. A connection that
 // is waiting costs no goroutine and no stack, and a short-lived one costs
 // no goroutine start, no stack growth for its CONNECT handler and no
-// scheduler hand-off when its packets arrive: on two cores that was most
-// of a connection's CPU (docs/performance.md, connect rate).
+// scheduler hand-off when its packets arrive: on two cores that was about
+// a third of a connection's CPU (docs/performance.md, third round).
 //
 // What may block is kept off the loop:
 //   - writes are non-blocking; a socket that is full is finished by a
@@ -85,19 +85,39 @@ func (s *Server) closeRawListeners() {
 }
 
 func (s *Server) startEventLoops() error {
-	n := s.cfg.Workers
 	s.evl = &eventLoops{}
-	for i := 0; i < n; i++ {
-		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	for i := 0; i < s.cfg.Workers; i++ {
+		l, err := newLoop(s)
 		if err != nil {
 			s.stopEventLoops()
-			return os.NewSyscallError("epoll_create1", err)
+			return err
 		}
-		l := &loop{srv: s, epfd: epfd, conns: map[uint64]*Conn{}, done: make(chan struct{})}
 		s.evl.loops = append(s.evl.loops, l)
 		go l.run()
 	}
 	return nil
+}
+
+// newLoop makes a loop's epoll set and puts it in Go's poller: the loop
+// parks there, as any goroutine waiting for a socket does, rather than
+// in epoll_wait, where the runtime would take its P away and hand it
+// back around every wait.
+func newLoop(s *Server) (*loop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		syscall.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(epfd), "epoll")
+	sc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &loop{srv: s, epfd: epfd, f: f, sc: sc, conns: map[uint64]*Conn{}, done: make(chan struct{})}, nil
 }
 
 // stopEventLoops ends the loops, after Shutdown has ended the connections.
@@ -107,6 +127,7 @@ func (s *Server) stopEventLoops() {
 	}
 	for _, l := range s.evl.loops {
 		l.stop.Store(true)
+		l.f.SetReadDeadline(time.Now()) // wakes it now
 	}
 	for _, l := range s.evl.loops {
 		<-l.done
@@ -117,6 +138,8 @@ func (s *Server) stopEventLoops() {
 type loop struct {
 	srv  *Server
 	epfd int
+	f    *os.File        // epfd, in Go's poller
+	sc   syscall.RawConn // f's, to wait on
 	stop atomic.Bool
 	done chan struct{}
 
@@ -176,12 +199,27 @@ func (s *Server) acceptRaw(ln net.Listener) bool {
 	rl.index = len(s.evl.listeners)
 	s.evl.listeners = append(s.evl.listeners, rl)
 	s.evl.mu.Unlock()
+	registered := 0
 	for _, l := range s.evl.loops {
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollExclusive}
 		ev.Fd, ev.Pad = int32(rl.index), listenerPad
-		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			s.cfg.Log.WithError(err).Error("epoll_ctl add of a listener failed")
+		err := rawEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev)
+		if err == syscall.EINVAL {
+			// A kernel before 4.5: every loop wakes for a new
+			// connection, and all but one find nothing to accept.
+			ev.Events = syscall.EPOLLIN
+			err = rawEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev)
 		}
+		if err != 0 {
+			s.cfg.Log.WithError(os.NewSyscallError("epoll_ctl", err)).Warn("an event loop cannot accept on " + ln.Addr().String())
+			continue
+		}
+		registered++
+	}
+	if registered == 0 {
+		// Go's accept serves it, with a reader goroutine per connection.
+		rl.close()
+		return false
 	}
 	<-rl.done
 	return true
@@ -240,13 +278,7 @@ func (rl *rawListener) accept(l *loop) {
 // serveRaw is ServeConn for an accepted socket: the connection goes to an
 // event loop.
 func (s *Server) serveRaw(fd int, peer peerAddr, laddr net.Addr) {
-	if s.closing.Load() {
-		rawClose(fd)
-		return
-	}
-	if max := s.cfg.MaxConnections; max > 0 && s.Stats.Connections.Load() >= int64(max) {
-		s.Stats.Refused.Add(1)
-		s.cfg.Log.WithField("remote", peer.tcpAddr().String()).Warnf("connection refused: %d connections is the maximum", max)
+	if !s.admit(func() string { return peer.tcpAddr().String() }) {
 		rawClose(fd)
 		return
 	}
@@ -256,41 +288,33 @@ func (s *Server) serveRaw(fd int, peer peerAddr, laddr net.Addr) {
 	c := newConn(s, id, rc)
 	c.raw = rc
 	c.rd = c.newReader()
-	rc.deadline.Store(monoNow() + int64(s.cfg.ConnectTimeout))
-	s.conns.Store(c.FD, c)
-	s.Stats.Connections.Add(1)
-	s.Stats.ConnectionsTotal.Add(1)
-	s.wg.Add(1) // done when the connection is finished, as for a reader goroutine
+	rc.deadline.Store(c.readDeadline())
+	// Known to the server and to its loop before epoll can report it.
+	s.track(c)
 	l.mu.Lock()
 	l.conns[uint64(id)] = c
 	l.mu.Unlock()
 	ev := rc.event()
 	if err := rawEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != 0 {
-		// Cannot happen short of running out of kernel memory; the
-		// connection ends as a network error.
+		// Out of kernel memory or watches: no loop will see the
+		// socket, so the connection ends here.
 		s.cfg.Log.WithError(err).Warn("epoll_ctl add failed")
-		rc.abort()
+		c.mu.Lock()
+		c.closing, c.reason = true, CloseNetworkError
+		c.mu.Unlock()
+		rc.closeFd()
+		c.closed(CloseNetworkError)
 	}
 }
 
 func (l *loop) run() {
 	defer close(l.done)
-	// The loop parks in Go's own poller, which watches the epoll
-	// descriptor: a thread blocked in epoll_wait would have its P taken
-	// away and handed back by the runtime around every wait.
-	syscall.SetNonblock(l.epfd, true)
-	f := os.NewFile(uintptr(l.epfd), "epoll")
-	defer f.Close()
-	sc, err := f.SyscallConn()
-	if err != nil {
-		l.srv.cfg.Log.WithError(err).Error("event loop cannot wait")
-		return
-	}
+	defer l.f.Close()
 	next := monoNow() + int64(sweepEvery)
-	f.SetReadDeadline(time.Now().Add(sweepEvery))
+	l.f.SetReadDeadline(time.Now().Add(sweepEvery))
 	poll := func(uintptr) bool { return l.poll() }
 	for !l.stop.Load() {
-		err := sc.Read(poll)
+		err := l.sc.Read(poll)
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			l.srv.cfg.Log.WithError(err).Error("event loop wait failed")
 			time.Sleep(10 * time.Millisecond)
@@ -298,7 +322,9 @@ func (l *loop) run() {
 		if now := monoNow(); now >= next {
 			l.sweep(now)
 			next = now + int64(sweepEvery)
-			f.SetReadDeadline(time.Now().Add(sweepEvery))
+			if !l.stop.Load() {
+				l.f.SetReadDeadline(time.Now().Add(sweepEvery))
+			}
 		}
 	}
 	// Shutdown gave up waiting for these: their sockets close with the
@@ -416,40 +442,32 @@ func (l *loop) readable(c *Conn, hangup bool) {
 // connection until they drain (see Batch.flushAndWait). It reports
 // whether reading may go on.
 func (l *loop) flush(c *Conn) bool {
-	b := &c.batch
-	b.flushOthers()
-	c.writeOwn()
-	if len(b.pressure) > 0 {
-		rc := c.raw
-		rc.mu.Lock()
-		rc.paused = true
-		rc.mu.Unlock()
-		rc.deadline.Store(0)
-		wait := append([]Pressure(nil), b.pressure...)
-		clear(b.pressure)
-		b.pressure = b.pressure[:0]
-		go func() {
-			for _, p := range wait {
-				p.WaitDrained(PressureWait)
-			}
-			rc.deadline.Store(c.readDeadline(monoNow()))
-			rc.resume()
-		}()
-		return false
+	c.batch.flushOwn()
+	rc := c.raw
+	wait := c.batch.takePressure()
+	if wait == nil {
+		rc.deadline.Store(c.readDeadline())
+		return true
 	}
-	c.raw.deadline.Store(c.readDeadline(monoNow()))
-	return true
+	rc.mu.Lock()
+	rc.paused = true
+	rc.mu.Unlock()
+	rc.deadline.Store(0)
+	go func() {
+		for _, p := range wait {
+			p.WaitDrained(PressureWait)
+		}
+		rc.deadline.Store(c.readDeadline())
+		rc.resume()
+	}()
+	return false
 }
 
-// readDeadline is the connection's next read deadline on the monotonic
-// clock: the connect timeout until CONNECT, then 1.5 x keep alive; 0 for
-// none.
-func (c *Conn) readDeadline(now int64) int64 {
-	if !c.connected {
-		return now + int64(c.srv.cfg.ConnectTimeout)
-	}
-	if ka := c.keepAlive.Load(); ka > 0 {
-		return now + ka
+// readDeadline is the connection's next read deadline on the loops'
+// clock (see Conn.readTimeout); 0 for none.
+func (c *Conn) readDeadline() int64 {
+	if t := c.readTimeout(); t > 0 {
+		return monoNow() + int64(t)
 	}
 	return 0
 }
