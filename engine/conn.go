@@ -274,11 +274,9 @@ func (b *Batch) Flush() {
 // loop flushes its own client inline.
 func (b *Batch) flushAndWait() {
 	b.flushOwn()
-	for i, p := range b.pressure {
+	for _, p := range b.takePressure() {
 		p.WaitDrained(PressureWait)
-		b.pressure[i] = nil
 	}
-	b.pressure = b.pressure[:0]
 }
 
 // flushOwn flushes the batch, then writes the owner's own output.
@@ -288,7 +286,7 @@ func (b *Batch) flushOwn() {
 }
 
 // takePressure returns the receivers to wait for, and forgets them; nil
-// when there are none.
+// (no allocation) when there are none, as almost always.
 func (b *Batch) takePressure() []Pressure {
 	if len(b.pressure) == 0 {
 		return nil
