@@ -159,9 +159,9 @@ const listenerPad = -1 << 31
 // rawListener is a TCP listener the event loops accept on themselves,
 // with accept4, so accepted sockets never enter Go's poller (registering
 // them there and taking them out again costs two epoll_ctl calls each)
-// and a new connection costs no goroutine wake-up: the loop that accepts
-// it reads its CONNECT. Every loop waits on it, EPOLLEXCLUSIVE so one
-// loop wakes per connection.
+// and no accepting goroutine is woken per connection. Every loop waits on
+// it, EPOLLEXCLUSIVE so one loop wakes per connection; the connection
+// then goes to its own loop (serveRaw).
 type rawListener struct {
 	srv   *Server
 	ln    net.Listener
@@ -544,28 +544,19 @@ func (rc *rawConn) Read([]byte) (int, error) { return 0, errNotRead }
 // only the writer role calls it, never the loop.
 func (rc *rawConn) Write(b []byte) (int, error) {
 	total := 0
-	for len(b) > 0 {
-		n, errno := rawWrite(rc.fd, b)
-		if n > 0 {
-			total += n
-			b = b[n:]
-			continue
+	for {
+		n, err := rc.tryWrite(b[total:])
+		total += n
+		if err != nil {
+			return total, &net.OpError{Op: "write", Net: "tcp", Addr: rc.RemoteAddr(), Err: err}
 		}
-		var err error = errno
-		switch errno {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			if err := rc.waitWritable(); err != nil {
-				return total, err
-			}
-			continue
-		case 0:
-			err = io.ErrShortWrite
+		if total == len(b) {
+			return total, nil
 		}
-		return total, &net.OpError{Op: "write", Net: "tcp", Addr: rc.RemoteAddr(), Err: os.NewSyscallError("write", err)}
+		if err := rc.waitWritable(); err != nil {
+			return total, err
+		}
 	}
-	return total, nil
 }
 
 // tryWrite writes what the socket takes now without waiting, for the
