@@ -29,6 +29,7 @@ func (vm *VM) openBindings() {
 		"exist":       vm.serverExist,
 		"info":        vm.serverInfo,
 		"whois":       vm.serverWhois,
+		"remote_addr": vm.serverRemoteAddr,
 		"connections": vm.serverConnections,
 	}))
 	L.SetField(mt, "__tostring", L.NewFunction(func(L *lua.LState) int {
@@ -191,6 +192,18 @@ func (vm *VM) serverWhois(L *lua.LState) int {
 		L.Push(lua.LNil)
 	}
 	return 2
+}
+
+// server:remote_addr(fd) -> "host:port" | nil, "closed"
+// The peer's address without building server:info's table: auth.lua asks
+// for it on every anonymous CONNECT.
+func (vm *VM) serverRemoteAddr(L *lua.LState) int {
+	c := vm.connArg(L)
+	if c == nil {
+		return pushClosed(L)
+	}
+	L.Push(lua.LString(c.RemoteAddr().String()))
+	return 1
 }
 
 // server:connections() -> iterator over live fds, for
