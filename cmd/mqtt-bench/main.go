@@ -39,6 +39,7 @@ type config struct {
 	duration    time.Duration
 	rate        int
 	conns       int
+	connectors  int
 	pid         int
 	window      int
 	level       byte
@@ -57,6 +58,7 @@ func main() {
 	pflag.DurationVar(&cfg.duration, "duration", 5*time.Second, "how long publishers publish")
 	pflag.IntVar(&cfg.rate, "rate", 10000, "messages per second (latency)")
 	pflag.IntVar(&cfg.conns, "conns", 10000, "connections (idle)")
+	pflag.IntVar(&cfg.connectors, "connectors", 8, "clients connecting and disconnecting at once (connect)")
 	pflag.IntVar(&cfg.pid, "pid", 0, "broker process id, for its memory (idle) and CPU time per connection (connect)")
 	pflag.IntVar(&cfg.window, "window", 100, "unacknowledged QoS 1 messages per publisher")
 	pflag.IntVar(&level, "level", 4, "protocol level: 4 (3.1.1) or 5")
@@ -213,7 +215,7 @@ func flow(cfg config, np, ns int, pubTopic, subFilter func(int) string) (result,
 	var tallies []*tally
 	var subs []*client
 	for i := 0; i < ns; i++ {
-		c, err := dial(cfg.addr, fmt.Sprintf("bench-sub-%d-%d", os.Getpid(), i), cfg.level)
+		c, err := dial(cfg.addr, fmt.Sprintf("bench-sub-%d-%d", os.Getpid(), i), cfg.level, bulkBuf)
 		if err != nil {
 			return res, err
 		}
@@ -235,7 +237,7 @@ func flow(cfg config, np, ns int, pubTopic, subFilter func(int) string) (result,
 func startPublishers(cfg config, np int, topic func(int) string) ([]*publisher, error) {
 	var pubs []*publisher
 	for i := 0; i < np; i++ {
-		c, err := dial(cfg.addr, fmt.Sprintf("bench-pub-%d-%d", os.Getpid(), i), cfg.level)
+		c, err := dial(cfg.addr, fmt.Sprintf("bench-pub-%d-%d", os.Getpid(), i), cfg.level, bulkBuf)
 		if err != nil {
 			return nil, err
 		}
@@ -338,7 +340,7 @@ func pairs(cfg config) (result, error) {
 	var tallies []*tally
 	var subs []*client
 	for i := 0; i < cfg.pairs; i++ {
-		c, err := dial(cfg.addr, fmt.Sprintf("bench-psub-%d-%d", os.Getpid(), i), cfg.level)
+		c, err := dial(cfg.addr, fmt.Sprintf("bench-psub-%d-%d", os.Getpid(), i), cfg.level, bulkBuf)
 		if err != nil {
 			return res, err
 		}
@@ -357,7 +359,7 @@ func pairs(cfg config) (result, error) {
 	return runFlow(cfg, res, pubs, subs, tallies, 1)
 }
 
-// connectRate opens and closes connections from 8 goroutines.
+// connectRate opens and closes connections from cfg.connectors goroutines.
 func connectRate(cfg config) (result, error) {
 	var res result
 	res.set("scenario", "connect")
@@ -374,12 +376,12 @@ func connectRate(cfg config) (result, error) {
 	}
 	stop := time.Now().Add(cfg.duration)
 	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
+	for w := 0; w < cfg.connectors; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; time.Now().Before(stop); i++ {
-				c, err := dial(cfg.addr, fmt.Sprintf("bench-c-%d-%d-%d", os.Getpid(), w, i), cfg.level)
+				c, err := dial(cfg.addr, fmt.Sprintf("bench-c-%d-%d-%d", os.Getpid(), w, i), cfg.level, smallBuf)
 				if err != nil {
 					failed.Add(1)
 					continue
@@ -411,7 +413,7 @@ func idle(cfg config) (result, error) {
 	if cfg.pid == 0 {
 		return res, fmt.Errorf("idle needs --pid of the broker")
 	}
-	warm, err := dial(cfg.addr, fmt.Sprintf("bench-warm-%d", os.Getpid()), cfg.level)
+	warm, err := dial(cfg.addr, fmt.Sprintf("bench-warm-%d", os.Getpid()), cfg.level, smallBuf)
 	if err != nil {
 		return res, err
 	}
@@ -430,7 +432,7 @@ func idle(cfg config) (result, error) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w * per; i < (w+1)*per && i < cfg.conns; i++ {
-				c, err := dial(cfg.addr, fmt.Sprintf("bench-idle-%d-%d", os.Getpid(), i), cfg.level)
+				c, err := dial(cfg.addr, fmt.Sprintf("bench-idle-%d-%d", os.Getpid(), i), cfg.level, smallBuf)
 				if err != nil {
 					failed.Add(1)
 					continue
