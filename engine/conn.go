@@ -10,15 +10,19 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/sirupsen/logrus"
+	lua "github.com/yuin/gopher-lua"
 )
 
 // Conn is one client connection.
 type Conn struct {
 	// FD identifies the connection; it is never reused while the server
 	// runs.
-	FD  int
-	srv *Server
-	nc  net.Conn
+	FD int
+	// fdValue is FD as a Lua value, made once: boxing a number for the
+	// handlers' fd argument allocates, and it is passed with every packet.
+	fdValue lua.LValue
+	srv     *Server
+	nc      net.Conn
 	// For a connection an event loop serves: its socket and its reader.
 	raw *rawConn
 	rd  *codec.Reader
@@ -40,16 +44,18 @@ type Conn struct {
 	droppedTooLarge atomic.Int64
 
 	// Reader-goroutine state.
-	usedShort      bool              // the read deadline is a pooled reader's short one
-	shortDeadline  time.Time         // that deadline
-	ranHandler     bool              // a packet was handled since the last respawn
-	respawned      time.Time         // when the reader last moved goroutines
-	aliasIn        map[uint16]string // client-to-server topic aliases
-	disconnect     *codec.Packet     // the client's DISCONNECT, if any
-	batch          Batch
-	connected      bool
-	gotDisconnect  bool
-	disconnectCode codec.ReasonCode
+	usedShort     bool              // the read deadline is a pooled reader's short one
+	shortDeadline time.Time         // that deadline
+	ranHandler    bool              // a packet was handled since the last respawn
+	respawned     time.Time         // when the reader last moved goroutines
+	aliasIn       map[uint16]string // client-to-server topic aliases
+	// The Session Expiry Interval of the client's DISCONNECT, if it had one.
+	disconnectExpiry    uint32
+	disconnectHasExpiry bool
+	batch               Batch
+	connected           bool
+	gotDisconnect       bool
+	disconnectCode      codec.ReasonCode
 
 	// mu guards the outbound queue and the closing state.
 	mu       sync.Mutex
@@ -73,12 +79,15 @@ type Conn struct {
 }
 
 func newConn(s *Server, fd int, nc net.Conn) *Conn {
-	c := &Conn{FD: fd, srv: s, nc: nc, done: make(chan struct{})}
+	c := &Conn{FD: fd, fdValue: lua.LNumber(fd), srv: s, nc: nc, done: make(chan struct{})}
 	c.batch.owner = c
-	empty := ""
-	c.clientID.Store(&empty)
+	c.clientID.Store(&noClientID)
 	return c
 }
+
+// noClientID is every connection's client identifier until its CONNECT
+// (shared: the pointer is replaced, never written through).
+var noClientID = ""
 
 // Version returns the connection's protocol level (0 before CONNECT).
 func (c *Conn) Version() byte { return byte(c.version.Load()) }
@@ -969,9 +978,9 @@ func (c *Conn) handle(p *codec.Packet) {
 			c.CloseWithCode(CloseProtocolError, codec.ProtocolError, "session expiry interval was 0 in CONNECT")
 			return
 		}
-		d := *p
-		d.Properties.User = nil
-		c.disconnect = &d
+		if p.Properties.Has(codec.PropSessionExpiry) {
+			c.disconnectExpiry, c.disconnectHasExpiry = p.Properties.SessionExpiry, true
+		}
 		// [MQTT-3.14.4-3] the will is discarded, unless a 5.0 client asks
 		// for it with 0x04.
 		c.gotDisconnect = true
@@ -1036,8 +1045,8 @@ func (c *Conn) ReceiveMaximum() int {
 // the client's DISCONNECT when it changed it. For the connection's own
 // goroutine and ConnClosed.
 func (c *Conn) SessionExpiry() uint32 {
-	if d := c.disconnect; d != nil && d.Properties.Has(codec.PropSessionExpiry) {
-		return d.Properties.SessionExpiry
+	if c.disconnectHasExpiry {
+		return c.disconnectExpiry
 	}
 	return c.sessionExpiry
 }

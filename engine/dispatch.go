@@ -31,8 +31,8 @@ func (s *Server) dispatch(c *Conn, p *codec.Packet) {
 	vm.cur = c
 	L.Push(fn)
 	L.Push(vm.server)
-	L.Push(lua.LNumber(c.FD))
-	L.Push(lua.LNumber(vm.ID))
+	L.Push(c.fdValue)
+	L.Push(vm.idValue)
 	L.Push(PacketTable(L, p, c.Version()))
 	err := vm.pcall(4, 1)
 	var ret lua.LValue = lua.LNil
@@ -150,8 +150,8 @@ func (s *Server) onClose(c *Conn, reason CloseReason) {
 	vm.cur = c
 	vm.L.Push(fn)
 	vm.L.Push(vm.server)
-	vm.L.Push(lua.LNumber(c.FD))
-	vm.L.Push(lua.LString(reason.String()))
+	vm.L.Push(c.fdValue)
+	vm.L.Push(reason.luaValue())
 	err := vm.pcall(3, 0)
 	vm.cur = nil
 	vm.mu.Unlock()

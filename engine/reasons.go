@@ -1,6 +1,9 @@
 package engine
 
-import "github.com/mqttlua/broker/codec"
+import (
+	"github.com/mqttlua/broker/codec"
+	lua "github.com/yuin/gopher-lua"
+)
 
 // CloseReason says why a connection ended. It is logged at debug level,
 // counted, and passed to the script's onClose handler as a string.
@@ -55,6 +58,24 @@ func (r CloseReason) String() string {
 		return closeReasonNames[r]
 	}
 	return "unknown"
+}
+
+// closeReasonValues are the names as Lua values, made once: onClose gets
+// one for every connection.
+var closeReasonValues = func() []lua.LValue {
+	v := make([]lua.LValue, len(closeReasonNames))
+	for i, name := range closeReasonNames {
+		v[i] = lua.LString(name)
+	}
+	return v
+}()
+
+// luaValue is String as a Lua value.
+func (r CloseReason) luaValue() lua.LValue {
+	if int(r) >= 0 && int(r) < len(closeReasonValues) {
+		return closeReasonValues[r]
+	}
+	return lua.LString(r.String())
 }
 
 // Abnormal reports whether the close is an abnormal loss of the connection

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/codec"
-	lua "github.com/yuin/gopher-lua"
 )
 
 // Server is a running broker: its listeners, its connections and its VMs.
@@ -145,7 +144,7 @@ func (s *Server) startVMs(sc *scripts) ([]*VM, error) {
 		if fn := vm.global("onWorkerStart"); fn != nil {
 			vm.L.Push(fn)
 			vm.L.Push(vm.server)
-			vm.L.Push(lua.LNumber(vm.ID))
+			vm.L.Push(vm.idValue)
 			if err := vm.pcall(2, 0); err != nil {
 				vm.mu.Unlock()
 				for _, v := range vms {

@@ -39,6 +39,8 @@ type VM struct {
 	L   *lua.LState
 	srv *Server
 
+	idValue lua.LValue // ID as a Lua value, for every handler call
+
 	mu     sync.Mutex
 	cur    *Conn // connection whose handler is running, nil in timers
 	closed bool  // set under mu by close; a reload replaced this VM
@@ -123,7 +125,7 @@ func (vm *VM) luaPrint(L *lua.LState) int {
 
 // newVM creates a VM, opens its libraries and modules, and runs main.lua.
 func newVM(srv *Server, id int, sc *scripts) (*VM, error) {
-	vm := &VM{ID: id, srv: srv}
+	vm := &VM{ID: id, idValue: lua.LNumber(id), srv: srv}
 	vm.L = lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistrySize: 1024 * 4, RegistryMaxSize: 1024 * 256})
 	vm.openLibs()
 	vm.openBindings()

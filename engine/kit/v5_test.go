@@ -83,6 +83,16 @@ func TestV5SessionExpiry(t *testing.T) {
 	if ack.SessionPresent {
 		t.Fatal("session present after it expired")
 	}
+	// DISCONNECT may shorten the interval: 0 ends the session at once.
+	s, _ := connect5(t, addr, "short", false, withExpiry(60))
+	d0 := &codec.Packet{Type: codec.DISCONNECT}
+	d0.Properties.SetUint(codec.PropSessionExpiry, 0)
+	s.Send(d0)
+	s.ExpectClosed()
+	enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Client("short"); return !ci.Connected })
+	if _, ack = connect5(t, addr, "short", false, withExpiry(60)); ack.SessionPresent {
+		t.Fatal("session present after DISCONNECT set its expiry to 0")
+	}
 	// Expiry 0: the session ends with the connection, even if a
 	// DISCONNECT tries to extend it (protocol error).
 	z, _ := connect5(t, addr, "zero", false, nil)
