@@ -165,7 +165,7 @@ func (vm *VM) serverInfo(L *lua.LState) int {
 	// was most of this call's cost (it runs on every CONNECT of auth.lua).
 	t := L.CreateTable(0, 7)
 	t.RawSetString("fd", lua.LNumber(c.FD))
-	t.RawSetString("remote_addr", lua.LString(c.RemoteAddr().String()))
+	t.RawSetString("remote_addr", lua.LString(c.RemoteAddrString()))
 	t.RawSetString("client_id", lua.LString(c.ClientID()))
 	if u, ok := c.Username(); ok {
 		t.RawSetString("user_name", lua.LString(u))
@@ -202,7 +202,7 @@ func (vm *VM) serverRemoteAddr(L *lua.LState) int {
 	if c == nil {
 		return pushClosed(L)
 	}
-	L.Push(lua.LString(c.RemoteAddr().String()))
+	L.Push(lua.LString(c.RemoteAddrString()))
 	return 1
 }
 

@@ -110,6 +110,15 @@ func (c *Conn) SetClientID(id string) { c.clientID.Store(&id) }
 // RemoteAddr returns the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
+// RemoteAddrString returns the peer's address as text, "host:port"; for
+// a socket an event loop serves, without making a net.Addr first.
+func (c *Conn) RemoteAddrString() string {
+	if s, ok := c.nc.(interface{ remoteAddrString() string }); ok {
+		return s.remoteAddrString()
+	}
+	return c.nc.RemoteAddr().String()
+}
+
 // Server returns the server the connection belongs to.
 func (c *Conn) Server() *Server { return c.srv }
 

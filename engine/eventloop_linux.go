@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -278,7 +279,7 @@ func (rl *rawListener) accept(l *loop) {
 // serveRaw is ServeConn for an accepted socket: the connection goes to an
 // event loop.
 func (s *Server) serveRaw(fd int, peer peerAddr, laddr net.Addr) {
-	if !s.admit(func() string { return peer.tcpAddr().String() }) {
+	if !s.admit(peer.String) {
 		rawClose(fd)
 		return
 	}
@@ -717,6 +718,19 @@ func (rc *rawConn) SetWriteDeadline(t time.Time) error {
 	rc.mu.Unlock()
 	return nil
 }
+
+// String is tcpAddr().String() without making the net.TCPAddr (four
+// allocations): auth.lua asks for it on every anonymous CONNECT. An
+// IPv4-mapped address prints as IPv4, as net.IP prints it.
+func (a peerAddr) String() string {
+	ip := netip.AddrFrom16(a.ip).Unmap()
+	if a.v4 {
+		ip = netip.AddrFrom4([4]byte(a.ip[:4]))
+	}
+	return netip.AddrPortFrom(ip, a.port).String()
+}
+
+func (rc *rawConn) remoteAddrString() string { return rc.peer.String() }
 
 func (a peerAddr) tcpAddr() *net.TCPAddr {
 	if a.v4 {
