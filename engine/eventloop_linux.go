@@ -147,9 +147,13 @@ type loop struct {
 	mu    sync.Mutex
 	conns map[uint64]*Conn // by Conn.FD: epoll reports the ID, not the fd, which the kernel reuses
 
-	events      [256]syscall.EpollEvent
-	more        []*Conn // connections cut off at readsPerTurn, with input left
-	acceptPause int64   // monoNow until which accepting failed
+	events [256]syscall.EpollEvent
+	more   []*Conn // connections cut off at readsPerTurn, with input left
+	// Listeners taken out of the set after accept failed (out of file
+	// descriptors and the like), until acceptPause (monoNow): a listener
+	// with connections waiting stays readable, and the loop would spin.
+	paused      []*rawListener
+	acceptPause int64
 }
 
 // listenerPad marks a listening socket's epoll events in the high half of
@@ -171,6 +175,9 @@ type rawListener struct {
 	shut  bool
 	done  chan struct{}
 	index int
+
+	failures atomic.Int64 // accepts that failed since the last warning
+	lastWarn atomic.Int64 // monoNow of the last warning; 0: none yet
 }
 
 // acceptRaw serves a TCP listener with the event loops until it is
@@ -202,16 +209,7 @@ func (s *Server) acceptRaw(ln net.Listener) bool {
 	s.evl.mu.Unlock()
 	registered := 0
 	for _, l := range s.evl.loops {
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollExclusive}
-		ev.Fd, ev.Pad = int32(rl.index), listenerPad
-		err := rawEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev)
-		if err == syscall.EINVAL {
-			// A kernel before 4.5: every loop wakes for a new
-			// connection, and all but one find nothing to accept.
-			ev.Events = syscall.EPOLLIN
-			err = rawEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev)
-		}
-		if err != 0 {
+		if err := rl.register(l); err != 0 {
 			s.cfg.Log.WithError(os.NewSyscallError("epoll_ctl", err)).Warn("an event loop cannot accept on " + ln.Addr().String())
 			continue
 		}
@@ -229,6 +227,20 @@ func (s *Server) acceptRaw(ln net.Listener) bool {
 // epollExclusive is EPOLLEXCLUSIVE (Linux 4.5), which package syscall
 // does not name.
 const epollExclusive = 1 << 28
+
+// register puts the listener in a loop's set.
+func (rl *rawListener) register(l *loop) syscall.Errno {
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollExclusive}
+	ev.Fd, ev.Pad = int32(rl.index), listenerPad
+	err := rawEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, rl.fd, &ev)
+	if err == syscall.EINVAL {
+		// A kernel before 4.5: every loop wakes for a new connection,
+		// and all but one find nothing to accept.
+		ev.Events = syscall.EPOLLIN
+		err = rawEpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, rl.fd, &ev)
+	}
+	return err
+}
 
 func dupCloexec(fd int) (int, error) {
 	nfd, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
@@ -257,7 +269,7 @@ func (rl *rawListener) accept(l *loop) {
 	defer rl.mu.RUnlock()
 	var sa syscall.RawSockaddrAny
 	for !rl.shut {
-		fd, err := rawAccept(rl.fd, &sa)
+		fd, err := acceptFn(rl.fd, &sa)
 		switch err {
 		case 0:
 			s.serveRaw(fd, peerAddrOf(&sa), rl.ln.Addr())
@@ -267,13 +279,44 @@ func (rl *rawListener) accept(l *loop) {
 		case syscall.EINTR, syscall.ECONNABORTED:
 			continue
 		}
-		// Out of file descriptors and the like: stop accepting on this
-		// loop for a while (the listener stays readable) rather than
-		// spin, as net/http backs off.
-		s.cfg.Log.WithError(os.NewSyscallError("accept4", err)).Warn("accept failed")
-		l.acceptPause = monoNow() + int64(50*time.Millisecond)
+		// Out of file descriptors and the like: the waiting
+		// connections keep the listener readable, so it leaves this
+		// loop's set until the next sweep rather than have the loop
+		// spin, as net/http's accept backs off. Logged at most every
+		// acceptWarnEvery, with the count.
+		rl.failures.Add(1)
+		if now, last := monoNow(), rl.lastWarn.Load(); last == 0 || now-last >= int64(acceptWarnEvery) {
+			rl.lastWarn.Store(now)
+			s.cfg.Log.WithError(os.NewSyscallError("accept4", err)).WithField("failures", rl.failures.Swap(0)).Warn("accept failed; retrying every " + sweepEvery.String())
+		}
+		rawEpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, rl.fd, nil)
+		l.paused = append(l.paused, rl)
+		l.acceptPause = monoNow() + int64(sweepEvery)
 		return
 	}
+}
+
+// acceptWarnEvery spaces the warnings of a listener whose accepts fail.
+const acceptWarnEvery = 10 * time.Second
+
+// acceptFn is rawAccept; tests make it fail.
+var acceptFn = rawAccept
+
+// resumeAccept puts the listeners accept failed on back in the loop's set
+// once their pause is over; epoll then reports the connections waiting.
+func (l *loop) resumeAccept(now int64) {
+	if len(l.paused) == 0 || now < l.acceptPause {
+		return
+	}
+	for i, rl := range l.paused {
+		rl.mu.RLock()
+		if !rl.shut {
+			rl.register(l)
+		}
+		rl.mu.RUnlock()
+		l.paused[i] = nil
+	}
+	l.paused = l.paused[:0]
 }
 
 // serveRaw is ServeConn for an accepted socket: the connection goes to an
@@ -322,6 +365,7 @@ func (l *loop) run() {
 		}
 		if now := monoNow(); now >= next {
 			l.sweep(now)
+			l.resumeAccept(now)
 			next = now + int64(sweepEvery)
 			if !l.stop.Load() {
 				l.f.SetReadDeadline(time.Now().Add(sweepEvery))
@@ -347,9 +391,7 @@ func (l *loop) poll() bool {
 	for i := 0; i < n; i++ {
 		ev := &l.events[i]
 		if ev.Pad == listenerPad {
-			if monoNow() >= l.acceptPause {
-				l.srv.evl.listener(int(ev.Fd)).accept(l)
-			}
+			l.srv.evl.listener(int(ev.Fd)).accept(l)
 			continue
 		}
 		l.mu.Lock()

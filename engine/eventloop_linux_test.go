@@ -1,0 +1,78 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// TestAcceptFailureBacksOff: when accept4 fails (out of file descriptors,
+// here made to fail), the waiting connection keeps the listener readable;
+// the loops must take it out of their sets and retry at their sweep, not
+// call accept again on every turn, and must accept again once it works.
+// The warning is logged once, not per retry.
+func TestAcceptFailureBacksOff(t *testing.T) {
+	var calls atomic.Int64
+	var failing atomic.Bool
+	failing.Store(true)
+	acceptFn = func(lfd int, sa *syscall.RawSockaddrAny) (int, syscall.Errno) {
+		calls.Add(1)
+		if failing.Load() {
+			return -1, syscall.EMFILE
+		}
+		return rawAccept(lfd, sa)
+	}
+	defer func() { acceptFn = rawAccept }()
+
+	var logs bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	srv, err := New(Config{Scripts: filepath.Join("testdata", "bindings"), Workers: 2, Log: log, Listen: []string{"127.0.0.1:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	if srv.evl == nil {
+		t.Skip("no event loops on this platform")
+	}
+
+	conn, err := net.Dial("tcp", srv.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Three sweeps' worth of failing: each loop may retry about once per
+	// sweep; a loop that spins calls accept thousands of times.
+	time.Sleep(3 * sweepEvery)
+	if n := calls.Load(); n == 0 || n > 20 {
+		t.Fatalf("accept called %d times in %v of failures", n, 3*sweepEvery)
+	}
+	if n := strings.Count(logs.String(), "accept failed"); n != 1 {
+		t.Errorf("want one warning, got %d:\n%s", n, logs.String())
+	}
+
+	failing.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Stats.ConnectionsTotal.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiting connection was never accepted once accept worked again")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
