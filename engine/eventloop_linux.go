@@ -311,7 +311,9 @@ func (l *loop) resumeAccept(now int64) {
 	for i, rl := range l.paused {
 		rl.mu.RLock()
 		if !rl.shut {
-			rl.register(l)
+			if err := rl.register(l); err != 0 {
+				l.srv.cfg.Log.WithError(os.NewSyscallError("epoll_ctl", err)).Warn("an event loop stops accepting on " + rl.ln.Addr().String())
+			}
 		}
 		rl.mu.RUnlock()
 		l.paused[i] = nil
