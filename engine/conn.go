@@ -793,10 +793,12 @@ func (c *Conn) handleBuffered(r *codec.Reader) bool {
 	c.mu.Lock()
 	c.readerActive = true
 	c.mu.Unlock()
+	// One packet from the pool for everything this read brought (each
+	// decode resets it), back to the pool before the next read: an idle
+	// connection holds none.
+	p := packetPool.Get().(*codec.Packet)
+	defer packetPool.Put(p)
 	for {
-		// A packet comes from the pool only once one has arrived: an
-		// idle connection holds none.
-		p := packetPool.Get().(*codec.Packet)
 		ok, err := r.Next(p)
 		switch {
 		case err != nil:
@@ -806,7 +808,6 @@ func (c *Conn) handleBuffered(r *codec.Reader) bool {
 			c.handle(p)
 			c.ranHandler = true
 		}
-		packetPool.Put(p)
 		if err != nil || c.Closing() {
 			return false
 		}
