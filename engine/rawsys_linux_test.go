@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/binary"
 	"net"
 	"strings"
 	"syscall"
@@ -31,12 +32,12 @@ func TestPeerAddrString(t *testing.T) {
 			in := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&sa))
 			in.Family = syscall.AF_INET
 			copy(in.Addr[:], v4)
-			in.Port = htons(uint16(tc.port))
+			setPort(&in.Port, tc.port)
 		} else {
 			in := (*syscall.RawSockaddrInet6)(unsafe.Pointer(&sa))
 			in.Family = syscall.AF_INET6
 			copy(in.Addr[:], ip.To16())
-			in.Port = htons(uint16(tc.port))
+			setPort(&in.Port, tc.port)
 		}
 		a := peerAddrOf(&sa)
 		want := (&net.TCPAddr{IP: ip, Port: tc.port}).String()
@@ -49,9 +50,8 @@ func TestPeerAddrString(t *testing.T) {
 	}
 }
 
-// htons stores a port in network byte order, as the kernel fills it in.
-func htons(p uint16) uint16 {
-	b := (*[2]byte)(unsafe.Pointer(&p))
-	b[0], b[1] = byte(p>>8), byte(p)
-	return p
+// setPort stores a port in network byte order, as the kernel fills it in
+// (peerAddrOf reads it back the same way).
+func setPort(port *uint16, p int) {
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(port))[:], uint16(p))
 }
