@@ -56,43 +56,15 @@ type VM struct {
 	timers timerSet
 }
 
-// Lua libraries open in a VM: no io, no os.execute/exit, no dofile/loadfile,
-// no debug beyond traceback. SetMx is never called: it can exit the process.
+// openLibs opens the sandboxed standard library (sandbox.go), print to
+// the log, and require for the scripts folder and lualib. SetMx is never
+// called: it can exit the process.
 func (vm *VM) openLibs() {
 	L := vm.L
-	for _, lib := range []struct {
-		name string
-		fn   lua.LGFunction
-	}{
-		{lua.BaseLibName, lua.OpenBase}, {lua.LoadLibName, lua.OpenPackage}, {lua.TabLibName, lua.OpenTable},
-		{lua.StringLibName, lua.OpenString}, {lua.MathLibName, lua.OpenMath}, {lua.CoroutineLibName, lua.OpenCoroutine},
-		{lua.OsLibName, lua.OpenOs}, {lua.DebugLibName, lua.OpenDebug},
-	} {
-		L.Push(L.NewFunction(lib.fn))
-		L.Push(lua.LString(lib.name))
-		L.Call(1, 0)
-	}
-	for _, name := range []string{"dofile", "loadfile", "module", "_printregs"} {
-		L.SetGlobal(name, lua.LNil)
-	}
+	openSandbox(L)
 	L.SetGlobal("print", L.NewFunction(vm.luaPrint))
-	// os: only the clock and calendar.
-	osT := L.NewTable()
-	oldOs := L.GetGlobal("os").(*lua.LTable)
-	for _, f := range []string{"time", "clock", "date", "difftime"} {
-		osT.RawSetString(f, oldOs.RawGetString(f))
-	}
-	L.SetGlobal("os", osT)
-	// debug: traceback only.
-	dbg := L.NewTable()
-	dbg.RawSetString("traceback", L.GetGlobal("debug").(*lua.LTable).RawGetString("traceback"))
-	L.SetGlobal("debug", dbg)
 	// package: require finds modules in the scripts folder, then lualib,
 	// and uses the compiled chunks shared by every VM.
-	pkg := L.GetGlobal("package").(*lua.LTable)
-	pkg.RawSetString("path", lua.LString(""))
-	pkg.RawSetString("cpath", lua.LString(""))
-	pkg.RawSetString("loadlib", lua.LNil)
 	if loaders, ok := L.GetField(L.Get(lua.RegistryIndex), "_LOADERS").(*lua.LTable); ok {
 		loaders.RawSetInt(2, L.NewFunction(vm.loadModule))
 	}
