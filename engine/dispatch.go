@@ -13,7 +13,7 @@ func (s *Server) dispatch(c *Conn, p *codec.Packet) {
 	switch p.Type {
 	case codec.PUBACK, codec.PUBREC, codec.PUBREL, codec.PUBCOMP:
 		for _, m := range s.cfg.Modules {
-			if pi, ok := m.(PacketInterceptor); ok && pi.Intercept(c, p, &c.batch) {
+			if pi, ok := m.(PacketInterceptor); ok && pi.Intercept(c, p, c.t.Batch()) {
 				intercepted = true
 			}
 		}
@@ -53,7 +53,7 @@ func (s *Server) dispatch(c *Conn, p *codec.Packet) {
 		}
 	case codec.PINGREQ:
 		if lua.LVAsBool(ret) {
-			c.SendPacketVia(&codec.Packet{Type: codec.PINGRESP}, &c.batch)
+			c.SendPacketVia(&codec.Packet{Type: codec.PINGRESP}, c.t.Batch())
 		}
 	case codec.DISCONNECT:
 		if lua.LVAsBool(ret) {
@@ -92,10 +92,10 @@ func (c *Conn) defaultAction(p *codec.Packet) {
 	v5 := c.Version() == codec.V5
 	switch p.Type {
 	case codec.CONNECT:
-		c.SendPacketVia(&codec.Packet{Type: codec.CONNACK}, &c.batch)
+		c.SendPacketVia(&codec.Packet{Type: codec.CONNACK}, c.t.Batch())
 	case codec.PINGREQ:
 		// [MQTT-3.12.4-1]
-		c.SendPacketVia(&codec.Packet{Type: codec.PINGRESP}, &c.batch)
+		c.SendPacketVia(&codec.Packet{Type: codec.PINGRESP}, c.t.Batch())
 	case codec.DISCONNECT:
 		c.CloseWithCode(CloseClientDisconnect, 0, "")
 	case codec.PUBLISH:
@@ -103,15 +103,15 @@ func (c *Conn) defaultAction(p *codec.Packet) {
 		// QoS flow must still complete.
 		switch p.QoS {
 		case 1:
-			c.SendPacketVia(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID}, &c.batch)
+			c.SendPacketVia(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID}, c.t.Batch())
 		case 2:
-			c.SendPacketVia(&codec.Packet{Type: codec.PUBREC, PacketID: p.PacketID}, &c.batch)
+			c.SendPacketVia(&codec.Packet{Type: codec.PUBREC, PacketID: p.PacketID}, c.t.Batch())
 		}
 	case codec.PUBREL:
 		// [MQTT-4.3.3-11] PUBREL is answered with PUBCOMP.
-		c.SendPacketVia(&codec.Packet{Type: codec.PUBCOMP, PacketID: p.PacketID}, &c.batch)
+		c.SendPacketVia(&codec.Packet{Type: codec.PUBCOMP, PacketID: p.PacketID}, c.t.Batch())
 	case codec.PUBREC:
-		c.SendPacketVia(&codec.Packet{Type: codec.PUBREL, PacketID: p.PacketID}, &c.batch)
+		c.SendPacketVia(&codec.Packet{Type: codec.PUBREL, PacketID: p.PacketID}, c.t.Batch())
 	case codec.SUBSCRIBE:
 		// [MQTT-3.8.4-1] SUBSCRIBE is always answered; with no handler
 		// nothing would be delivered, so every filter is refused.
@@ -122,7 +122,7 @@ func (c *Conn) defaultAction(p *codec.Packet) {
 				codes[i] = codec.ImplementationSpecificError
 			}
 		}
-		c.SendPacketVia(&codec.Packet{Type: codec.SUBACK, PacketID: p.PacketID, ReasonCodes: codes}, &c.batch)
+		c.SendPacketVia(&codec.Packet{Type: codec.SUBACK, PacketID: p.PacketID, ReasonCodes: codes}, c.t.Batch())
 	case codec.UNSUBSCRIBE:
 		// [MQTT-3.10.4-4]
 		ack := &codec.Packet{Type: codec.UNSUBACK, PacketID: p.PacketID}
@@ -132,7 +132,7 @@ func (c *Conn) defaultAction(p *codec.Packet) {
 				ack.ReasonCodes[i] = codec.NoSubscriptionExisted
 			}
 		}
-		c.SendPacketVia(ack, &c.batch)
+		c.SendPacketVia(ack, c.t.Batch())
 	case codec.AUTH:
 		c.CloseWithCode(CloseProtocolError, codec.BadAuthenticationMethod, "no onMqAuth handler")
 	}
@@ -151,13 +151,13 @@ func (s *Server) onClose(c *Conn, reason CloseReason) {
 	vm.L.Push(fn)
 	vm.L.Push(vm.server)
 	vm.L.Push(c.fdValue)
-	vm.L.Push(reason.luaValue())
+	vm.L.Push(reasonValue(reason))
 	err := vm.pcall(3, 0)
 	vm.cur = nil
 	vm.mu.Unlock()
 	// The connection's reader has stopped: write what onClose queued for
 	// others now.
-	c.batch.Flush()
+	c.t.Batch().Flush()
 	if err != nil {
 		s.scriptFailed(nil, "onClose", err)
 	}

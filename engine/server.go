@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"regexp"
 	"strconv"
@@ -12,9 +11,10 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine/transport"
 )
 
-// Server is a running broker: its listeners, its connections and its VMs.
+// Server is a running broker: its transport, its VMs and its modules.
 type Server struct {
 	cfg           Config
 	callbackNames [16]string
@@ -22,40 +22,38 @@ type Server struct {
 	sc  atomic.Pointer[scripts]
 	vms atomic.Pointer[[]*VM]
 
-	conns  sync.Map // fd (int) -> *Conn
-	nextFD atomic.Int64
-	wg     sync.WaitGroup // connection goroutines
+	tr *transport.Transport
 
 	// Shared is the key-value store every VM sees as `shared`.
 	Shared *SharedStore
 	// Stats are the broker's counters.
 	Stats Stats
 
-	mu        sync.Mutex
-	reloadMu  sync.Mutex // serialises Reload
-	listeners []net.Listener
-	closing   atomic.Bool
-	stop      chan struct{}
-	readers   readerPool
-	evl       *eventLoops // nil: every connection has a reader goroutine
+	reloadMu sync.Mutex // serialises Reload
+	shut     atomic.Bool
+	stop     chan struct{} // closed by Shutdown: ends the watchdog
 }
 
-// Stats are counters, safe to read at any time.
+// Stats are counters, safe to read at any time: the transport's, and the
+// scripts' errors.
 type Stats struct {
-	ConnectionsTotal atomic.Int64
-	Connections      atomic.Int64
-	Refused          atomic.Int64 // connections past MaxConnections
-	PacketsIn        atomic.Int64
-	SlowConsumers    atomic.Int64
-	DroppedTooLarge  atomic.Int64 // packets over a client's Maximum Packet Size
-	ScriptErrors     atomic.Int64
-	Closes           [len(closeReasonNames)]atomic.Int64
+	transport.Stats
+	ScriptErrors atomic.Int64
 }
 
 // New loads the scripts and starts the VMs. A script that does not load is
 // reported as a *ScriptError naming its file and line.
 func New(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg.withDefaults(), Shared: NewSharedStore(), stop: make(chan struct{}), readers: readerPool{conns: make(chan *Conn)}}
+	s := &Server{cfg: cfg.withDefaults(), Shared: NewSharedStore(), stop: make(chan struct{})}
+	s.tr = transport.New(transport.Config{
+		Listen: s.cfg.Listen, Loops: s.cfg.Workers, GoroutinePerConn: s.cfg.GoroutinePerConn,
+		MaxPacketSize: s.cfg.MaxPacketSize, MaxConnections: s.cfg.MaxConnections,
+		ConnectTimeout: s.cfg.ConnectTimeout, MaxOutbound: s.cfg.MaxOutbound,
+		Log: s.cfg.Log, Open: s.open, Stats: &s.Stats.Stats,
+		Listening: func(addr net.Addr) {
+			s.cfg.Log.WithField("addr", addr.String()).Infof("listening on %s with %d Lua workers, scripts from %s", addr, s.cfg.Workers, s.cfg.Scripts)
+		},
+	})
 	for t, n := range s.cfg.Callbacks {
 		if t < 16 {
 			s.callbackNames[t] = n
@@ -224,175 +222,45 @@ func (s *Server) watchdog() {
 }
 
 // Listen opens every configured listener. It logs one line per address.
-func (s *Server) Listen() error {
-	// MQTT has its own keep alive: TCP keep-alive probes would only cost
-	// three setsockopt calls per accepted connection.
-	lc := net.ListenConfig{KeepAlive: -1}
-	for _, addr := range s.cfg.Listen {
-		ln, err := lc.Listen(context.Background(), "tcp", addr)
-		if err != nil {
-			s.closeListeners()
-			return fmt.Errorf("listen on %s: %w", addr, err)
-		}
-		s.mu.Lock()
-		s.listeners = append(s.listeners, ln)
-		s.mu.Unlock()
-		s.cfg.Log.WithField("addr", ln.Addr().String()).Infof("listening on %s with %d Lua workers, scripts from %s", ln.Addr(), s.cfg.Workers, s.cfg.Scripts)
-	}
-	if eventLoopsAvailable && !s.cfg.GoroutinePerConn && s.evl == nil {
-		if err := s.startEventLoops(); err != nil {
-			s.closeListeners()
-			return err
-		}
-	}
-	return nil
-}
+func (s *Server) Listen() error { return s.tr.Listen() }
 
 // Addrs returns the addresses the server listens on.
-func (s *Server) Addrs() []net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]net.Addr, len(s.listeners))
-	for i, ln := range s.listeners {
-		out[i] = ln.Addr()
-	}
-	return out
-}
+func (s *Server) Addrs() []net.Addr { return s.tr.Addrs() }
 
 // Serve accepts connections on every listener until Shutdown.
-func (s *Server) Serve() {
-	s.mu.Lock()
-	lns := append([]net.Listener(nil), s.listeners...)
-	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, ln := range lns {
-		wg.Add(1)
-		go func(ln net.Listener) {
-			defer wg.Done()
-			s.acceptLoop(ln)
-		}(ln)
-	}
-	wg.Wait()
-}
-
-func (s *Server) acceptLoop(ln net.Listener) {
-	if s.acceptRaw(ln) {
-		return
-	}
-	var delay time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off as
-			// net/http does rather than spin.
-			if delay == 0 {
-				delay = 5 * time.Millisecond
-			} else if delay *= 2; delay > time.Second {
-				delay = time.Second
-			}
-			s.cfg.Log.WithError(err).Warn("accept failed")
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		s.ServeConn(nc)
-	}
-}
+func (s *Server) Serve() { s.tr.Serve() }
 
 // ServeConn serves one connection from any transport (TCP, TLS, an
 // in-memory pipe). It returns at once, with the connection (nil if
 // refused); the connection runs on its own goroutines.
 func (s *Server) ServeConn(nc net.Conn) *Conn {
-	if !s.admit(func() string { return nc.RemoteAddr().String() }) {
-		nc.Close()
-		return nil
+	if t := s.tr.ServeConn(nc); t != nil {
+		return connOf(t)
 	}
-	c := newConn(s, int(s.nextFD.Add(1)), nc)
-	s.track(c)
-	// The writer goroutine starts when there is something to write.
-	s.readers.serve(c, s.stop)
-	return c
-}
-
-// admit reports whether a new connection may be served: not while
-// shutting down, nor past MaxConnections (counted and logged with the
-// peer's address, which remote gives).
-func (s *Server) admit(remote func() string) bool {
-	if s.closing.Load() {
-		return false
-	}
-	if max := s.cfg.MaxConnections; max > 0 && s.Stats.Connections.Load() >= int64(max) {
-		s.Stats.Refused.Add(1)
-		s.cfg.Log.WithField("remote", remote()).Warnf("connection refused: %d connections is the maximum", max)
-		return false
-	}
-	return true
-}
-
-// track adds a new connection to the server's table and counters, for
-// its reader (goroutine or event loop); Conn.closed takes it out.
-func (s *Server) track(c *Conn) {
-	s.conns.Store(c.FD, c)
-	s.Stats.Connections.Add(1)
-	s.Stats.ConnectionsTotal.Add(1)
-	s.wg.Add(1)
+	return nil
 }
 
 // Conn returns the live connection with this fd, or nil.
 func (s *Server) Conn(fd int) *Conn {
-	if v, ok := s.conns.Load(fd); ok {
-		return v.(*Conn)
+	if t := s.tr.Conn(fd); t != nil {
+		return connOf(t)
 	}
 	return nil
 }
 
 // Range calls f for each live connection until f returns false.
 func (s *Server) Range(f func(*Conn) bool) {
-	s.conns.Range(func(_, v any) bool { return f(v.(*Conn)) })
-}
-
-func (s *Server) closeListeners() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, ln := range s.listeners {
-		ln.Close()
-	}
-	s.closeRawListeners()
+	s.tr.Range(func(t *transport.Conn) bool { return f(connOf(t)) })
 }
 
 // Shutdown stops accepting, tells MQTT 5 clients with DISCONNECT 0x8B,
 // closes every connection and waits for them until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.closing.Swap(true) {
+	if s.shut.Swap(true) {
 		return nil
 	}
-	s.closeListeners()
-	s.Range(func(c *Conn) bool {
-		c.Close(CloseServerShutdown)
-		return true
-	})
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		// Connections whose peers do not read: cut them off.
-		s.Range(func(c *Conn) bool {
-			if c.raw != nil {
-				c.raw.abort()
-			} else {
-				c.nc.Close()
-			}
-			return true
-		})
-		err = ctx.Err()
-	}
+	err := s.tr.Shutdown(ctx, func(t *transport.Conn) { connOf(t).Close(CloseServerShutdown) })
 	close(s.stop)
-	s.stopEventLoops()
 	for _, vm := range s.VMs() {
 		vm.close()
 	}

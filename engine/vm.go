@@ -238,7 +238,7 @@ func (vm *VM) Server() *Server { return vm.srv }
 // written when that connection's read is fully handled. mu must be held.
 func (vm *VM) Batch() *Batch {
 	if vm.cur != nil {
-		return &vm.cur.batch
+		return vm.cur.t.Batch()
 	}
 	return nil
 }

@@ -207,7 +207,7 @@ func (k *Kit) ConnClosed(c *engine.Conn, reason engine.CloseReason) {
 		// Taken over: the session lives on with its new connection.
 		s.mu.Unlock()
 		k.mu.Unlock()
-		if st.will != nil && reason.Abnormal() {
+		if st.will != nil && engine.AbnormalClose(reason) {
 			k.sendWill(st.will)
 		}
 		return
@@ -226,7 +226,7 @@ func (k *Kit) ConnClosed(c *engine.Conn, reason engine.CloseReason) {
 	}
 	var will *Message
 	var delay time.Duration
-	if st.will != nil && reason.Abnormal() {
+	if st.will != nil && engine.AbnormalClose(reason) {
 		will = st.will
 		delay = will.willDelay()
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/transport"
 )
 
 // Session is the state of one client identifier: its subscriptions, its
@@ -44,8 +45,8 @@ type Session struct {
 	inbound2 map[uint16]struct{}
 
 	// drained wakes publishers waiting for the queue of a connected
-	// session to fall to queueLowWater (see engine.Pressure).
-	drained engine.Drained
+	// session to fall to queueLowWater (see transport.Pressure).
+	drained transport.Drained
 }
 
 // Backpressure for connected sessions: past queueHighWater queued
@@ -180,15 +181,18 @@ func (s *Session) deliverLocked(k *Kit, d delivery, f *codec.Fanout, batch *engi
 	s.sendLocked(k, c, d, f, batch)
 }
 
-// WaitDrained implements engine.Pressure: it returns when the session's
+// WaitDrained implements transport.Pressure: it returns when the session's
 // queue is down to its low-water mark, the session is offline or ended,
 // or the timeout passed.
 func (s *Session) WaitDrained(timeout time.Duration) {
 	s.drained.Wait(&s.mu, func() bool { return s.ended || s.conn.Load() == nil || len(s.queue) <= queueLowWater }, timeout)
 }
 
-// SameClient implements engine.Pressure.
-func (s *Session) SameClient(c *engine.Conn) bool { return s.conn.Load() == c }
+// SameClient implements transport.Pressure.
+func (s *Session) SameClient(c *transport.Conn) bool {
+	own := s.conn.Load()
+	return own != nil && own.Transport() == c
+}
 
 // releaseWaitersLocked wakes publishers waiting for the queue.
 func (s *Session) releaseWaitersLocked() {

@@ -1,16 +1,16 @@
-package engine
+package transport
 
 import (
 	"bytes"
 	"context"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mqttlua/broker/codec"
 	"github.com/sirupsen/logrus"
 )
 
@@ -35,24 +35,22 @@ func TestAcceptFailureBacksOff(t *testing.T) {
 	var logs bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&logs)
-	srv, err := New(Config{Scripts: filepath.Join("testdata", "bindings"), Workers: 2, Log: log, Listen: []string{"127.0.0.1:0"}})
-	if err != nil {
+	tr := New(Config{Listen: []string{"127.0.0.1:0"}, Loops: 2, MaxPacketSize: 1 << 20, ConnectTimeout: 10 * time.Second,
+		MaxOutbound: 1 << 20, Log: log, Open: func(c *Conn) Receiver { return nopReceiver{c} }})
+	if err := tr.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve()
+	go tr.Serve()
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
+		tr.Shutdown(ctx, func(c *Conn) { c.Close(CloseServerShutdown) })
 	}()
-	if srv.evl == nil {
+	if !tr.EventLoops() {
 		t.Fatal("the event loops did not start")
 	}
 
-	conn, err := net.Dial("tcp", srv.Addrs()[0].String())
+	conn, err := net.Dial("tcp", tr.Addrs()[0].String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,10 +67,18 @@ func TestAcceptFailureBacksOff(t *testing.T) {
 
 	failing.Store(false)
 	deadline := time.Now().Add(5 * time.Second)
-	for srv.Stats.ConnectionsTotal.Load() == 0 {
+	for tr.Stats.ConnectionsTotal.Load() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the waiting connection was never accepted once accept worked again")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// nopReceiver ignores what a connection sends and closes it on errors.
+type nopReceiver struct{ c *Conn }
+
+func (r nopReceiver) Packet(*codec.Packet)                  {}
+func (r nopReceiver) Malformed(*codec.Error, *codec.Packet) { r.c.Close(CloseMalformed) }
+func (r nopReceiver) TimedOut()                             { r.c.Close(CloseConnectTimeout) }
+func (r nopReceiver) Closed(CloseReason)                    {}

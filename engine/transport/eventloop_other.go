@@ -1,6 +1,6 @@
 //go:build !linux
 
-package engine
+package transport
 
 import "net"
 
@@ -16,7 +16,7 @@ type rawConn struct{}
 func (*rawConn) tryWrite([]byte) (int, error) { panic("unreachable") }
 func (*rawConn) abort()                       {}
 
-func (s *Server) startEventLoops() error      { return nil }
-func (s *Server) stopEventLoops()             {}
-func (s *Server) closeRawListeners()          {}
-func (s *Server) acceptRaw(net.Listener) bool { return false }
+func (s *Transport) startEventLoops() error      { return nil }
+func (s *Transport) stopEventLoops()             {}
+func (s *Transport) closeRawListeners()          {}
+func (s *Transport) acceptRaw(net.Listener) bool { return false }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package engine
+package transport
 
 import (
 	"errors"
@@ -73,7 +73,7 @@ func (e *eventLoops) listener(i int) *rawListener {
 }
 
 // closeListeners stops accepting on every listener the loops serve.
-func (s *Server) closeRawListeners() {
+func (s *Transport) closeRawListeners() {
 	if s.evl == nil {
 		return
 	}
@@ -85,9 +85,9 @@ func (s *Server) closeRawListeners() {
 	}
 }
 
-func (s *Server) startEventLoops() error {
+func (s *Transport) startEventLoops() error {
 	s.evl = &eventLoops{}
-	for i := 0; i < s.cfg.Workers; i++ {
+	for i := 0; i < s.cfg.Loops; i++ {
 		l, err := newLoop(s)
 		if err != nil {
 			s.stopEventLoops()
@@ -103,7 +103,7 @@ func (s *Server) startEventLoops() error {
 // parks there, as any goroutine waiting for a socket does, rather than
 // in epoll_wait, where the runtime would take its P away and hand it
 // back around every wait.
-func newLoop(s *Server) (*loop, error) {
+func newLoop(s *Transport) (*loop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -122,7 +122,7 @@ func newLoop(s *Server) (*loop, error) {
 }
 
 // stopEventLoops ends the loops, after Shutdown has ended the connections.
-func (s *Server) stopEventLoops() {
+func (s *Transport) stopEventLoops() {
 	if s.evl == nil {
 		return
 	}
@@ -137,7 +137,7 @@ func (s *Server) stopEventLoops() {
 
 // loop is one event loop.
 type loop struct {
-	srv  *Server
+	srv  *Transport
 	epfd int
 	f    *os.File        // epfd, in Go's poller
 	sc   syscall.RawConn // f's, to wait on
@@ -168,7 +168,7 @@ const listenerPad = -1 << 31
 // it, EPOLLEXCLUSIVE so one loop wakes per connection; the connection
 // then goes to its own loop (serveRaw).
 type rawListener struct {
-	srv   *Server
+	srv   *Transport
 	ln    net.Listener
 	mu    sync.RWMutex // held for writing to close fd, which accepts hold for reading
 	fd    int          // a duplicate of the listener's descriptor: ours to close
@@ -182,7 +182,7 @@ type rawListener struct {
 
 // acceptRaw serves a TCP listener with the event loops until it is
 // closed. It reports false if the listener cannot be used this way.
-func (s *Server) acceptRaw(ln net.Listener) bool {
+func (s *Transport) acceptRaw(ln net.Listener) bool {
 	tl, ok := ln.(*net.TCPListener)
 	if !ok || s.evl == nil {
 		return false
@@ -323,7 +323,7 @@ func (l *loop) resumeAccept(now int64) {
 
 // serveRaw is ServeConn for an accepted socket: the connection goes to an
 // event loop.
-func (s *Server) serveRaw(fd int, peer peerAddr, laddr net.Addr) {
+func (s *Transport) serveRaw(fd int, peer peerAddr, laddr net.Addr) {
 	if !s.admit(peer.String) {
 		rawClose(fd)
 		return
@@ -511,7 +511,7 @@ func (l *loop) flush(c *Conn) bool {
 // readDeadline is the connection's next read deadline on the loops'
 // clock (see Conn.readTimeout); 0 for none.
 func (c *Conn) readDeadline() int64 {
-	if t := c.readTimeout(); t > 0 {
+	if t := c.readTimeoutNow(); t > 0 {
 		return monoNow() + int64(t)
 	}
 	return 0

@@ -1,0 +1,275 @@
+package transport
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqttlua/broker/codec"
+)
+
+// Receiver is the layer above for one connection: the transport hands it
+// what the connection reads and tells it how the connection ended. Its
+// methods run on the connection's reader (a goroutine or an event loop),
+// one at a time, in order.
+type Receiver interface {
+	// Packet handles one decoded packet. Output it queues for this or
+	// other connections should go through the connection's Batch.
+	Packet(p *codec.Packet)
+	// Malformed is told what the codec refused (p holds what was decoded
+	// of the packet); it answers as the protocol says and closes.
+	Malformed(err *codec.Error, p *codec.Packet)
+	// TimedOut is told that nothing arrived within the read timeout; it
+	// closes the connection.
+	TimedOut()
+	// Closed is called once, after the socket is closed and the
+	// connection has left the transport's table.
+	Closed(reason CloseReason)
+}
+
+// Encoder appends encoded packets to dst and returns the extended slice.
+// It runs under the connection's lock and must not block.
+type Encoder func(dst []byte) ([]byte, error)
+
+// Conn is one client connection: its socket, its reader's state, and its
+// outbound queue with the writer that empties it.
+type Conn struct {
+	// FD identifies the connection; it is never reused while the
+	// transport runs.
+	FD   int
+	t    *Transport
+	nc   net.Conn
+	recv Receiver
+	// For a connection an event loop serves: its socket and its reader.
+	raw *rawConn
+	rd  *codec.Reader
+
+	readTimeout     atomic.Int64 // how long a read may wait, ns; 0: no limit
+	droppedTooLarge atomic.Int64
+
+	// Reader state.
+	usedShort     bool      // the read deadline is a pooled reader's short one
+	shortDeadline time.Time // that deadline
+	ranHandler    bool      // a packet was handled since the last respawn
+	respawned     time.Time // when the reader last moved goroutines
+	batch         Batch
+
+	// mu guards the outbound queue and the closing state.
+	mu           sync.Mutex
+	out          []byte
+	spare        []byte
+	maxPacketOut int         // largest packet the peer accepts, 0: no limit
+	peerReason   CloseReason // the reason for a close by the peer, if set
+	closing      bool
+	reason       CloseReason
+	writing      int // bytes the writer is writing now
+	shutOnce     sync.Once
+	drained      Drained // senders waiting for the queue to fall under low water
+	// The writer goroutine runs only while there is something to write,
+	// so an idle connection costs one goroutine, not two.
+	writerOn     bool          // a writer (goroutine, or the reader writing its own) is writing
+	readerActive bool          // the reader is handling packets and will write before waiting
+	pending      bool          // signalled while the writer was writing
+	done         chan struct{} // closed when the writer has closed the socket
+}
+
+func newConn(t *Transport, fd int, nc net.Conn) *Conn {
+	c := &Conn{FD: fd, t: t, nc: nc, done: make(chan struct{})}
+	c.batch.owner = c
+	c.readTimeout.Store(int64(t.cfg.ConnectTimeout))
+	c.recv = t.cfg.Open(c)
+	return c
+}
+
+// Batch is the batch of the connection's reader: output queued through
+// it while a packet of this connection is handled is written when the
+// whole read is handled. Only code running on the reader (Receiver
+// methods) may use it.
+func (c *Conn) Batch() *Batch { return &c.batch }
+
+// Receiver returns the connection's Receiver, made by Config.Open.
+func (c *Conn) Receiver() Receiver { return c.recv }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// RemoteAddrString returns the peer's address as text, "host:port"; for
+// a socket an event loop serves, without making a net.Addr first.
+func (c *Conn) RemoteAddrString() string {
+	if s, ok := c.nc.(interface{ remoteAddrString() string }); ok {
+		return s.remoteAddrString()
+	}
+	return c.nc.RemoteAddr().String()
+}
+
+// SetReadTimeout sets how long the next reads may wait for input before
+// the Receiver is told it TimedOut (0: no limit). Until it is called the
+// connect timeout applies.
+func (c *Conn) SetReadTimeout(d time.Duration) { c.readTimeout.Store(int64(d)) }
+
+// SetMaxPacketOut sets the largest packet Append may queue (0: no limit).
+func (c *Conn) SetMaxPacketOut(n int) {
+	c.mu.Lock()
+	c.maxPacketOut = n
+	c.mu.Unlock()
+}
+
+// ExpectClose names the reason recorded when the peer now closes the
+// connection (or it is closed with CloseClientDisconnect): after an MQTT
+// DISCONNECT, a closed socket is the client's orderly goodbye.
+func (c *Conn) ExpectClose(reason CloseReason) {
+	c.mu.Lock()
+	c.peerReason = reason
+	c.mu.Unlock()
+}
+
+// ErrClosed is returned when queuing to a connection that is closing.
+var ErrClosed = errors.New("closed")
+
+// ErrFull is returned when a connection's outbound queue is over its limit;
+// the connection is then closed as a slow consumer.
+var ErrFull = errors.New("full")
+
+// ErrTooLarge is returned when a packet exceeds the peer's maximum packet
+// size; it is dropped, counted, and the connection stays open.
+var ErrTooLarge = errors.New("too large")
+
+// wakeVia signals c's writer now, or at the batch's flush.
+func (c *Conn) wakeVia(batch *Batch) {
+	if batch != nil {
+		batch.add(c)
+	} else {
+		c.signal()
+	}
+}
+
+// Append lets enc append one encoded packet to the outbound queue, under
+// the connection's lock, so that fan-out encodes straight into the queue
+// with no intermediate buffer. The writer's wake-up is deferred to batch
+// (nil: now). On error, past the peer's maximum packet size or past the
+// queue's limit nothing is queued.
+func (c *Conn) Append(enc Encoder, batch *Batch) error { return c.appendVia(enc, batch, true) }
+
+// Write queues raw bytes, which may hold several packets (no packet size
+// check), waking the writer through batch (nil: now).
+func (c *Conn) Write(b []byte, batch *Batch) error {
+	return c.appendVia(func(dst []byte) ([]byte, error) { return append(dst, b...), nil }, batch, false)
+}
+
+// AppendUnchecked is Append without the packet size check, for replies
+// sent before the peer's limit is known.
+func (c *Conn) AppendUnchecked(enc Encoder, batch *Batch) error { return c.appendVia(enc, batch, false) }
+
+func (c *Conn) appendVia(enc Encoder, batch *Batch, sizeCheck bool) error {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	n := len(c.out)
+	out, err := enc(c.out)
+	if err != nil {
+		c.out = out[:n]
+		c.mu.Unlock()
+		return err
+	}
+	if sizeCheck && c.maxPacketOut > 0 && len(out)-n > c.maxPacketOut {
+		c.out = out[:n]
+		c.mu.Unlock()
+		c.droppedTooLarge.Add(1)
+		c.t.Stats.DroppedTooLarge.Add(1)
+		return ErrTooLarge
+	}
+	if len(out) > c.t.cfg.MaxOutbound {
+		c.out = out[:n]
+		c.mu.Unlock()
+		c.slowConsumer()
+		return ErrFull
+	}
+	c.out = out
+	pressed := batch != nil && len(out) > c.highWater()
+	c.mu.Unlock()
+	c.wakeVia(batch)
+	if pressed {
+		batch.AddPressure(c)
+	}
+	return nil
+}
+
+// highWater is the queued byte count past which senders wait; lowWater the
+// count they wait for.
+func (c *Conn) highWater() int { return c.t.cfg.MaxOutbound / 4 }
+func (c *Conn) lowWater() int  { return c.t.cfg.MaxOutbound / 8 }
+
+// WaitDrained waits until the outbound queue is under the low-water mark,
+// the connection closes, or the timeout passes.
+func (c *Conn) WaitDrained(timeout time.Duration) {
+	c.drained.Wait(&c.mu, func() bool { return c.closing || len(c.out)+c.writing < c.lowWater() }, timeout)
+}
+
+// SameClient reports whether c is other.
+func (c *Conn) SameClient(other *Conn) bool { return c == other }
+
+func (c *Conn) slowConsumer() {
+	c.t.Stats.SlowConsumers.Add(1)
+	c.Close(CloseSlowConsumer)
+}
+
+// signal starts the writer, or tells the running one to go round again.
+func (c *Conn) signal() {
+	c.mu.Lock()
+	if c.writerOn || c.readerActive {
+		// A writer will go round again, or the connection's own reader,
+		// busy handling its packets, writes before it next waits.
+		c.pending = true
+		c.mu.Unlock()
+		return
+	}
+	c.writerOn = true
+	c.mu.Unlock()
+	c.t.wg.Add(1)
+	go c.writeLoop()
+}
+
+// Close closes the connection for reason once its queue is written.
+func (c *Conn) Close(reason CloseReason) { c.CloseWith(reason, nil) }
+
+// CloseWith closes the connection for reason, after queuing what last
+// encodes (a goodbye packet; nil: nothing) behind what is queued.
+func (c *Conn) CloseWith(reason CloseReason, last Encoder) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.reason = reason
+	c.drained.Signal() // senders waiting for this queue go on
+	if last != nil && reason != CloseSlowConsumer {
+		if out, err := last(c.out); err == nil {
+			c.out = out
+		}
+	}
+	c.mu.Unlock()
+	c.signal()
+}
+
+// Closing reports whether the connection is closing or closed.
+func (c *Conn) Closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// Reason returns why the connection closed (CloseNone while it is open).
+func (c *Conn) Reason() CloseReason {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+// DroppedTooLarge returns how many packets were not sent because they
+// exceeded the peer's maximum packet size.
+func (c *Conn) DroppedTooLarge() int64 { return c.droppedTooLarge.Load() }
