@@ -160,7 +160,9 @@ func (c *Conn) Write(b []byte, batch *Batch) error {
 
 // AppendUnchecked is Append without the packet size check, for replies
 // sent before the peer's limit is known.
-func (c *Conn) AppendUnchecked(enc Encoder, batch *Batch) error { return c.appendVia(enc, batch, false) }
+func (c *Conn) AppendUnchecked(enc Encoder, batch *Batch) error {
+	return c.appendVia(enc, batch, false)
+}
 
 func (c *Conn) appendVia(enc Encoder, batch *Batch, sizeCheck bool) error {
 	c.mu.Lock()

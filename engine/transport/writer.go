@@ -136,4 +136,3 @@ func (c *Conn) recycle(buf []byte) {
 	}
 	c.mu.Unlock()
 }
-
