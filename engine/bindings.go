@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine/broker"
+	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
 	lua "github.com/yuin/gopher-lua"
 )
@@ -47,6 +49,7 @@ func (vm *VM) openBindings() {
 		"json":   vm.openJSON,
 		"shared": vm.openShared,
 		"timer":  vm.openTimer,
+		"broker": vm.openBroker,
 	} {
 		t := open()
 		L.PreloadModule(name, func(L *lua.LState) int { L.Push(t); return 1 })
@@ -78,7 +81,7 @@ func checkFD(L *lua.LState, n int) int {
 func (vm *VM) serverSend(L *lua.LState) int {
 	checkServer(L)
 	fd := checkFD(L, 2)
-	c := vm.srv.Conn(fd)
+	c := vm.srv.broker.Client(fd)
 	var err error
 	switch data := L.Get(3).(type) {
 	case lua.LString:
@@ -101,7 +104,7 @@ func (vm *VM) serverSend(L *lua.LState) int {
 		L.TypeError(3, lua.LTString)
 	}
 	if c == nil {
-		err = ErrClosed
+		err = transport.ErrClosed
 	}
 	if err != nil {
 		L.Push(lua.LNil)
@@ -121,7 +124,7 @@ func (vm *VM) serverClose(L *lua.LState) int {
 		L.ArgError(3, fmt.Sprintf("0x%02X is not a DISCONNECT reason code", byte(code)))
 	}
 	reasonString := L.OptString(4, "")
-	c := vm.srv.Conn(fd)
+	c := vm.srv.broker.Client(fd)
 	if c == nil || c.Closing() {
 		L.Push(lua.LNil)
 		L.Push(lua.LString("closed"))
@@ -134,9 +137,9 @@ func (vm *VM) serverClose(L *lua.LState) int {
 
 // connArg checks a server method's self and fd arguments and returns the
 // connection, or nil when it is gone.
-func (vm *VM) connArg(L *lua.LState) *Conn {
+func (vm *VM) connArg(L *lua.LState) *broker.Client {
 	checkServer(L)
-	return vm.srv.Conn(checkFD(L, 2))
+	return vm.srv.broker.Client(checkFD(L, 2))
 }
 
 // pushClosed returns the operational failure nil, "closed".
@@ -149,7 +152,7 @@ func pushClosed(L *lua.LState) int {
 // server:exist(fd) -> bool
 func (vm *VM) serverExist(L *lua.LState) int {
 	checkServer(L)
-	c := vm.srv.Conn(checkFD(L, 2))
+	c := vm.srv.broker.Client(checkFD(L, 2))
 	L.Push(lua.LBool(c != nil && !c.Closing()))
 	return 1
 }
@@ -171,8 +174,8 @@ func (vm *VM) serverInfo(L *lua.LState) int {
 		t.RawSetString("user_name", lua.LString(u))
 	}
 	t.RawSetString("protocol_level", lua.LNumber(c.Version()))
-	t.RawSetString("worker_id", lua.LNumber(c.WorkerID()))
-	t.RawSetString("keep_alive", lua.LNumber(c.keepAlive.Load()/1.5e9))
+	t.RawSetString("worker_id", lua.LNumber(c.FD%len(vm.srv.VMs())))
+	t.RawSetString("keep_alive", lua.LNumber(c.KeepAlive()))
 	L.Push(t)
 	return 1
 }
@@ -212,8 +215,8 @@ func (vm *VM) serverRemoteAddr(L *lua.LState) int {
 func (vm *VM) serverConnections(L *lua.LState) int {
 	checkServer(L)
 	var fds []int
-	vm.srv.Range(func(c *Conn) bool {
-		if !c.Closing() && c.connected {
+	vm.srv.broker.Range(func(c *broker.Client) bool {
+		if !c.Closing() && c.Connected() {
 			fds = append(fds, c.FD)
 		}
 		return true

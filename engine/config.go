@@ -50,7 +50,7 @@ type Config struct {
 	Callbacks map[codec.Type]string
 	// Log receives the broker's and the scripts' log lines.
 	Log *logrus.Logger
-	// Modules are extra Go-backed Lua modules, such as the broker kit.
+	// Modules are extra Go-backed Lua modules, such as GoModule makes.
 	Modules []Module
 	// Setup is Lua run in every VM after main.lua, e.g. the setup block of
 	// a script test; SetupName names it in errors (a fixture file).

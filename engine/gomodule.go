@@ -40,5 +40,3 @@ func (m *goModule) Open(vm *VM) *lua.LTable {
 	}
 	return t
 }
-
-func (m *goModule) ConnClosed(*Conn, CloseReason) {}

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/transport"
 	lua "github.com/yuin/gopher-lua"
 )
@@ -47,40 +46,4 @@ func reasonValue(r CloseReason) lua.LValue {
 		return closeReasonValues[r]
 	}
 	return lua.LString(r.String())
-}
-
-// AbnormalClose reports whether the close is an abnormal loss of the
-// connection for which a will message is published ([MQTT-3.1.2-8]).
-func AbnormalClose(r CloseReason) bool {
-	switch r {
-	case CloseClientDisconnect, CloseConnectRefused, CloseNone:
-		return false
-	}
-	return true
-}
-
-// disconnectCode is the MQTT 5.0 reason code sent in DISCONNECT before
-// closing for this reason, or 0 when no DISCONNECT is sent.
-func disconnectCode(r CloseReason) codec.ReasonCode {
-	switch r {
-	case CloseKeepAliveTimeout:
-		return codec.KeepAliveTimeout
-	case CloseSecondConnect, CloseProtocolError:
-		return codec.ProtocolError
-	case CloseMalformed:
-		return codec.MalformedPacket
-	case ClosePacketTooLarge:
-		return codec.PacketTooLarge
-	case CloseSlowConsumer:
-		return codec.QuotaExceeded
-	case CloseScriptError, CloseHandlerTimeout:
-		return codec.ImplementationSpecificError
-	case CloseTakenOver:
-		return codec.SessionTakenOver
-	case CloseServerShutdown:
-		return codec.ServerShuttingDown
-	case CloseScript:
-		return codec.AdministrativeAction
-	}
-	return 0
 }

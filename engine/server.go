@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/transport"
 )
 
@@ -22,7 +23,8 @@ type Server struct {
 	sc  atomic.Pointer[scripts]
 	vms atomic.Pointer[[]*VM]
 
-	tr *transport.Transport
+	tr     *transport.Transport
+	broker *broker.Broker
 
 	// Shared is the key-value store every VM sees as `shared`.
 	Shared *SharedStore
@@ -45,15 +47,21 @@ type Stats struct {
 // reported as a *ScriptError naming its file and line.
 func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg.withDefaults(), Shared: NewSharedStore(), stop: make(chan struct{})}
+	s.broker = broker.New(broker.Config{
+		TopicAliasMaximum: s.cfg.TopicAliasMaximum, ReceiveMaximum: s.cfg.ReceiveMaximum,
+		MaxKeepAlive: s.cfg.MaxKeepAlive, MaxPacketSize: s.cfg.MaxPacketSize, Log: s.cfg.Log,
+	})
+	s.broker.SetHooks(s)
 	s.tr = transport.New(transport.Config{
 		Listen: s.cfg.Listen, Loops: s.cfg.Workers, GoroutinePerConn: s.cfg.GoroutinePerConn,
 		MaxPacketSize: s.cfg.MaxPacketSize, MaxConnections: s.cfg.MaxConnections,
 		ConnectTimeout: s.cfg.ConnectTimeout, MaxOutbound: s.cfg.MaxOutbound,
-		Log: s.cfg.Log, Open: s.open, Stats: &s.Stats.Stats,
+		Log: s.cfg.Log, Open: s.broker.Open, Stats: &s.Stats.Stats,
 		Listening: func(addr net.Addr) {
 			s.cfg.Log.WithField("addr", addr.String()).Infof("listening on %s with %d Lua workers, scripts from %s", addr, s.cfg.Workers, s.cfg.Scripts)
 		},
 	})
+	s.broker.SetTransport(s.tr)
 	for t, n := range s.cfg.Callbacks {
 		if t < 16 {
 			s.callbackNames[t] = n
@@ -233,25 +241,15 @@ func (s *Server) Serve() { s.tr.Serve() }
 // ServeConn serves one connection from any transport (TCP, TLS, an
 // in-memory pipe). It returns at once, with the connection (nil if
 // refused); the connection runs on its own goroutines.
-func (s *Server) ServeConn(nc net.Conn) *Conn {
+func (s *Server) ServeConn(nc net.Conn) *broker.Client {
 	if t := s.tr.ServeConn(nc); t != nil {
-		return connOf(t)
+		return t.Receiver().(*broker.Client)
 	}
 	return nil
 }
 
-// Conn returns the live connection with this fd, or nil.
-func (s *Server) Conn(fd int) *Conn {
-	if t := s.tr.Conn(fd); t != nil {
-		return connOf(t)
-	}
-	return nil
-}
-
-// Range calls f for each live connection until f returns false.
-func (s *Server) Range(f func(*Conn) bool) {
-	s.tr.Range(func(t *transport.Conn) bool { return f(connOf(t)) })
-}
+// Broker returns the broker layer: sessions, routing, retained messages.
+func (s *Server) Broker() *broker.Broker { return s.broker }
 
 // Shutdown stops accepting, tells MQTT 5 clients with DISCONNECT 0x8B,
 // closes every connection and waits for them until ctx ends.
@@ -259,7 +257,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.shut.Swap(true) {
 		return nil
 	}
-	err := s.tr.Shutdown(ctx, func(t *transport.Conn) { connOf(t).Close(CloseServerShutdown) })
+	err := s.tr.Shutdown(ctx, func(t *transport.Conn) { t.Receiver().(*broker.Client).Close(transport.CloseServerShutdown) })
 	close(s.stop)
 	for _, vm := range s.VMs() {
 		vm.close()

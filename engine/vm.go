@@ -9,27 +9,18 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine/broker"
+	"github.com/mqttlua/broker/engine/transport"
 	lua "github.com/yuin/gopher-lua"
 )
 
-// Module is a Go-backed Lua module registered in every VM, such as the
-// broker kit. Scripts reach it with require(Name()) and as a global.
+// Module is a Go-backed Lua module registered in every VM, such as one
+// made by GoModule. Scripts reach it with require(Name()) and as a global.
 type Module interface {
 	// Name is the module's name for require and its global.
 	Name() string
 	// Open builds the module's table in one VM.
 	Open(vm *VM) *lua.LTable
-	// ConnClosed is called once when a connection ends, after the
-	// script's onClose, without any VM lock held.
-	ConnClosed(c *Conn, reason CloseReason)
-}
-
-// PacketInterceptor is a Module that handles the QoS acknowledgement flow
-// (PUBACK, PUBREC, PUBREL, PUBCOMP) of the connections it manages. It sees
-// those packets before the script's handler, which still runs if defined;
-// when Intercept returns true the engine's default action is skipped.
-type PacketInterceptor interface {
-	Intercept(c *Conn, p *codec.Packet, batch *Batch) bool
 }
 
 // VM is one Lua state running the scripts. Connections are pinned to a VM
@@ -42,8 +33,8 @@ type VM struct {
 	idValue lua.LValue // ID as a Lua value, for every handler call
 
 	mu     sync.Mutex
-	cur    *Conn // connection whose handler is running, nil in timers
-	closed bool  // set under mu by close; a reload replaced this VM
+	cur    *broker.Client // connection whose handler is running, nil in timers
+	closed bool           // set under mu by close; a reload replaced this VM
 
 	server *lua.LUserData // the `server` argument of handlers
 
@@ -236,9 +227,9 @@ func (vm *VM) Server() *Server { return vm.srv }
 // Batch returns the write batch of the connection whose handler is
 // running, or nil (timers, onWorkerStart): output queued through it is
 // written when that connection's read is fully handled. mu must be held.
-func (vm *VM) Batch() *Batch {
+func (vm *VM) Batch() *transport.Batch {
 	if vm.cur != nil {
-		return vm.cur.t.Batch()
+		return vm.cur.Batch()
 	}
 	return nil
 }

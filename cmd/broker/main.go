@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/engine"
-	"github.com/mqttlua/broker/engine/kit"
 	"github.com/mqttlua/broker/engine/scripttest"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
@@ -145,7 +144,7 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 		return nil, nil, runOpts{}, &exitError{2, fmt.Sprintf("--log-format: %q is not text or json", *logFormat)}
 	}
 
-	cfg := engine.Config{Scripts: *scripts, LuaLib: *lualib, Log: log, Modules: []engine.Module{kit.New(log)}}
+	cfg := engine.Config{Scripts: *scripts, LuaLib: *lualib, Log: log}
 	if cfg.LuaLib == "" {
 		cfg.LuaLib = defaultLuaLib(*scripts)
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/codec/fixture"
-	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/broker"
 )
 
 // client is a test client on an in-memory connection. A goroutine reads
@@ -30,7 +30,7 @@ type client struct {
 	r     *codec.Reader
 	in    *chanReader
 	// srvConn is the server's side, for the close reason.
-	srvConn *engine.Conn
+	srvConn *broker.Client
 }
 
 // chanReader hands the bytes a goroutine read from the pipe to the

@@ -1,6 +1,6 @@
 // Package scripttest runs script tests: the `broker test` command and the
 // Go tests that guard the shipped scripts. A test starts a real server
-// (engine and broker kit) on the scripts under test, with in-memory
+// (engine and broker) on the scripts under test, with in-memory
 // connections instead of sockets, and checks what clients receive.
 //
 // Two kinds of test files are run:
@@ -39,7 +39,6 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/engine"
-	"github.com/mqttlua/broker/engine/kit"
 	"github.com/sirupsen/logrus"
 )
 
@@ -195,7 +194,6 @@ func load(opts Options, file string) ([]test, error) {
 type env struct {
 	opts     Options
 	srv      *engine.Server
-	kit      *kit.Kit
 	logs     *logBuffer
 	clients  map[string]*client
 	nextAddr int
@@ -208,16 +206,15 @@ func newEnv(opts Options, setup, setupName string) (*env, error) {
 	log.SetOutput(logs)
 	log.SetLevel(logrus.DebugLevel)
 	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
-	k := kit.New(log)
 	srv, err := engine.New(engine.Config{
 		Scripts: opts.Scripts, LuaLib: opts.LuaLib, Workers: opts.Workers, Log: log,
-		Modules: []engine.Module{k}, Setup: setup, SetupName: setupName,
+		Setup: setup, SetupName: setupName,
 		HandlerTimeout: 2 * time.Second,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &env{opts: opts, srv: srv, kit: k, logs: logs, clients: map[string]*client{}}, nil
+	return &env{opts: opts, srv: srv, logs: logs, clients: map[string]*client{}}, nil
 }
 
 func (e *env) close() {

@@ -1,4 +1,4 @@
-package engine
+package broker
 
 import (
 	"net"
@@ -8,21 +8,19 @@ import (
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
-	lua "github.com/yuin/gopher-lua"
 )
 
-// Conn is one client connection as MQTT sees it: the protocol state of
-// the connection over its transport.Conn. It is the connection's
-// transport.Receiver.
-type Conn struct {
-	// FD identifies the connection; it is never reused while the server
+// Client is one client connection as MQTT sees it: the protocol state of
+// the connection over its transport.Conn (it is the connection's
+// transport.Receiver) and, once a script accepted it as a session, the
+// session it is attached to.
+type Client struct {
+	// FD identifies the connection; it is never reused while the broker
 	// runs.
-	FD int
-	// fdValue is FD as a Lua value, made once: boxing a number for the
-	// handlers' fd argument allocates, and it is passed with every packet.
-	fdValue lua.LValue
-	srv     *Server
-	t       *transport.Conn
+	FD    int
+	b     *Broker
+	t     *transport.Conn
+	hooks ClientHooks
 
 	// Set by the reader when CONNECT arrives; read by anyone.
 	version   atomic.Uint32
@@ -45,65 +43,78 @@ type Conn struct {
 	disconnectHasExpiry bool
 	connected           bool
 
-	// Data is for Go modules (the broker kit keeps its session here). It
-	// is set and read under the module's own locking.
-	Data atomic.Value
+	// The session, set by Accept.
+	state atomic.Pointer[connState]
 }
 
-// open is the transport's Config.Open: the MQTT state of a new
-// connection.
-func (s *Server) open(t *transport.Conn) transport.Receiver {
-	c := &Conn{FD: t.FD, fdValue: lua.LNumber(t.FD), srv: s, t: t}
+// Open is the transport's Config.Open: the MQTT state of a new
+// connection, and the script hooks that serve it.
+func (k *Broker) Open(t *transport.Conn) transport.Receiver {
+	c := &Client{FD: t.FD, b: k, t: t}
 	c.clientID.Store(&noClientID)
+	c.hooks = k.hooks.Open(c)
 	return c
 }
 
-// connOf returns the MQTT connection over a transport connection.
-func connOf(t *transport.Conn) *Conn { return t.Receiver().(*Conn) }
+// clientOf returns the MQTT client over a transport connection.
+func clientOf(t *transport.Conn) *Client { return t.Receiver().(*Client) }
+
+// Client returns the live connection with this fd, or nil.
+func (k *Broker) Client(fd int) *Client {
+	if t := k.tr.Conn(fd); t != nil {
+		return clientOf(t)
+	}
+	return nil
+}
+
+// Range calls f for each live connection until f returns false.
+func (k *Broker) Range(f func(*Client) bool) {
+	k.tr.Range(func(t *transport.Conn) bool { return f(clientOf(t)) })
+}
 
 // noClientID is every connection's client identifier until its CONNECT
 // (shared: the pointer is replaced, never written through).
 var noClientID = ""
 
-// Batch is the write batch of a connection's reader (transport.Batch).
-type Batch = transport.Batch
-
 // Version returns the connection's protocol level (0 before CONNECT).
-func (c *Conn) Version() byte { return byte(c.version.Load()) }
+func (c *Client) Version() byte { return byte(c.version.Load()) }
 
 // ClientID returns the client identifier (set from CONNECT; the kit may
 // replace it with an assigned one).
-func (c *Conn) ClientID() string { return *c.clientID.Load() }
+func (c *Client) ClientID() string { return *c.clientID.Load() }
 
 // Username returns the user name of the CONNECT and whether it had one.
-func (c *Conn) Username() (string, bool) {
+func (c *Client) Username() (string, bool) {
 	if u := c.username.Load(); u != nil {
 		return *u, true
 	}
 	return "", false
 }
 
+// Connected reports whether the client has sent its CONNECT.
+func (c *Client) Connected() bool { return c.Version() != 0 }
+
+// KeepAlive returns the keep alive in effect, in seconds (0: none).
+func (c *Client) KeepAlive() int {
+	return int(time.Duration(c.keepAlive.Load()) / (1500 * time.Millisecond))
+}
+
 // SetClientID replaces the client identifier, e.g. with a server-assigned one.
-func (c *Conn) SetClientID(id string) { c.clientID.Store(&id) }
+func (c *Client) SetClientID(id string) { c.clientID.Store(&id) }
 
 // RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.t.RemoteAddr() }
+func (c *Client) RemoteAddr() net.Addr { return c.t.RemoteAddr() }
 
 // RemoteAddrString returns the peer's address as text, "host:port".
-func (c *Conn) RemoteAddrString() string { return c.t.RemoteAddrString() }
+func (c *Client) RemoteAddrString() string { return c.t.RemoteAddrString() }
 
-// Transport returns the connection's transport.
-func (c *Conn) Transport() *transport.Conn { return c.t }
-
-// Server returns the server the connection belongs to.
-func (c *Conn) Server() *Server { return c.srv }
-
-// WorkerID returns the ID of the VM the connection is pinned to.
-func (c *Conn) WorkerID() int { return c.FD % len(c.srv.VMs()) }
+// Batch is the write batch of the connection's reader, for output
+// queued while one of its packets is handled.
+func (c *Client) Batch() *transport.Batch { return c.t.Batch() }
 
 // SetKeepAlive sets the keep alive in seconds; the connection is closed
 // when nothing arrives within 1.5 times it ([MQTT-3.1.2-24]).
-func (c *Conn) SetKeepAlive(seconds int) {
+func (c *Client) SetKeepAlive(seconds int) {
 	d := time.Duration(seconds) * 1500 * time.Millisecond
 	c.keepAlive.Store(int64(d))
 	c.t.SetReadTimeout(d)
@@ -111,31 +122,24 @@ func (c *Conn) SetKeepAlive(seconds int) {
 
 // debug reports whether debug lines are logged; building a logrus entry
 // costs allocations, so per-connection debug lines check first.
-func (c *Conn) debug() bool { return c.srv.cfg.Log.IsLevelEnabled(logrus.DebugLevel) }
+func (c *Client) debug() bool { return c.b.cfg.Log.IsLevelEnabled(logrus.DebugLevel) }
 
-func (c *Conn) log() *logrus.Entry {
-	return c.srv.cfg.Log.WithFields(logrus.Fields{"fd": c.FD, "client_id": c.ClientID()})
+func (c *Client) log() *logrus.Entry {
+	return c.b.cfg.Log.WithFields(logrus.Fields{"fd": c.FD, "client_id": c.ClientID()})
 }
-
-// ErrClosed is returned when queuing to a connection that is closing.
-var ErrClosed = transport.ErrClosed
-
-// ErrTooLarge is returned when a packet exceeds the client's Maximum
-// Packet Size; it is dropped, counted, and the connection stays open.
-var ErrTooLarge = transport.ErrTooLarge
 
 // Send queues raw bytes for the connection. A CONNACK with a failure code
 // closes the connection once it is written ([MQTT-3.2.2-5]).
-func (c *Conn) Send(b []byte) error { return c.SendVia(b, nil) }
+func (c *Client) Send(b []byte) error { return c.SendVia(b, nil) }
 
 // SendVia is Send with the writer's wake-up deferred to batch (nil: now).
-func (c *Conn) SendVia(b []byte, batch *Batch) error {
+func (c *Client) SendVia(b []byte, batch *transport.Batch) error {
 	// Raw bytes may hold several packets: no per-packet size check.
 	err := c.t.Write(b, batch)
 	if err == nil && len(b) >= 4 && b[0] == byte(codec.CONNACK)<<4 {
 		var p codec.Packet
 		if _, err := codec.Decode(b, c.Version(), &p); err == nil && p.ReasonCode != 0 {
-			c.Close(CloseConnectRefused)
+			c.Close(transport.CloseConnectRefused)
 		}
 	}
 	return err
@@ -143,11 +147,11 @@ func (c *Conn) SendVia(b []byte, batch *Batch) error {
 
 // SendPacket encodes p for the connection's protocol level straight into
 // its outbound queue.
-func (c *Conn) SendPacket(p *codec.Packet) error { return c.SendPacketVia(p, nil) }
+func (c *Client) SendPacket(p *codec.Packet) error { return c.SendPacketVia(p, nil) }
 
 // SendPacketVia is SendPacket with the writer's wake-up deferred to batch
 // (nil: now).
-func (c *Conn) SendPacketVia(p *codec.Packet, batch *Batch) error {
+func (c *Client) SendPacketVia(p *codec.Packet, batch *transport.Batch) error {
 	v := c.Version()
 	if v == 0 {
 		v = codec.V311
@@ -169,7 +173,7 @@ func (c *Conn) SendPacketVia(p *codec.Packet, batch *Batch) error {
 		return p.Append(dst, v)
 	}, batch)
 	if err == nil && p.Type == codec.CONNACK && p.ReasonCode != 0 {
-		c.Close(CloseConnectRefused)
+		c.Close(transport.CloseConnectRefused)
 	}
 	return err
 }
@@ -177,10 +181,10 @@ func (c *Conn) SendPacketVia(p *codec.Packet, batch *Batch) error {
 // decorateConnack adds to a successful 5.0 CONNACK the limits the engine
 // enforces, unless the sender set them: Receive Maximum, Topic Alias
 // Maximum, Maximum Packet Size and Server Keep Alive.
-func (c *Conn) decorateConnack(p *codec.Packet) *codec.Packet {
+func (c *Client) decorateConnack(p *codec.Packet) *codec.Packet {
 	d := *p
 	pr := &d.Properties
-	cfg := &c.srv.cfg
+	cfg := &c.b.cfg
 	if !pr.Has(codec.PropReceiveMaximum) && cfg.ReceiveMaximum < 65535 {
 		pr.SetUint(codec.PropReceiveMaximum, uint32(cfg.ReceiveMaximum))
 	}
@@ -201,20 +205,20 @@ func (c *Conn) decorateConnack(p *codec.Packet) *codec.Packet {
 // with no intermediate buffer. enc must not block. On error, past the
 // client's Maximum Packet Size ([MQTT-3.1.2-25]) or past the queue's
 // limit nothing is queued.
-func (c *Conn) AppendVia(enc func(dst []byte) ([]byte, error), batch *Batch) error {
+func (c *Client) AppendVia(enc func(dst []byte) ([]byte, error), batch *transport.Batch) error {
 	return c.t.Append(enc, batch)
 }
 
 // Close closes the connection for reason. For MQTT 5 clients a DISCONNECT
 // with the reason's code is written first.
-func (c *Conn) Close(reason CloseReason) {
+func (c *Client) Close(reason transport.CloseReason) {
 	c.CloseWithCode(reason, disconnectCode(reason), "")
 }
 
 // CloseWithCode closes the connection, first sending an MQTT 5 client a
 // DISCONNECT with code and, if not empty, a reason string. code 0 sends
 // no DISCONNECT.
-func (c *Conn) CloseWithCode(reason CloseReason, code codec.ReasonCode, reasonString string) {
+func (c *Client) CloseWithCode(reason transport.CloseReason, code codec.ReasonCode, reasonString string) {
 	if code == 0 || c.Version() != codec.V5 {
 		c.t.Close(reason)
 		return
@@ -230,14 +234,14 @@ func (c *Conn) CloseWithCode(reason CloseReason, code codec.ReasonCode, reasonSt
 }
 
 // Closing reports whether the connection is closing or closed.
-func (c *Conn) Closing() bool { return c.t.Closing() }
+func (c *Client) Closing() bool { return c.t.Closing() }
 
-// Reason returns why the connection closed (CloseNone while it is open).
-func (c *Conn) Reason() CloseReason { return c.t.Reason() }
+// Reason returns why the connection closed (transport.CloseNone while it is open).
+func (c *Client) Reason() transport.CloseReason { return c.t.Reason() }
 
 // Malformed answers what the codec refused, with the reason code the
 // protocol has for it, and closes.
-func (c *Conn) Malformed(ce *codec.Error, p *codec.Packet) {
+func (c *Client) Malformed(ce *codec.Error, p *codec.Packet) {
 	if c.debug() {
 		c.log().WithError(ce).Debug("rejected packet")
 	}
@@ -245,13 +249,13 @@ func (c *Conn) Malformed(ce *codec.Error, p *codec.Packet) {
 		c.rejectConnect(ce, p)
 		return
 	}
-	reason := CloseMalformed
+	reason := transport.CloseMalformed
 	switch ce.Code {
 	case codec.PacketTooLarge:
-		reason = ClosePacketTooLarge
+		reason = transport.ClosePacketTooLarge
 	case codec.MalformedPacket:
 	default:
-		reason = CloseProtocolError
+		reason = transport.CloseProtocolError
 	}
 	code := ce.Code
 	if !code.ValidFor(codec.DISCONNECT) {
@@ -262,11 +266,11 @@ func (c *Conn) Malformed(ce *codec.Error, p *codec.Packet) {
 
 // TimedOut closes a connection that sent nothing in time: no CONNECT
 // within the connect timeout, or nothing within 1.5 x keep alive.
-func (c *Conn) TimedOut() {
+func (c *Client) TimedOut() {
 	if c.connected {
-		c.Close(CloseKeepAliveTimeout)
+		c.Close(transport.CloseKeepAliveTimeout)
 	} else {
-		c.Close(CloseConnectTimeout)
+		c.Close(transport.CloseConnectTimeout)
 	}
 }
 
@@ -274,10 +278,10 @@ func (c *Conn) TimedOut() {
 // unsupported protocol level gets CONNACK 0x01 (0x84 for 5.0); a 5.0
 // client gets a CONNACK with the codec's reason code; a 3.1.1 client with a
 // malformed CONNECT is just closed ([MQTT-3.1.4-1]).
-func (c *Conn) rejectConnect(ce *codec.Error, p *codec.Packet) {
-	reason := CloseMalformed
+func (c *Client) rejectConnect(ce *codec.Error, p *codec.Packet) {
+	reason := transport.CloseMalformed
 	if p.Type != codec.CONNECT {
-		reason = CloseNotConnect
+		reason = transport.CloseNotConnect
 	} else if ce.Code == codec.UnsupportedProtocolVersion {
 		ack := codec.Packet{Type: codec.CONNACK, ReasonCode: codec.V3UnacceptableProtocolVersion}
 		level := codec.V311
@@ -285,7 +289,7 @@ func (c *Conn) rejectConnect(ce *codec.Error, p *codec.Packet) {
 			ack.ReasonCode, level = codec.UnsupportedProtocolVersion, codec.V5
 		}
 		c.queue(&ack, level)
-		reason = CloseProtocolError
+		reason = transport.CloseProtocolError
 	} else if p.ProtocolLevel == codec.V5 && ce.Code.ValidFor(codec.CONNACK) {
 		c.queue(&codec.Packet{Type: codec.CONNACK, ReasonCode: ce.Code}, codec.V5)
 	}
@@ -294,30 +298,30 @@ func (c *Conn) rejectConnect(ce *codec.Error, p *codec.Packet) {
 
 // queue encodes p at a given level into the queue, for the replies sent
 // before the connection's level is known.
-func (c *Conn) queue(p *codec.Packet, level byte) {
+func (c *Client) queue(p *codec.Packet, level byte) {
 	c.t.AppendUnchecked(func(dst []byte) ([]byte, error) { return p.Append(dst, level) }, nil)
 }
 
 // handle applies the engine's protocol rules to a packet and runs its
 // handler.
-func (c *Conn) Packet(p *codec.Packet) {
+func (c *Client) Packet(p *codec.Packet) {
 	switch {
 	case !c.connected && p.Type != codec.CONNECT:
 		// [MQTT-3.1.0-1] the first packet is CONNECT.
 		if c.debug() {
 			c.log().WithField("type", p.Type.String()).Debug("first packet is not CONNECT")
 		}
-		c.CloseWithCode(CloseNotConnect, 0, "")
+		c.CloseWithCode(transport.CloseNotConnect, 0, "")
 		return
 	case c.connected && p.Type == codec.CONNECT:
 		// [MQTT-3.1.0-2] a second CONNECT is a protocol violation.
-		c.Close(CloseSecondConnect)
+		c.Close(transport.CloseSecondConnect)
 		return
 	}
 	switch p.Type {
 	case codec.CONNACK, codec.SUBACK, codec.UNSUBACK, codec.PINGRESP:
 		// Only a server sends these.
-		c.CloseWithCode(CloseProtocolError, codec.ProtocolError, p.Type.String()+" from a client")
+		c.CloseWithCode(transport.CloseProtocolError, codec.ProtocolError, p.Type.String()+" from a client")
 		return
 	case codec.CONNECT:
 		c.connected = true
@@ -336,7 +340,7 @@ func (c *Conn) Packet(p *codec.Packet) {
 			c.receiveMax.Store(uint32(pr.ReceiveMaximum))
 			c.sessionExpiry = pr.SessionExpiry
 			c.noProblemInfo.Store(pr.Has(codec.PropRequestProblemInfo) && pr.RequestProblemInfo == 0)
-			if max := c.srv.cfg.MaxKeepAlive; max > 0 && (ka == 0 || ka > max) {
+			if max := c.b.cfg.MaxKeepAlive; max > 0 && (ka == 0 || ka > max) {
 				// 5.0 §3.2.2.3.14: the server's keep alive replaces the
 				// client's and is announced in CONNACK.
 				ka = max
@@ -353,7 +357,7 @@ func (c *Conn) Packet(p *codec.Packet) {
 		if c.Version() == codec.V5 && p.Properties.Has(codec.PropSessionExpiry) && c.sessionExpiry == 0 && p.Properties.SessionExpiry != 0 {
 			// 5.0 §3.14.2.2.2: a session that was to end at disconnect
 			// cannot be extended by DISCONNECT.
-			c.CloseWithCode(CloseProtocolError, codec.ProtocolError, "session expiry interval was 0 in CONNECT")
+			c.CloseWithCode(transport.CloseProtocolError, codec.ProtocolError, "session expiry interval was 0 in CONNECT")
 			return
 		}
 		if p.Properties.Has(codec.PropSessionExpiry) {
@@ -362,26 +366,26 @@ func (c *Conn) Packet(p *codec.Packet) {
 		// [MQTT-3.14.4-3] the will is discarded, unless a 5.0 client asks
 		// for it with 0x04.
 		if p.ReasonCode == codec.DisconnectWithWillMessage {
-			c.t.ExpectClose(CloseClientDisconnectWithWill)
+			c.t.ExpectClose(transport.CloseClientDisconnectWithWill)
 		} else {
-			c.t.ExpectClose(CloseClientDisconnect)
+			c.t.ExpectClose(transport.CloseClientDisconnect)
 		}
 	}
-	c.srv.dispatch(c, p)
+	c.dispatch(p)
 }
 
 // resolveAlias applies a 5.0 topic alias (5.0 §3.3.2.3.4): a topic with an
 // alias sets it, an empty topic uses it. The alias property is removed, so
 // scripts and subscribers see the full topic. It closes the connection and
 // returns false for an alias out of range or not set.
-func (c *Conn) resolveAlias(p *codec.Packet) bool {
+func (c *Client) resolveAlias(p *codec.Packet) bool {
 	if !p.Properties.Has(codec.PropTopicAlias) {
 		return true
 	}
 	a := p.Properties.TopicAlias
-	if int(a) > c.srv.cfg.TopicAliasMaximum {
+	if int(a) > c.b.cfg.TopicAliasMaximum {
 		// [MQTT-3.3.2-9] / 5.0 §3.3.2.3.4: greater than the maximum.
-		c.CloseWithCode(CloseProtocolError, codec.TopicAliasInvalid, "topic alias above the maximum")
+		c.CloseWithCode(transport.CloseProtocolError, codec.TopicAliasInvalid, "topic alias above the maximum")
 		return false
 	}
 	if p.Topic != "" {
@@ -392,7 +396,7 @@ func (c *Conn) resolveAlias(p *codec.Packet) bool {
 	} else if t, ok := c.aliasIn[a]; ok {
 		p.Topic = t
 	} else {
-		c.CloseWithCode(CloseProtocolError, codec.ProtocolError, "topic alias not set")
+		c.CloseWithCode(transport.CloseProtocolError, codec.ProtocolError, "topic alias not set")
 		return false
 	}
 	p.Properties.Clear(codec.PropTopicAlias)
@@ -401,14 +405,14 @@ func (c *Conn) resolveAlias(p *codec.Packet) bool {
 
 // MaxPacketOutLocked returns the client's Maximum Packet Size (0: no limit
 // beyond the protocol's), for code running inside AppendVia's encoder.
-func (c *Conn) MaxPacketOutLocked() int { return int(c.maxPacketOut.Load()) }
+func (c *Client) MaxPacketOutLocked() int { return int(c.maxPacketOut.Load()) }
 
 // TopicAliasMaximum returns the highest topic alias the server may use
 // towards the client (0: none).
-func (c *Conn) TopicAliasMaximum() uint16 { return uint16(c.topicAliasOut.Load()) }
+func (c *Client) TopicAliasMaximum() uint16 { return uint16(c.topicAliasOut.Load()) }
 
 // ReceiveMaximum returns the client's Receive Maximum (65535 when not given).
-func (c *Conn) ReceiveMaximum() int {
+func (c *Client) ReceiveMaximum() int {
 	if n := c.receiveMax.Load(); n != 0 {
 		return int(n)
 	}
@@ -418,7 +422,7 @@ func (c *Conn) ReceiveMaximum() int {
 // SessionExpiry returns the Session Expiry Interval of the CONNECT, or of
 // the client's DISCONNECT when it changed it. For the connection's own
 // reader and ConnClosed.
-func (c *Conn) SessionExpiry() uint32 {
+func (c *Client) SessionExpiry() uint32 {
 	if c.disconnectHasExpiry {
 		return c.disconnectExpiry
 	}
@@ -427,17 +431,15 @@ func (c *Conn) SessionExpiry() uint32 {
 
 // DroppedTooLarge returns how many packets were not sent because they
 // exceeded the client's Maximum Packet Size.
-func (c *Conn) DroppedTooLarge() int64 { return c.t.DroppedTooLarge() }
+func (c *Client) DroppedTooLarge() int64 { return c.t.DroppedTooLarge() }
 
-// Closed tells the script and the modules that the connection ended.
-func (c *Conn) Closed(reason CloseReason) {
+// Closed tells the script, then the session, that the connection ended.
+func (c *Client) Closed(reason transport.CloseReason) {
 	if c.debug() {
 		c.log().WithField("reason", reason.String()).Debug("connection closed")
 	}
 	if c.connected {
-		c.srv.onClose(c, reason)
+		c.hooks.Closed(reason)
 	}
-	for _, m := range c.srv.cfg.Modules {
-		m.ConnClosed(c, reason)
-	}
+	c.b.connClosed(c, reason)
 }

@@ -1,4 +1,4 @@
-package kit
+package broker
 
 import (
 	"sync"
@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/codec"
-	"github.com/mqttlua/broker/engine"
 	"github.com/mqttlua/broker/engine/transport"
 )
 
@@ -16,7 +15,7 @@ import (
 // connections.
 type Session struct {
 	clientID   string
-	conn       atomic.Pointer[engine.Conn]
+	conn       atomic.Pointer[Client]
 	mu         sync.Mutex
 	persistent bool
 	// expiry is how long a 5.0 session outlives its connection;
@@ -88,7 +87,7 @@ func (s *Session) ClientID() string { return s.clientID }
 
 // clear ends the session: its subscriptions leave the trees, and shared
 // deliveries it had not completed go to other members of their groups.
-func (s *Session) clear(k *Kit) {
+func (s *Session) clear(k *Broker) {
 	s.mu.Lock()
 	s.ended = true
 	s.releaseWaitersLocked()
@@ -151,8 +150,8 @@ func (s *Session) nextIDLocked() uint16 {
 }
 
 // window returns how many QoS 1/2 messages may be in flight to c: the
-// kit's limit, and for 5.0 the client's Receive Maximum ([MQTT-3.3.4-7]).
-func (s *Session) window(k *Kit, c *engine.Conn) int {
+// broker's limit, and for 5.0 the client's Receive Maximum ([MQTT-3.3.4-7]).
+func (s *Session) window(k *Broker, c *Client) int {
 	w := k.Settings().MaxInflight
 	if rm := c.ReceiveMaximum(); rm < w {
 		w = rm
@@ -165,7 +164,7 @@ func (s *Session) window(k *Kit, c *engine.Conn) int {
 
 // deliverLocked sends or queues one QoS 1/2 delivery. f, if not nil, is
 // the routing's shared encoding of the message. mu must be held.
-func (s *Session) deliverLocked(k *Kit, d delivery, f *codec.Fanout, batch *engine.Batch) {
+func (s *Session) deliverLocked(k *Broker, d delivery, f *codec.Fanout, batch *transport.Batch) {
 	if s.ended {
 		return
 	}
@@ -191,7 +190,7 @@ func (s *Session) WaitDrained(timeout time.Duration) {
 // SameClient implements transport.Pressure.
 func (s *Session) SameClient(c *transport.Conn) bool {
 	own := s.conn.Load()
-	return own != nil && own.Transport() == c
+	return own != nil && own.t == c
 }
 
 // releaseWaitersLocked wakes publishers waiting for the queue.
@@ -201,7 +200,7 @@ func (s *Session) releaseWaitersLocked() {
 
 // sendLocked assigns a packet id, records the delivery in flight and
 // encodes it into the connection's queue.
-func (s *Session) sendLocked(k *Kit, c *engine.Conn, d delivery, f *codec.Fanout, batch *engine.Batch) {
+func (s *Session) sendLocked(k *Broker, c *Client, d delivery, f *codec.Fanout, batch *transport.Batch) {
 	if d.msg.expired(time.Now()) {
 		k.Stats.Expired.Add(1)
 		return
@@ -214,7 +213,7 @@ func (s *Session) sendLocked(k *Kit, c *engine.Conn, d delivery, f *codec.Fanout
 	s.order = append(s.order, id)
 	switch err := k.send(c, d, false, id, f, batch); err {
 	case nil:
-	case engine.ErrTooLarge:
+	case transport.ErrTooLarge:
 		// Over the client's Maximum Packet Size: dropped, never sent.
 		delete(s.inflight, id)
 		s.order = s.order[:len(s.order)-1]
@@ -224,7 +223,7 @@ func (s *Session) sendLocked(k *Kit, c *engine.Conn, d delivery, f *codec.Fanout
 	}
 }
 
-func (s *Session) enqueueLocked(k *Kit, d delivery) {
+func (s *Session) enqueueLocked(k *Broker, d delivery) {
 	max := k.Settings().MaxQueued
 	if s.conn.Load() != nil && max < onlineQueueCap {
 		// Connected: publishers are held back instead (see above).
@@ -246,7 +245,7 @@ func (s *Session) enqueueLocked(k *Kit, d delivery) {
 }
 
 // drainLocked moves queued messages into the window.
-func (s *Session) drainLocked(k *Kit, batch *engine.Batch) {
+func (s *Session) drainLocked(k *Broker, batch *transport.Batch) {
 	c := s.conn.Load()
 	if c == nil {
 		return
@@ -270,7 +269,7 @@ func (s *Session) drainLocked(k *Kit, batch *engine.Batch) {
 // resumeLocked re-sends, in their original order, the messages in flight
 // when the previous connection ended: PUBLISH with DUP set, or PUBREL for
 // QoS 2 messages already received ([MQTT-4.4.0-1]); then the queue.
-func (s *Session) resumeLocked(k *Kit, c *engine.Conn, batch *engine.Batch) {
+func (s *Session) resumeLocked(k *Broker, c *Client, batch *transport.Batch) {
 	order := s.order[:0]
 	for _, id := range s.order {
 		o, ok := s.inflight[id]
@@ -289,7 +288,7 @@ func (s *Session) resumeLocked(k *Kit, c *engine.Conn, batch *engine.Batch) {
 }
 
 // ackLocked completes an outbound flow and refills the window.
-func (s *Session) ackLocked(k *Kit, id uint16, batch *engine.Batch) bool {
+func (s *Session) ackLocked(k *Broker, id uint16, batch *transport.Batch) bool {
 	if _, ok := s.inflight[id]; !ok {
 		return false
 	}

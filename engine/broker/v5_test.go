@@ -1,4 +1,4 @@
-package kit_test
+package broker_test
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 	paho5 "github.com/eclipse/paho.golang/paho"
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/enginetest"
-	"github.com/mqttlua/broker/engine/kit"
 )
 
 // connect5 connects a raw 5.0 client with the given CONNECT properties.
@@ -39,9 +39,8 @@ func withExpiry(sec uint32) func(*codec.Packet) {
 }
 
 func TestV5ConnackProperties(t *testing.T) {
-	k := kit.New(nil)
 	dir := filepath.Join(enginetest.RepoDir(), "scripts")
-	_, addr, _ := enginetest.Start(t, engine.Config{Scripts: dir, Modules: []engine.Module{k}, MaxKeepAlive: 30, MaxPacketSize: 65536})
+	_, addr, _ := enginetest.Start(t, engine.Config{Scripts: dir, MaxKeepAlive: 30, MaxPacketSize: 65536})
 	// An empty client id is assigned one and told it ([MQTT-3.2.2-16]);
 	// the keep alive above the cap is replaced and announced.
 	_, ack := connect5(t, addr, "", false, func(p *codec.Packet) { p.KeepAlive = 600 })
@@ -64,8 +63,8 @@ func TestV5SessionExpiry(t *testing.T) {
 	subscribe5(t, c, 1, codec.Subscription{Topic: "e", QoS: 1})
 	c.Send(&codec.Packet{Type: codec.DISCONNECT})
 	c.ExpectClosed()
-	enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Client("exp"); return !ci.Connected })
-	k.Inject(&kit.Message{Topic: "e", Payload: []byte("kept"), QoS: 1}, nil)
+	enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Info("exp"); return !ci.Connected })
+	k.Inject(&broker.Message{Topic: "e", Payload: []byte("kept"), QoS: 1}, nil)
 	// Back within the interval: the session and its message are there.
 	c, ack = connect5(t, addr, "exp", false, withExpiry(1))
 	if !ack.SessionPresent {
@@ -89,7 +88,7 @@ func TestV5SessionExpiry(t *testing.T) {
 	d0.Properties.SetUint(codec.PropSessionExpiry, 0)
 	s.Send(d0)
 	s.ExpectClosed()
-	enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Client("short"); return !ci.Connected })
+	enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Info("short"); return !ci.Connected })
 	if _, ack = connect5(t, addr, "short", false, withExpiry(60)); ack.SessionPresent {
 		t.Fatal("session present after DISCONNECT set its expiry to 0")
 	}
@@ -105,14 +104,14 @@ func TestV5SessionExpiry(t *testing.T) {
 }
 
 func TestV5ReceiveMaximumBothWays(t *testing.T) {
-	k := kit.New(nil)
 	dir := filepath.Join(enginetest.RepoDir(), "scripts")
-	_, addr, _ := enginetest.Start(t, engine.Config{Scripts: dir, Modules: []engine.Module{k}, ReceiveMaximum: 2})
+	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: dir, ReceiveMaximum: 2})
+	k := srv.Broker()
 	// Outbound: never more unacknowledged messages than the client allows.
 	c, _ := connect5(t, addr, "slow", true, func(p *codec.Packet) { p.Properties.SetUint(codec.PropReceiveMaximum, 2) })
 	subscribe5(t, c, 1, codec.Subscription{Topic: "rm", QoS: 1})
 	for i := 0; i < 4; i++ {
-		k.Inject(&kit.Message{Topic: "rm", Payload: []byte{byte('0' + i)}, QoS: 1}, nil)
+		k.Inject(&broker.Message{Topic: "rm", Payload: []byte{byte('0' + i)}, QoS: 1}, nil)
 	}
 	a := c.Expect(codec.PUBLISH)
 	c.Expect(codec.PUBLISH)
@@ -137,8 +136,8 @@ func TestV5MaximumPacketSize(t *testing.T) {
 	srv, k, addr := startBroker(t, nil)
 	c, _ := connect5(t, addr, "small", true, func(p *codec.Packet) { p.Properties.SetUint(codec.PropMaximumPacketSize, 64) })
 	subscribe5(t, c, 1, codec.Subscription{Topic: "big/#", QoS: 1})
-	k.Inject(&kit.Message{Topic: "big/1", Payload: make([]byte, 100), QoS: 1}, nil)
-	k.Inject(&kit.Message{Topic: "big/2", Payload: []byte("fits"), QoS: 1}, nil)
+	k.Inject(&broker.Message{Topic: "big/1", Payload: make([]byte, 100), QoS: 1}, nil)
+	k.Inject(&broker.Message{Topic: "big/2", Payload: []byte("fits"), QoS: 1}, nil)
 	p := c.Expect(codec.PUBLISH)
 	if p.Topic != "big/2" {
 		t.Fatalf("got %v", p)
@@ -147,7 +146,7 @@ func TestV5MaximumPacketSize(t *testing.T) {
 		t.Fatalf("dropped %d", srv.Stats.DroppedTooLarge.Load())
 	}
 	c.Send(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID})
-	enginetest.WaitFor(t, "nothing left in flight", func() bool { ci, _ := k.Client("small"); return ci.Inflight == 0 })
+	enginetest.WaitFor(t, "nothing left in flight", func() bool { ci, _ := k.Info("small"); return ci.Inflight == 0 })
 }
 
 func TestV5TopicAliasesInbound(t *testing.T) {
@@ -189,7 +188,7 @@ func TestV5TopicAliasesOutbound(t *testing.T) {
 	c, _ := connect5(t, addr, "aliased", true, func(p *codec.Packet) { p.Properties.SetUint(codec.PropTopicAliasMaximum, 1) })
 	subscribe5(t, c, 1, codec.Subscription{Topic: "o/#"})
 	for _, topic := range []string{"o/a", "o/a", "o/b", "o/a"} {
-		k.Inject(&kit.Message{Topic: topic, Payload: []byte(topic)}, nil)
+		k.Inject(&broker.Message{Topic: topic, Payload: []byte(topic)}, nil)
 	}
 	type got struct {
 		topic string
@@ -215,11 +214,11 @@ func TestV5MessageExpiry(t *testing.T) {
 	subscribe5(t, c, 1, codec.Subscription{Topic: "x/#", QoS: 1})
 	c.Send(&codec.Packet{Type: codec.DISCONNECT})
 	c.ExpectClosed()
-	enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Client("late"); return !ci.Connected })
-	short := &kit.Message{Topic: "x/short", Payload: []byte("gone"), QoS: 1, Props: &codec.Properties{}}
+	enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Info("late"); return !ci.Connected })
+	short := &broker.Message{Topic: "x/short", Payload: []byte("gone"), QoS: 1, Props: &codec.Properties{}}
 	short.Props.SetUint(codec.PropMessageExpiry, 1)
 	k.Inject(short, nil)
-	long := &kit.Message{Topic: "x/long", Payload: []byte("kept"), QoS: 1, Props: &codec.Properties{}}
+	long := &broker.Message{Topic: "x/long", Payload: []byte("kept"), QoS: 1, Props: &codec.Properties{}}
 	long.Props.SetUint(codec.PropMessageExpiry, 100)
 	k.Inject(long, nil)
 	time.Sleep(1100 * time.Millisecond)
@@ -293,8 +292,8 @@ func TestV5SubscriptionOptions(t *testing.T) {
 	c.ExpectNothing(100 * time.Millisecond)
 	// Retain as published keeps the flag on live deliveries.
 	subscribe5(t, c, 2, codec.Subscription{Topic: "rap", RetainAsPublished: true}, codec.Subscription{Topic: "plain"})
-	k.Inject(&kit.Message{Topic: "rap", Payload: []byte("r"), Retain: true}, nil)
-	k.Inject(&kit.Message{Topic: "plain", Payload: []byte("r"), Retain: true}, nil)
+	k.Inject(&broker.Message{Topic: "rap", Payload: []byte("r"), Retain: true}, nil)
+	k.Inject(&broker.Message{Topic: "plain", Payload: []byte("r"), Retain: true}, nil)
 	if p := c.Expect(codec.PUBLISH); !p.Retain || p.Topic != "rap" {
 		t.Fatalf("retain as published: %v", p)
 	}
@@ -322,7 +321,7 @@ func TestV5SubscriptionOptions(t *testing.T) {
 	s.Properties.SetUint(codec.PropSubscriptionID, 9)
 	d.Send(s)
 	d.Expect(codec.SUBACK)
-	k.Inject(&kit.Message{Topic: "ids/x", Payload: []byte("i"), QoS: 1}, nil)
+	k.Inject(&broker.Message{Topic: "ids/x", Payload: []byte("i"), QoS: 1}, nil)
 	p := d.Expect(codec.PUBLISH)
 	ids := append([]uint32(nil), p.Properties.SubscriptionIDs...)
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
@@ -345,7 +344,7 @@ func TestV5SharedSubscriptions(t *testing.T) {
 	}
 	const n = 30
 	for i := 0; i < n; i++ {
-		k.Inject(&kit.Message{Topic: "jobs/x", Payload: []byte(fmt.Sprint(i)), QoS: 1}, nil)
+		k.Inject(&broker.Message{Topic: "jobs/x", Payload: []byte(fmt.Sprint(i)), QoS: 1}, nil)
 	}
 	// Round-robin: each message to exactly one member, ten each.
 	seen := map[string]bool{}
@@ -363,7 +362,7 @@ func TestV5SharedSubscriptions(t *testing.T) {
 	// A member that goes away with messages unacknowledged: they go to the
 	// others.
 	for i := 0; i < 3; i++ {
-		k.Inject(&kit.Message{Topic: "jobs/y", Payload: []byte(fmt.Sprint("again", i)), QoS: 1}, nil)
+		k.Inject(&broker.Message{Topic: "jobs/y", Payload: []byte(fmt.Sprint("again", i)), QoS: 1}, nil)
 	}
 	got := members[0].Expect(codec.PUBLISH)
 	members[0].Conn.Close()
@@ -403,7 +402,7 @@ func TestV5WillDelay(t *testing.T) {
 	// Lost, back within the delay: no will.
 	back := willer("back", 1)
 	back.Conn.Close()
-	enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Client("back"); return !ci.Connected })
+	enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Info("back"); return !ci.Connected })
 	connect5(t, addr, "back", false, withExpiry(60))
 	// Lost for good: the will after its delay, with its properties.
 	gone := willer("gone", 1)
@@ -423,8 +422,7 @@ func TestV5WillDelay(t *testing.T) {
 }
 
 func TestV5EnhancedAuthChallengeResponse(t *testing.T) {
-	k := kit.New(nil)
-	_, addr, _ := enginetest.Start(t, engine.Config{Scripts: filepath.Join("testdata", "enhancedauth"), Modules: []engine.Module{k}})
+	_, addr, _ := enginetest.Start(t, engine.Config{Scripts: filepath.Join("testdata", "enhancedauth")})
 	try := func(answer func(challenge string) string) *codec.Packet {
 		c := enginetest.Dial(t, addr, codec.V5)
 		p := &codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V5, ClientID: "ea", CleanSession: true}

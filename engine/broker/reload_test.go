@@ -1,4 +1,4 @@
-package kit_test
+package broker_test
 
 import (
 	"fmt"
@@ -11,8 +11,8 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/enginetest"
-	"github.com/mqttlua/broker/engine/kit"
 )
 
 // TestReloadKeepsEverything swaps the scripts while a publisher streams
@@ -27,15 +27,15 @@ func TestReloadKeepsEverything(t *testing.T) {
 	}
 	main := filepath.Join(dir, "main.lua")
 	orig, _ := os.ReadFile(main)
-	k := kit.New(nil)
-	srv, addr, logs := enginetest.Start(t, engine.Config{Scripts: dir, Modules: []engine.Module{k}})
+	srv, addr, logs := enginetest.Start(t, engine.Config{Scripts: dir})
+	k := srv.Broker()
 	srv.Shared.Set("kept", "yes", 0)
 
 	sub := enginetest.Dial(t, addr, codec.V311)
 	sub.Connect("sub")
 	sub.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "s/#", QoS: 1}}})
 	sub.Expect(codec.SUBACK)
-	k.Inject(&kit.Message{Topic: "r/kept", Payload: []byte("retained"), Retain: true}, nil)
+	k.Inject(&broker.Message{Topic: "r/kept", Payload: []byte("retained"), Retain: true}, nil)
 	pub := enginetest.Dial(t, addr, codec.V311)
 	pub.Connect("pub")
 

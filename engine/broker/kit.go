@@ -1,20 +1,31 @@
-// Package kit is the broker kit: the Go side of a complete MQTT broker
-// that scripts drive through the `broker` Lua module. It keeps everything
-// shared across VMs (sessions, subscriptions, retained messages, QoS
-// flows, wills) in Go, so that the default scripts only make decisions.
+// Package broker is the MQTT broker layer: the protocol state of each
+// connection (first packet, keep alive, topic aliases both ways, MQTT 5
+// limits, CONNACK properties, the protocol's defaults for packets no
+// script handles) and everything shared across VMs (sessions,
+// subscriptions, retained messages, QoS flows, wills, routing). It holds
+// no Lua: the decisions it asks of scripts go through Hooks, which the
+// script layer implements.
+//
+// It sits on engine/transport: each transport.Conn's Receiver is a
+// Client. A PUBLISH arrives in Client.Packet, passes the protocol rules,
+// goes to the script's handler through ClientHooks, and, when the script
+// routes it, is matched against the subscription tree and encoded once
+// into each subscriber's transport queue (Broker.route).
 //
 // # Locks
 //
-//   - Kit.mu guards the session map. Taken before Session.mu, never while
-//     holding it.
+//   - Broker.mu guards the session map. Taken before Session.mu, never
+//     while holding it.
 //   - Session.mu guards a session's subscriptions, in-flight window, queue
 //     and packet ids. Held while encoding into a connection's queue
-//     (engine Conn.mu), never during network I/O.
+//     (transport Conn.mu), never during network I/O.
 //   - The subscription tree and the retained store have their own RW
 //     locks; their callbacks take no other lock but Session.mu.
+//   - Broker.shareMu guards the shared-subscription groups, taken before
+//     a group's own lock.
 //
-// Lock order: Kit.mu, Session.mu, Conn.mu.
-package kit
+// Lock order: Broker.mu, Session.mu, transport Conn.mu.
+package broker
 
 import (
 	"sync"
@@ -22,8 +33,8 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/codec"
-	"github.com/mqttlua/broker/engine"
 	"github.com/mqttlua/broker/engine/topic"
+	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
 )
 
@@ -54,7 +65,7 @@ type Settings struct {
 // DefaultSettings are those of Mosquitto's defaults.
 var DefaultSettings = Settings{MaxInflight: 20, MaxQueued: 1000, MaxQoS: 2}
 
-// Stats are the kit's counters.
+// Stats are the broker's counters.
 type Stats struct {
 	Published     atomic.Int64 // messages routed
 	Delivered     atomic.Int64 // deliveries queued to connections
@@ -67,10 +78,31 @@ type Stats struct {
 	SessionsEnded atomic.Int64 // persistent sessions that expired
 }
 
-// Kit is the broker kit. It implements engine.Module and
-// engine.PacketInterceptor.
-type Kit struct {
-	log *logrus.Logger
+// Config are the broker's protocol limits. Every field must be set; the
+// engine applies the defaults.
+type Config struct {
+	// TopicAliasMaximum is the highest topic alias MQTT 5 clients may use
+	// towards the server (0: no aliases).
+	TopicAliasMaximum int
+	// ReceiveMaximum is how many QoS 2 PUBLISHes an MQTT 5 client may have
+	// unreleased at once; more is DISCONNECT 0x93.
+	ReceiveMaximum int
+	// MaxKeepAlive caps the keep alive of MQTT 5 clients, announced as
+	// Server Keep Alive (0: no cap).
+	MaxKeepAlive int
+	// MaxPacketSize is the largest packet accepted, announced to MQTT 5
+	// clients as Maximum Packet Size.
+	MaxPacketSize int
+	// Log receives the broker's log lines.
+	Log *logrus.Logger
+}
+
+// Broker is the broker layer.
+type Broker struct {
+	cfg   Config
+	log   *logrus.Logger
+	tr    *transport.Transport
+	hooks Hooks
 
 	settings atomic.Pointer[Settings]
 
@@ -88,17 +120,19 @@ type Kit struct {
 	shares    map[string]*shareGroup
 	shareTree *topic.Tree[*shareGroup, struct{}]
 
-	// Stats are the kit's counters.
+	// Stats are the broker's counters.
 	Stats Stats
 }
 
-// New returns a kit with the default settings.
-func New(log *logrus.Logger) *Kit {
-	if log == nil {
-		log = logrus.New()
+// New returns a broker with the default settings. SetHooks and
+// SetTransport must be called before the transport serves.
+func New(cfg Config) *Broker {
+	if cfg.Log == nil {
+		cfg.Log = logrus.New()
 	}
-	k := &Kit{
-		log:       log,
+	k := &Broker{
+		cfg:       cfg,
+		log:       cfg.Log,
 		sessions:  map[string]*Session{},
 		subs:      topic.NewTree[*Session, subOpts](),
 		retained:  topic.NewRetained[*Message](),
@@ -111,13 +145,17 @@ func New(log *logrus.Logger) *Kit {
 }
 
 // Settings returns the current settings.
-func (k *Kit) Settings() Settings { return *k.settings.Load() }
+func (k *Broker) Settings() Settings { return *k.settings.Load() }
 
 // SetSettings replaces the settings.
-func (k *Kit) SetSettings(s Settings) { k.settings.Store(&s) }
+func (k *Broker) SetSettings(s Settings) { k.settings.Store(&s) }
 
-// Name is the module's Lua name.
-func (k *Kit) Name() string { return "broker" }
+// SetHooks sets the script layer's hooks.
+func (k *Broker) SetHooks(h Hooks) { k.hooks = h }
+
+// SetTransport sets the transport whose connections the broker serves
+// (its Config.Open is Broker.Open).
+func (k *Broker) SetTransport(t *transport.Transport) { k.tr = t }
 
 // Message is a PUBLISH as the kit routes and stores it. A routed message
 // is shared by its deliveries and never modified after routing.
@@ -130,8 +168,9 @@ type Message struct {
 	// none. A pointer: a Message is allocated per routed PUBLISH, most
 	// carry no properties, and codec.Properties is ~270 bytes.
 	Props *codec.Properties
-	// owned is set once Payload no longer aliases a read buffer.
-	owned bool
+	// Owned says Payload aliases no read buffer: the broker keeps it as
+	// it is rather than copying it.
+	Owned bool
 	// expireAt is when a 5.0 message with a Message Expiry Interval
 	// expires (UnixNano), 0 for never.
 	expireAt int64
@@ -145,9 +184,9 @@ func (m *Message) expired(now time.Time) bool {
 
 // own makes the message safe to keep past the handler that routed it.
 func (m *Message) own() {
-	if !m.owned {
+	if !m.Owned {
 		m.Payload = append([]byte(nil), m.Payload...)
-		m.owned = true
+		m.Owned = true
 	}
 }
 
@@ -177,25 +216,22 @@ type subOpts struct {
 	SubID             uint32
 }
 
-// connState is what the kit keeps on an engine.Conn it accepted.
+// connState is what the kit keeps on an Client it accepted.
 type connState struct {
 	sess *Session
 	will *Message
 	// Server-to-client topic aliases, guarded by the connection's lock
-	// (only touched inside engine.Conn.AppendVia).
+	// (only touched inside Client.AppendVia).
 	aliasOut  map[string]uint16
 	nextAlias uint16
 }
 
-func stateOf(c *engine.Conn) *connState {
-	st, _ := c.Data.Load().(*connState)
-	return st
-}
+func stateOf(c *Client) *connState { return c.state.Load() }
 
 // ConnClosed handles the end of a connection: the will of an abnormally
 // lost connection is published ([MQTT-3.1.2-8]), at once or after its 5.0
 // Will Delay Interval; the session ends, or is kept until it expires.
-func (k *Kit) ConnClosed(c *engine.Conn, reason engine.CloseReason) {
+func (k *Broker) connClosed(c *Client, reason transport.CloseReason) {
 	st := stateOf(c)
 	if st == nil {
 		return
@@ -207,7 +243,7 @@ func (k *Kit) ConnClosed(c *engine.Conn, reason engine.CloseReason) {
 		// Taken over: the session lives on with its new connection.
 		s.mu.Unlock()
 		k.mu.Unlock()
-		if st.will != nil && engine.AbnormalClose(reason) {
+		if st.will != nil && abnormalClose(reason) {
 			k.sendWill(st.will)
 		}
 		return
@@ -226,7 +262,7 @@ func (k *Kit) ConnClosed(c *engine.Conn, reason engine.CloseReason) {
 	}
 	var will *Message
 	var delay time.Duration
-	if st.will != nil && engine.AbnormalClose(reason) {
+	if st.will != nil && abnormalClose(reason) {
 		will = st.will
 		delay = will.willDelay()
 	}
@@ -261,7 +297,7 @@ func (k *Kit) ConnClosed(c *engine.Conn, reason engine.CloseReason) {
 
 // sessionTimer fires for a disconnected session: it sends the pending
 // will, and ends the session once it has expired.
-func (k *Kit) sessionTimer(s *Session, gen uint64, will *Message) {
+func (k *Broker) sessionTimer(s *Session, gen uint64, will *Message) {
 	k.mu.Lock()
 	s.mu.Lock()
 	if s.gen != gen || s.ended {
@@ -294,7 +330,7 @@ func (k *Kit) sessionTimer(s *Session, gen uint64, will *Message) {
 	}
 }
 
-func (k *Kit) sendWill(w *Message) {
+func (k *Broker) sendWill(w *Message) {
 	k.Stats.WillsSent.Add(1)
 	m := *w
 	if w.Props != nil {
@@ -307,7 +343,7 @@ func (k *Kit) sendWill(w *Message) {
 
 // capExpiry converts a 5.0 Session Expiry Interval to a duration, capped
 // by the settings; 0xFFFFFFFF means never.
-func capExpiry(k *Kit, sec uint32) time.Duration {
+func capExpiry(k *Broker, sec uint32) time.Duration {
 	if max := k.Settings().MaxSessionExpiry; max > 0 && sec > max {
 		sec = max
 	}

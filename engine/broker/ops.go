@@ -1,4 +1,4 @@
-package kit
+package broker
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/codec"
-	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/transport"
 )
 
 // Accept makes c's CONNECT a session: it resolves the client identifier,
@@ -16,7 +16,7 @@ import (
 // re-sends what the session had in flight. It returns whether a session
 // was present. A CONNECT it must refuse (a zero-length client id that
 // cannot be assigned) is answered with the right CONNACK and an error.
-func (k *Kit) Accept(c *engine.Conn, p *codec.Packet, extra *codec.Properties, batch *engine.Batch) (bool, error) {
+func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, batch *transport.Batch) (bool, error) {
 	v5 := p.ProtocolLevel == codec.V5
 	clientID := p.ClientID
 	assigned := false
@@ -34,7 +34,7 @@ func (k *Kit) Accept(c *engine.Conn, p *codec.Packet, extra *codec.Properties, b
 	}
 	st := &connState{}
 	if w := p.Will; w != nil {
-		st.will = &Message{Topic: w.Topic, Payload: append([]byte(nil), w.Payload...), QoS: w.QoS, Retain: w.Retain, owned: true}
+		st.will = &Message{Topic: w.Topic, Payload: append([]byte(nil), w.Payload...), QoS: w.QoS, Retain: w.Retain, Owned: true}
 		if v5 {
 			p := copyProps(&w.Properties)
 			st.will.Props = &p
@@ -50,7 +50,7 @@ func (k *Kit) Accept(c *engine.Conn, p *codec.Packet, extra *codec.Properties, b
 
 	k.mu.Lock()
 	s := k.sessions[clientID]
-	var old *engine.Conn
+	var old *Client
 	var discard *Session
 	present := false
 	if s != nil {
@@ -68,7 +68,7 @@ func (k *Kit) Accept(c *engine.Conn, p *codec.Packet, extra *codec.Properties, b
 		k.sessions[clientID] = s
 	}
 	st.sess = s
-	c.Data.Store(st)
+	c.state.Store(st)
 	s.mu.Lock()
 	s.persistent, s.expiry = persistent, expiry
 	s.gen++ // cancels a pending will and the expiry of the old connection
@@ -80,7 +80,7 @@ func (k *Kit) Accept(c *engine.Conn, p *codec.Packet, extra *codec.Properties, b
 	k.mu.Unlock()
 	if old != nil && old != c {
 		k.Stats.Takeovers.Add(1)
-		old.Close(engine.CloseTakenOver)
+		old.Close(transport.CloseTakenOver)
 	}
 	ack := &codec.Packet{Type: codec.CONNACK, SessionPresent: present}
 	if v5 {
@@ -133,7 +133,7 @@ type SubscribeResult struct {
 // the retained messages matching each granted filter ([MQTT-3.3.1-6]).
 // codes, if not nil, holds the script's decision per filter: a failure
 // code refuses it, a QoS caps it.
-func (k *Kit) Subscribe(c *engine.Conn, p *codec.Packet, codes []codec.ReasonCode, batch *engine.Batch) []codec.ReasonCode {
+func (k *Broker) Subscribe(c *Client, p *codec.Packet, codes []codec.ReasonCode, batch *transport.Batch) []codec.ReasonCode {
 	st := stateOf(c)
 	out := make([]codec.ReasonCode, len(p.Subscriptions))
 	maxQoS := k.Settings().MaxQoS
@@ -221,7 +221,7 @@ func (k *Kit) Subscribe(c *engine.Conn, p *codec.Packet, codes []codec.ReasonCod
 
 // deliverRetained sends a retained message to a new subscription with
 // RETAIN set ([MQTT-3.3.1-8]).
-func (k *Kit) deliverRetained(s *Session, c *engine.Conn, d delivery, batch *engine.Batch) {
+func (k *Broker) deliverRetained(s *Session, c *Client, d delivery, batch *transport.Batch) {
 	if d.qos == 0 {
 		if k.send(c, d, false, 0, nil, batch) == nil {
 			k.Stats.Delivered.Add(1)
@@ -235,7 +235,7 @@ func (k *Kit) deliverRetained(s *Session, c *engine.Conn, d delivery, batch *eng
 
 // Unsubscribe removes c's subscriptions and answers with UNSUBACK
 // ([MQTT-3.10.4-4]); 5.0 clients get a code per filter.
-func (k *Kit) Unsubscribe(c *engine.Conn, p *codec.Packet, batch *engine.Batch) {
+func (k *Broker) Unsubscribe(c *Client, p *codec.Packet, batch *transport.Batch) {
 	ack := &codec.Packet{Type: codec.UNSUBACK, PacketID: p.PacketID, ReasonCodes: make([]codec.ReasonCode, len(p.Topics))}
 	st := stateOf(c)
 	for i, f := range p.Topics {
@@ -266,7 +266,7 @@ type ClientInfo struct {
 }
 
 // Clients lists every session, sorted by client identifier.
-func (k *Kit) Clients() []ClientInfo {
+func (k *Broker) Clients() []ClientInfo {
 	k.mu.Lock()
 	sessions := make([]*Session, 0, len(k.sessions))
 	for _, s := range k.sessions {
@@ -281,8 +281,8 @@ func (k *Kit) Clients() []ClientInfo {
 	return out
 }
 
-// Client returns one session's description.
-func (k *Kit) Client(clientID string) (ClientInfo, bool) {
+// Info describes the session of a client identifier.
+func (k *Broker) Info(clientID string) (ClientInfo, bool) {
 	k.mu.Lock()
 	s := k.sessions[clientID]
 	k.mu.Unlock()
@@ -308,7 +308,7 @@ func (s *Session) info() ClientInfo {
 
 // Kick disconnects the client with this identifier (5.0: DISCONNECT with
 // code) and reports whether it was connected.
-func (k *Kit) Kick(clientID string, code codec.ReasonCode, reason string) bool {
+func (k *Broker) Kick(clientID string, code codec.ReasonCode, reason string) bool {
 	k.mu.Lock()
 	s := k.sessions[clientID]
 	k.mu.Unlock()
@@ -319,12 +319,12 @@ func (k *Kit) Kick(clientID string, code codec.ReasonCode, reason string) bool {
 	if c == nil {
 		return false
 	}
-	c.CloseWithCode(engine.CloseScript, code, reason)
+	c.CloseWithCode(transport.CloseScript, code, reason)
 	return true
 }
 
 // RetainedCount returns the number of retained messages.
-func (k *Kit) RetainedCount() int { return k.retained.Len() }
+func (k *Broker) RetainedCount() int { return k.retained.Len() }
 
 // SubscriptionCount returns the number of subscriptions.
-func (k *Kit) SubscriptionCount() int { return k.subs.Len() }
+func (k *Broker) SubscriptionCount() int { return k.subs.Len() }

@@ -1,4 +1,4 @@
-package kit
+package engine
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 	"unsafe"
 
 	"github.com/mqttlua/broker/codec"
-	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/topic"
 	lua "github.com/yuin/gopher-lua"
 	"golang.org/x/crypto/bcrypt"
@@ -18,10 +18,10 @@ import (
 // of the calling handler's server; they raise on misuse and return nil,
 // err when the connection is gone.
 
-// Open builds the broker module for one VM.
-func (k *Kit) Open(vm *engine.VM) *lua.LTable {
+// openBroker builds the broker module for one VM.
+func (vm *VM) openBroker() *lua.LTable {
 	L := vm.L
-	b := &binding{k: k, vm: vm}
+	b := &binding{k: vm.srv.broker, vm: vm}
 	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"accept":         b.accept,
 		"route":          b.route,
@@ -42,15 +42,15 @@ func (k *Kit) Open(vm *engine.VM) *lua.LTable {
 }
 
 type binding struct {
-	k  *Kit
-	vm *engine.VM
+	k  *broker.Broker
+	vm *VM
 }
 
 // conn returns the live connection for the fd argument, or pushes nil,
 // "closed" and returns nil.
-func (b *binding) conn(L *lua.LState, n int) *engine.Conn {
+func (b *binding) conn(L *lua.LState, n int) *broker.Client {
 	fd := L.CheckInt(n)
-	c := b.vm.Server().Conn(fd)
+	c := b.k.Client(fd)
 	if c == nil || c.Closing() {
 		return nil
 	}
@@ -70,7 +70,7 @@ func (b *binding) accept(L *lua.LState) int {
 	var extra *codec.Properties
 	if pt, ok := L.Get(3).(*lua.LTable); ok {
 		extra = &codec.Properties{}
-		v, err := engine.FromLua(pt)
+		v, err := FromLua(pt)
 		if err == nil {
 			err = codec.PropertiesFromMap(v, extra, "properties")
 		}
@@ -112,7 +112,7 @@ func propsFromTable(L *lua.LState, n int, v lua.LValue, into *codec.Properties) 
 	if !ok {
 		return
 	}
-	d, err := engine.FromLua(pt)
+	d, err := FromLua(pt)
 	if err == nil {
 		err = codec.PropertiesFromMap(d, into, "properties")
 	}
@@ -167,18 +167,18 @@ func connectFromTable(L *lua.LState, n int, t *lua.LTable) *codec.Packet {
 // messageFromTable reads a PUBLISH table field by field: this runs for
 // every message, so it avoids the generic conversion unless 5.0
 // properties are present.
-func messageFromTable(L *lua.LState, n int, t *lua.LTable) (*Message, uint16) {
+func messageFromTable(L *lua.LState, n int, t *lua.LTable) (*broker.Message, uint16) {
 	topic, ok := t.RawGetString("topic").(lua.LString)
 	if !ok {
 		L.ArgError(n, "topic must be a string")
 	}
-	m := &Message{Topic: string(topic)}
+	m := &broker.Message{Topic: string(topic)}
 	switch v := t.RawGetString("message").(type) {
 	case lua.LString:
 		// The Lua string's bytes, not a copy: Go strings are immutable and
 		// nothing writes into a routed message's payload.
 		m.Payload = unsafe.Slice(unsafe.StringData(string(v)), len(v))
-		m.owned = true
+		m.Owned = true
 	case *lua.LNilType:
 	default:
 		L.ArgError(n, "message must be a string")
@@ -259,7 +259,7 @@ func (b *binding) subscribe(L *lua.LState) int {
 	if c == nil {
 		return closed(L)
 	}
-	p, err := engine.TablePacket(t, codec.V5)
+	p, err := TablePacket(t, codec.V5)
 	if err != nil || p.Type != codec.SUBSCRIBE {
 		L.ArgError(2, "SUBSCRIBE data expected")
 	}
@@ -279,7 +279,7 @@ func (b *binding) unsubscribe(L *lua.LState) int {
 	if c == nil {
 		return closed(L)
 	}
-	p, err := engine.TablePacket(t, codec.V5)
+	p, err := TablePacket(t, codec.V5)
 	if err != nil || p.Type != codec.UNSUBSCRIBE {
 		L.ArgError(2, "UNSUBSCRIBE data expected")
 	}
@@ -295,7 +295,7 @@ func (b *binding) publish(L *lua.LState) int {
 	return 1
 }
 
-func clientTable(L *lua.LState, ci ClientInfo) *lua.LTable {
+func clientTable(L *lua.LState, ci broker.ClientInfo) *lua.LTable {
 	t := L.CreateTable(0, 7)
 	t.RawSetString("client_id", lua.LString(ci.ClientID))
 	t.RawSetString("connected", lua.LBool(ci.Connected))
@@ -326,7 +326,7 @@ func (b *binding) clients(L *lua.LState) int {
 
 // broker.client(client_id) -> client table | nil
 func (b *binding) client(L *lua.LState) int {
-	ci, ok := b.k.Client(L.CheckString(1))
+	ci, ok := b.k.Info(L.CheckString(1))
 	if !ok {
 		L.Push(lua.LNil)
 		return 1

@@ -1,4 +1,4 @@
-package kit_test
+package broker_test
 
 import (
 	"context"
@@ -36,7 +36,7 @@ func TestMosquittoClientsWithDefaultScripts(t *testing.T) {
 			t.Fatal(err)
 		}
 		enginetest.WaitFor(t, v+" subscription", func() bool {
-			ci, ok := k.Client("sub-" + v)
+			ci, ok := k.Info("sub-" + v)
 			return ok && len(ci.Subscriptions) == 1
 		})
 		for q := 0; q < 3; q++ {

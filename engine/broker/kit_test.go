@@ -1,4 +1,4 @@
-package kit_test
+package broker_test
 
 import (
 	"fmt"
@@ -12,17 +12,17 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/enginetest"
-	"github.com/mqttlua/broker/engine/kit"
 	"golang.org/x/crypto/bcrypt"
 )
 
 // startBroker runs the default scripts (copied, so edit can change them)
 // with the kit.
-func startBroker(t *testing.T, edit func(name, src string) string) (*engine.Server, *kit.Kit, string) {
+func startBroker(t *testing.T, edit func(name, src string) string) (*engine.Server, *broker.Broker, string) {
 	t.Helper()
-	k := kit.New(nil)
-	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: copyScripts(t, edit), Modules: []engine.Module{k}})
+	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: copyScripts(t, edit)})
+	k := srv.Broker()
 	return srv, k, addr
 }
 
@@ -235,7 +235,7 @@ func TestOfflineQueueDeliveredOnReconnect(t *testing.T) {
 	wait(t, sub.Subscribe("q/#", 1, col.handle))
 	sub.Disconnect(50)
 	enginetest.WaitFor(t, "the session offline", func() bool {
-		ci, ok := k.Client("durable")
+		ci, ok := k.Info("durable")
 		return ok && !ci.Connected
 	})
 	pub := pahoClient(t, addr, "pub", true, nil)
@@ -322,7 +322,7 @@ func TestClientIDTakeover(t *testing.T) {
 	enginetest.WaitFor(t, "takeover counted", func() bool {
 		return srv.Stats.Closes[engine.CloseTakenOver].Load() == 1 && k.Stats.Takeovers.Load() == 1
 	})
-	if ci, ok := k.Client("same"); !ok || !ci.Connected {
+	if ci, ok := k.Info("same"); !ok || !ci.Connected {
 		t.Fatalf("session after takeover: %+v", ci)
 	}
 }
@@ -500,7 +500,7 @@ func TestOfflineQueueBoundAndDropPolicy(t *testing.T) {
 			c.Expect(codec.SUBACK)
 			c.Send(&codec.Packet{Type: codec.DISCONNECT})
 			c.ExpectClosed()
-			enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Client("q"); return !ci.Connected })
+			enginetest.WaitFor(t, "offline", func() bool { ci, _ := k.Info("q"); return !ci.Connected })
 			pub := pahoClient(t, addr, "pub", true, nil)
 			for i := 0; i < 5; i++ {
 				wait(t, pub.Publish("b", 1, false, fmt.Sprint(i)))

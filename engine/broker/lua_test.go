@@ -1,4 +1,4 @@
-package kit_test
+package broker_test
 
 import (
 	"path/filepath"
@@ -7,14 +7,12 @@ import (
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
 	"github.com/mqttlua/broker/engine/enginetest"
-	"github.com/mqttlua/broker/engine/kit"
 )
 
 // TestScriptAPI drives broker.publish, broker.clients, broker.kick and
 // broker.stats from testdata/admin/main.lua.
 func TestScriptAPI(t *testing.T) {
-	k := kit.New(nil)
-	_, addr, logs := enginetest.Start(t, engine.Config{Scripts: filepath.Join("testdata", "admin"), Modules: []engine.Module{k}})
+	_, addr, logs := enginetest.Start(t, engine.Config{Scripts: filepath.Join("testdata", "admin")})
 	admin := enginetest.Dial(t, addr, codec.V311)
 	admin.Connect("admin")
 	admin.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "admin/result"}, {Topic: "news/#", QoS: 1}}})

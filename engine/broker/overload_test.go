@@ -1,4 +1,4 @@
-package kit_test
+package broker_test
 
 import (
 	"encoding/binary"
@@ -9,7 +9,6 @@ import (
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
 	"github.com/mqttlua/broker/engine/enginetest"
-	"github.com/mqttlua/broker/engine/kit"
 )
 
 // TestOverloadSlowsPublishersLosesNothing: a publisher bursting far more
@@ -32,8 +31,8 @@ func TestOverloadSlowsPublishersLosesNothing(t *testing.T) {
 }
 
 func testOverload(t *testing.T, goroutines bool) {
-	k := kit.New(nil)
-	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: copyScripts(t, nil), Modules: []engine.Module{k}, MaxOutbound: 64 << 10, GoroutinePerConn: goroutines})
+	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: copyScripts(t, nil), MaxOutbound: 64 << 10, GoroutinePerConn: goroutines})
+	k := srv.Broker()
 	for _, tc := range []struct {
 		qos byte
 		n   int
@@ -169,10 +168,10 @@ func TestFullSocketWaitsLosesNothing(t *testing.T) {
 
 func testFullSocket(t *testing.T, goroutines, self bool) {
 	const n, size = 256, 64 << 10 // 16 MB
-	k := kit.New(nil)
 	// Room for all of it: what is tested is waiting for the socket, not
 	// backpressure or the slow-consumer limit.
-	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: copyScripts(t, nil), Modules: []engine.Module{k}, MaxOutbound: 64 << 20, GoroutinePerConn: goroutines})
+	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: copyScripts(t, nil), MaxOutbound: 64 << 20, GoroutinePerConn: goroutines})
+	k := srv.Broker()
 	sub := enginetest.Dial(t, addr, codec.V311)
 	sub.Connect("full-sub")
 	sub.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "big/#"}}})

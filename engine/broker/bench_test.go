@@ -1,4 +1,4 @@
-package kit_test
+package broker_test
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
-	"github.com/mqttlua/broker/engine/kit"
 	"github.com/sirupsen/logrus"
 )
 
@@ -101,7 +100,7 @@ func benchServer(b *testing.B, edit func(name, src string) string) *engine.Serve
 	dir := copyScripts(b, edit)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	srv, err := engine.New(engine.Config{Scripts: dir, Workers: 2, Log: log, Modules: []engine.Module{kit.New(nil)}})
+	srv, err := engine.New(engine.Config{Scripts: dir, Workers: 2, Log: log})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package kit
+package broker
 
 import (
 	"strings"
@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/codec"
-	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/transport"
 )
 
 // target is one session a message goes to, at the highest QoS of its
@@ -36,7 +36,7 @@ var scratchPool = sync.Pool{New: func() any { return &routeScratch{index: map[*S
 // connection (nil for wills and scripts); batch defers writer wake-ups to
 // the end of the publisher's read. It returns the number of sessions the
 // message went to.
-func (k *Kit) route(m *Message, from *engine.Conn, batch *engine.Batch) int {
+func (k *Broker) route(m *Message, from *Client, batch *transport.Batch) int {
 	k.Stats.Published.Add(1)
 	if m.Props != nil && m.Props.Has(codec.PropMessageExpiry) && m.expireAt == 0 {
 		m.expireAt = time.Now().Add(time.Duration(m.Props.MessageExpiry) * time.Second).UnixNano()
@@ -104,7 +104,7 @@ func (k *Kit) route(m *Message, from *engine.Conn, batch *engine.Batch) int {
 	return n
 }
 
-func (k *Kit) fanOut(m *Message, from *engine.Conn, sc *routeScratch, batch *engine.Batch) {
+func (k *Broker) fanOut(m *Message, from *Client, sc *routeScratch, batch *transport.Batch) {
 	var fromSess *Session
 	if from != nil {
 		if st := stateOf(from); st != nil {
@@ -142,7 +142,7 @@ func (k *Kit) fanOut(m *Message, from *engine.Conn, sc *routeScratch, batch *eng
 // of their own (no subscription identifiers, expiry or topic alias) copy
 // the fan-out's shared encoding; 5.0 deliveries that do are encoded one by
 // one.
-func (k *Kit) send(c *engine.Conn, d delivery, dup bool, id uint16, f *codec.Fanout, batch *engine.Batch) error {
+func (k *Broker) send(c *Client, d delivery, dup bool, id uint16, f *codec.Fanout, batch *transport.Batch) error {
 	v := c.Version()
 	m := d.msg
 	aliasMax := uint16(0)
@@ -257,7 +257,7 @@ func splitShare(f string) (name, filter string, ok bool) {
 }
 
 // addSub adds a subscription, shared or not, and reports whether it is new.
-func (k *Kit) addSub(f string, s *Session, o subOpts) bool {
+func (k *Broker) addSub(f string, s *Session, o subOpts) bool {
 	name, filter, shared := splitShare(f)
 	if !shared {
 		return k.subs.Add(f, s, o)
@@ -284,7 +284,7 @@ func (k *Kit) addSub(f string, s *Session, o subOpts) bool {
 }
 
 // removeSub removes a subscription and reports whether it existed.
-func (k *Kit) removeSub(f string, s *Session) bool {
+func (k *Broker) removeSub(f string, s *Session) bool {
 	name, filter, shared := splitShare(f)
 	if !shared {
 		return k.subs.Remove(f, s)
@@ -315,7 +315,7 @@ func (k *Kit) removeSub(f string, s *Session) bool {
 
 // redistribute gives shared-subscription deliveries a member lost to
 // another member of the same group (5.0 §4.8.2).
-func (k *Kit) redistribute(ds []delivery) {
+func (k *Broker) redistribute(ds []delivery) {
 	for _, d := range ds {
 		s, _, ok := d.share.pick(nil)
 		if !ok || s.conn.Load() == nil {
@@ -329,9 +329,9 @@ func (k *Kit) redistribute(ds []delivery) {
 	}
 }
 
-// Intercept runs the QoS acknowledgement flows of sessions the kit
+// Intercept runs the QoS acknowledgement flows of sessions the broker
 // manages.
-func (k *Kit) Intercept(c *engine.Conn, p *codec.Packet, batch *engine.Batch) bool {
+func (k *Broker) intercept(c *Client, p *codec.Packet, batch *transport.Batch) bool {
 	st := stateOf(c)
 	if st == nil {
 		return false
@@ -377,7 +377,7 @@ func (k *Kit) Intercept(c *engine.Conn, p *codec.Packet, batch *engine.Batch) bo
 // and acknowledges it: PUBACK for QoS 1, PUBREC for QoS 2, delivering a
 // QoS 2 message only the first time its packet id is seen before PUBREL
 // ([MQTT-4.3.3-2]). It returns the number of sessions reached.
-func (k *Kit) Publish(c *engine.Conn, m *Message, id uint16, batch *engine.Batch) int {
+func (k *Broker) Publish(c *Client, m *Message, id uint16, batch *transport.Batch) int {
 	n := 0
 	switch m.QoS {
 	case 0:
@@ -391,11 +391,11 @@ func (k *Kit) Publish(c *engine.Conn, m *Message, id uint16, batch *engine.Batch
 		if st := stateOf(c); st != nil {
 			st.sess.mu.Lock()
 			_, dup := st.sess.inbound2[id]
-			if !dup && c.Version() == codec.V5 && len(st.sess.inbound2) >= c.Server().Config().ReceiveMaximum {
+			if !dup && c.Version() == codec.V5 && len(st.sess.inbound2) >= c.b.cfg.ReceiveMaximum {
 				st.sess.mu.Unlock()
 				// 5.0 [MQTT-3.3.4-9]: more unacknowledged QoS 2 messages
 				// than the Receive Maximum the server announced.
-				c.CloseWithCode(engine.CloseProtocolError, codec.ReceiveMaximumExceeded, "")
+				c.CloseWithCode(transport.CloseProtocolError, codec.ReceiveMaximumExceeded, "")
 				return 0
 			}
 			if !dup {
@@ -414,7 +414,7 @@ func (k *Kit) Publish(c *engine.Conn, m *Message, id uint16, batch *engine.Batch
 
 // ackPublish sends PUBACK or PUBREC; 5.0 clients learn when nobody
 // subscribed (0x10 No matching subscribers).
-func (k *Kit) ackPublish(c *engine.Conn, t codec.Type, id uint16, n int, batch *engine.Batch) {
+func (k *Broker) ackPublish(c *Client, t codec.Type, id uint16, n int, batch *transport.Batch) {
 	ack := codec.Packet{Type: t, PacketID: id}
 	if n == 0 && c.Version() == codec.V5 {
 		ack.ReasonCode = codec.NoMatchingSubscribers
@@ -425,7 +425,7 @@ func (k *Kit) ackPublish(c *engine.Conn, t codec.Type, id uint16, n int, batch *
 // Ack acknowledges a PUBLISH that is not routed (an ACL denial): 3.1.1 has
 // no way to refuse one, so it is acknowledged and dropped. For 5.0 the code
 // (e.g. 0x87 not authorized) goes in the PUBACK / PUBREC.
-func (k *Kit) Ack(c *engine.Conn, qos byte, id uint16, code codec.ReasonCode, batch *engine.Batch) {
+func (k *Broker) Ack(c *Client, qos byte, id uint16, code codec.ReasonCode, batch *transport.Batch) {
 	var ack codec.Packet
 	switch qos {
 	case 1:
@@ -448,7 +448,7 @@ func (k *Kit) Ack(c *engine.Conn, qos byte, id uint16, code codec.ReasonCode, ba
 
 // Inject publishes a message from a script or Go code, as if a client had
 // sent it.
-func (k *Kit) Inject(m *Message, batch *engine.Batch) int {
+func (k *Broker) Inject(m *Message, batch *transport.Batch) int {
 	m.own()
 	return k.route(m, nil, batch)
 }

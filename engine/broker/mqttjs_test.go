@@ -1,4 +1,4 @@
-package kit_test
+package broker_test
 
 import (
 	"context"
