@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine/script"
 	"github.com/sirupsen/logrus"
 )
 
@@ -51,7 +52,7 @@ type Config struct {
 	// Log receives the broker's and the scripts' log lines.
 	Log *logrus.Logger
 	// Modules are extra Go-backed Lua modules, such as GoModule makes.
-	Modules []Module
+	Modules []script.Module
 	// Setup is Lua run in every VM after main.lua, e.g. the setup block of
 	// a script test; SetupName names it in errors (a fixture file).
 	Setup, SetupName string

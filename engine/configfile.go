@@ -1,16 +1,13 @@
 package engine
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/mqttlua/broker/codec"
-	lua "github.com/yuin/gopher-lua"
+	"github.com/mqttlua/broker/engine/script"
 )
 
 // FileConfig is what scripts/config.lua returns, the counterpart of Simps'
@@ -32,36 +29,13 @@ type FileConfig struct {
 // LoadConfigFile evaluates config.lua in a sandboxed VM. A missing file is
 // not an error (nil, nil).
 func LoadConfigFile(path string) (*FileConfig, error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	proto, err := compileFile(path)
-	if err != nil {
+	m, err := script.EvalFile(path)
+	if m == nil || err != nil {
 		return nil, err
 	}
-	var defaults Config
-	vm := &VM{srv: &Server{cfg: defaults.withDefaults(), Shared: NewSharedStore()}}
-	vm.L = lua.NewState(lua.Options{SkipOpenLibs: true})
-	defer vm.L.Close()
-	vm.openLibs()
-	vm.L.SetGlobal("mqtt", vm.openMQTT())
-	vm.resetContext()
-	vm.L.Push(vm.L.NewFunctionFromProto(proto))
-	if err := vm.pcall(0, 1); err != nil {
-		return nil, scriptErrorOf(err, path)
-	}
-	t, ok := vm.L.Get(-1).(*lua.LTable)
-	if !ok {
-		return nil, &ScriptError{File: path, Msg: "must return a table"}
-	}
-	v, err := FromLua(t)
-	if err != nil {
-		return nil, &ScriptError{File: path, Msg: err.Error()}
-	}
-	m, _ := v.(map[string]any)
 	fc := &FileConfig{Callbacks: map[codec.Type]string{}, Settings: map[string]any{}}
 	bad := func(format string, a ...any) error {
-		return &ScriptError{File: path, Msg: fmt.Sprintf(format, a...)}
+		return &script.ScriptError{File: path, Msg: fmt.Sprintf(format, a...)}
 	}
 	if ip, port := m["ip"], m["port"]; ip != nil || port != nil {
 		host, _ := ip.(string)
@@ -133,7 +107,7 @@ func (fc *FileConfig) Apply(cfg *Config, file string) error {
 		case float64:
 			n = x
 		default:
-			return &ScriptError{File: file, Msg: fmt.Sprintf("settings.%s must be a number", k)}
+			return &script.ScriptError{File: file, Msg: fmt.Sprintf("settings.%s must be a number", k)}
 		}
 		switch k {
 		case "worker_num":
@@ -158,7 +132,7 @@ func (fc *FileConfig) Apply(cfg *Config, file string) error {
 		case "max_keep_alive":
 			cfg.MaxKeepAlive = int(n)
 		default:
-			return &ScriptError{File: file, Msg: fmt.Sprintf("settings.%s is not a known setting", k)}
+			return &script.ScriptError{File: file, Msg: fmt.Sprintf("settings.%s is not a known setting", k)}
 		}
 	}
 	return nil

@@ -16,6 +16,8 @@ import (
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/script"
+	"github.com/mqttlua/broker/engine/transport"
 )
 
 func simpsConfig() engine.Config {
@@ -127,7 +129,7 @@ func TestFirstPacketMustBeConnect(t *testing.T) {
 	c := dialRaw(t, addr, codec.V311)
 	c.Send(&codec.Packet{Type: codec.PINGREQ})
 	c.ExpectClosed()
-	waitFor(t, "close counted", func() bool { return srv.Stats.Closes[engine.CloseNotConnect].Load() == 1 })
+	waitFor(t, "close counted", func() bool { return srv.Stats.Closes[transport.CloseNotConnect].Load() == 1 })
 }
 
 func TestSecondConnectIsProtocolError(t *testing.T) {
@@ -211,7 +213,7 @@ func TestConnectTimeout(t *testing.T) {
 	if time.Since(start) > 3*time.Second {
 		t.Fatal("connect timeout not enforced")
 	}
-	waitFor(t, "close counted", func() bool { return srv.Stats.Closes[engine.CloseConnectTimeout].Load() == 1 })
+	waitFor(t, "close counted", func() bool { return srv.Stats.Closes[transport.CloseConnectTimeout].Load() == 1 })
 }
 
 // TestMaxConnections: a connection past the limit is closed at once and
@@ -259,7 +261,7 @@ func TestKeepAliveExpiry(t *testing.T) {
 		t.Fatalf("closed after %v, before 1.5 x keep alive", el)
 	}
 	c.ExpectClosed()
-	waitFor(t, "close counted", func() bool { return srv.Stats.Closes[engine.CloseKeepAliveTimeout].Load() == 1 })
+	waitFor(t, "close counted", func() bool { return srv.Stats.Closes[transport.CloseKeepAliveTimeout].Load() == 1 })
 }
 
 // TestScriptFailureIsolated: an error and an endless loop in one client's
@@ -304,7 +306,7 @@ func TestScriptFailureIsolated(t *testing.T) {
 		t.Errorf("log lacks the deadline error:\n%s", out)
 	}
 	waitFor(t, "one script error and one timeout counted", func() bool {
-		return srv.Stats.Closes[engine.CloseScriptError].Load() == 1 && srv.Stats.Closes[engine.CloseHandlerTimeout].Load() == 1
+		return srv.Stats.Closes[transport.CloseScriptError].Load() == 1 && srv.Stats.Closes[transport.CloseHandlerTimeout].Load() == 1
 	})
 }
 
@@ -409,7 +411,7 @@ func TestSlowConsumerIsCutOff(t *testing.T) {
 	for i := 0; i < 2000 && srv.Stats.SlowConsumers.Load() == 0; i++ {
 		pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "flood", Payload: payload})
 	}
-	waitFor(t, "slow consumer cut off", func() bool { return srv.Stats.Closes[engine.CloseSlowConsumer].Load() == 1 })
+	waitFor(t, "slow consumer cut off", func() bool { return srv.Stats.Closes[transport.CloseSlowConsumer].Load() == 1 })
 	// The publisher is unaffected.
 	pub.Send(&codec.Packet{Type: codec.PINGREQ})
 	pub.Expect(codec.PINGRESP)
@@ -434,7 +436,7 @@ func TestScriptLoadErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			write("main.lua", tc.main)
 			_, err := engine.New(engine.Config{Scripts: dir, Listen: []string{"127.0.0.1:0"}})
-			var se *engine.ScriptError
+			var se *script.ScriptError
 			if !errors.As(err, &se) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("want one-line error containing %q, got %q", tc.want, err)
 			}

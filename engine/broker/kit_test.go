@@ -14,6 +14,7 @@ import (
 	"github.com/mqttlua/broker/engine"
 	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/enginetest"
+	"github.com/mqttlua/broker/engine/transport"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -223,7 +224,7 @@ func TestWillOnKeepAliveExpiry(t *testing.T) {
 	// Silent for 1.5 x keep alive: closed, and the will goes out.
 	c.ExpectClosed()
 	enginetest.WaitFor(t, "the will", func() bool { return col.count() == 1 })
-	if n := srv.Stats.Closes[engine.CloseKeepAliveTimeout].Load(); n != 1 {
+	if n := srv.Stats.Closes[transport.CloseKeepAliveTimeout].Load(); n != 1 {
 		t.Fatalf("keep alive closes: %d", n)
 	}
 }
@@ -320,7 +321,7 @@ func TestClientIDTakeover(t *testing.T) {
 	second.Send(&codec.Packet{Type: codec.PINGREQ})
 	second.Expect(codec.PINGRESP)
 	enginetest.WaitFor(t, "takeover counted", func() bool {
-		return srv.Stats.Closes[engine.CloseTakenOver].Load() == 1 && k.Stats.Takeovers.Load() == 1
+		return srv.Stats.Closes[transport.CloseTakenOver].Load() == 1 && k.Stats.Takeovers.Load() == 1
 	})
 	if ci, ok := k.Info("same"); !ok || !ci.Connected {
 		t.Fatalf("session after takeover: %+v", ci)

@@ -323,6 +323,9 @@ func (k *Broker) Kick(clientID string, code codec.ReasonCode, reason string) boo
 	return true
 }
 
+// Connections returns the number of live connections.
+func (k *Broker) Connections() int64 { return k.tr.Stats.Connections.Load() }
+
 // RetainedCount returns the number of retained messages.
 func (k *Broker) RetainedCount() int { return k.retained.Len() }
 

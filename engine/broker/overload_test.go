@@ -9,6 +9,7 @@ import (
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
 	"github.com/mqttlua/broker/engine/enginetest"
+	"github.com/mqttlua/broker/engine/transport"
 )
 
 // TestOverloadSlowsPublishersLosesNothing: a publisher bursting far more
@@ -97,7 +98,7 @@ func testOverload(t *testing.T, goroutines bool) {
 			for want := 0; want < tc.n; {
 				p, err := sub.Next(30 * time.Second)
 				if err != nil {
-					t.Fatalf("after %d of %d messages: %v (slow consumer closes: %d)", want, tc.n, err, srv.Stats.Closes[engine.CloseSlowConsumer].Load())
+					t.Fatalf("after %d of %d messages: %v (slow consumer closes: %d)", want, tc.n, err, srv.Stats.Closes[transport.CloseSlowConsumer].Load())
 				}
 				if p.Type == codec.PUBREL {
 					sub.Send(&codec.Packet{Type: codec.PUBCOMP, PacketID: p.PacketID})
@@ -138,7 +139,7 @@ func testOverload(t *testing.T, goroutines bool) {
 				}
 				sub.Send(&codec.Packet{Type: codec.PUBCOMP, PacketID: p.PacketID})
 			}
-			if d, c := k.Stats.Dropped.Load(), srv.Stats.Closes[engine.CloseSlowConsumer].Load(); d != 0 || c != 0 {
+			if d, c := k.Stats.Dropped.Load(), srv.Stats.Closes[transport.CloseSlowConsumer].Load(); d != 0 || c != 0 {
 				t.Fatalf("dropped %d messages, cut off %d slow consumers", d, c)
 			}
 		})
@@ -201,7 +202,7 @@ func testFullSocket(t *testing.T, goroutines, self bool) {
 		p, err := sub.Next(30 * time.Second)
 		if err != nil {
 			t.Fatalf("after %d of %d messages: %v (closes: network %d, slow consumer %d)", want, n, err,
-				srv.Stats.Closes[engine.CloseNetworkError].Load(), srv.Stats.Closes[engine.CloseSlowConsumer].Load())
+				srv.Stats.Closes[transport.CloseNetworkError].Load(), srv.Stats.Closes[transport.CloseSlowConsumer].Load())
 		}
 		if p.Type != codec.PUBLISH || len(p.Payload) != size {
 			t.Fatalf("want a %d-byte PUBLISH, got %v", size, p)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/codec/fixture"
-	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/transport"
 )
 
 // block is one "=== TEST" of a conversation fixture.
@@ -303,7 +303,7 @@ func (b *block) expect(c *client, st step, where string) error {
 		}
 		if rest != "" && c.srvConn != nil {
 			deadline := time.Now().Add(expectTimeout)
-			for c.srvConn.Reason() == engine.CloseNone && time.Now().Before(deadline) {
+			for c.srvConn.Reason() == transport.CloseNone && time.Now().Before(deadline) {
 				time.Sleep(time.Millisecond)
 			}
 			if r := c.srvConn.Reason().String(); r != rest {

@@ -7,7 +7,8 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/codec/fixture"
-	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/script"
+	"github.com/mqttlua/broker/engine/transport"
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -51,7 +52,7 @@ func loadLua(opts Options, file string) ([]test, error) {
 
 // runLuaFile makes a test VM, runs the file in it and returns the tests it
 // registered.
-func (e *env) runLuaFile(file string) ([]luaTest, *engine.VM, error) {
+func (e *env) runLuaFile(file string) ([]luaTest, *script.VM, error) {
 	vm, err := e.srv.NewVM(-1)
 	if err != nil {
 		return nil, nil, err
@@ -200,7 +201,7 @@ func (e *env) coreModule(L *lua.LState, tests *[]luaTest) *lua.LTable {
 			if err != nil || f.Packet == nil {
 				L.ArgError(1, fmt.Sprintf("no valid-packet fixture: %v", err))
 			}
-			L.Push(engine.ToLua(L, f.Packet))
+			L.Push(script.ToLua(L, f.Packet))
 			return 1
 		},
 		// fixture_bytes(name) -> string
@@ -238,7 +239,7 @@ func checkClient(L *lua.LState) *client {
 
 // tableData converts a Lua packet table to data, accepting type names.
 func tableData(L *lua.LState, n int) codec.Map {
-	v, err := engine.FromLua(L.CheckTable(n))
+	v, err := script.FromLua(L.CheckTable(n))
 	if err != nil {
 		L.ArgError(n, err.Error())
 	}
@@ -274,7 +275,7 @@ func (e *env) luaConnect(L *lua.LState) int {
 	if err != nil {
 		fail(L, "connect: expected CONNACK, received %s", describe(err))
 	}
-	L.Push(engine.ToLua(L, got))
+	L.Push(script.ToLua(L, got))
 	return 1
 }
 
@@ -309,7 +310,7 @@ func (e *env) luaExpect(L *lua.LState) int {
 		}
 		fail(L, "%s: expect\n  expected: %s\n  received: %s", c.name, show(want), received)
 	}
-	L.Push(engine.ToLua(L, got))
+	L.Push(script.ToLua(L, got))
 	return 1
 }
 
@@ -336,7 +337,7 @@ func (e *env) luaExpectClosed(L *lua.LState) int {
 	}
 	if reason := L.OptString(2, ""); reason != "" && c.srvConn != nil {
 		deadline := time.Now().Add(expectTimeout)
-		for c.srvConn.Reason() == engine.CloseNone && time.Now().Before(deadline) {
+		for c.srvConn.Reason() == transport.CloseNone && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 		if r := c.srvConn.Reason().String(); r != reason {

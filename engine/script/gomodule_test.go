@@ -1,4 +1,4 @@
-package engine_test
+package script_test
 
 import (
 	"os"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/script"
 )
 
 // registry is a Go value a program embedding the engine hands to scripts.
@@ -27,10 +28,10 @@ func (r *registry) Owner(id string) (string, bool) {
 }
 
 // TestGoModule: Go functions, a struct's methods and tagged fields reach
-// scripts through engine.GoModule, in every VM, without a binding.
+// scripts through script.GoModule, in every VM, without a binding.
 func TestGoModule(t *testing.T) {
 	dir := t.TempDir()
-	script := `
+	src := `
 function onMqPublish(server, fd, fromId, data)
   local owner, ok = devices.registry:owner(data.topic)
   local sum = devices.add(20, 22)
@@ -39,16 +40,16 @@ function onMqPublish(server, fd, fromId, data)
     message = table.concat({ owner ~= "" and owner or "-", tostring(ok), sum, kind, devices.registry.lookups }, " ") })
 end
 `
-	if err := os.WriteFile(filepath.Join(dir, "main.lua"), []byte(script), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "main.lua"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	reg := &registry{owners: map[string]string{"lamp": "alice"}}
-	mod := engine.GoModule("devices", map[string]any{
+	mod := script.GoModule("devices", map[string]any{
 		"registry": reg,
 		"add":      func(a, b int) int { return a + b },
 		"kinds":    map[string]string{"lamp": "light"},
 	})
-	_, addr, logs := startServer(t, engine.Config{Scripts: dir, Workers: 2, Modules: []engine.Module{mod}})
+	_, addr, logs := startServer(t, engine.Config{Scripts: dir, Workers: 2, Modules: []script.Module{mod}})
 	for i, tc := range []struct{ topic, want string }{
 		{"lamp", "alice true 42 light 1"},
 		{"fan", "- false 42 none 2"}, // another connection, the other VM, the same Go value

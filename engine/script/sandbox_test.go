@@ -1,4 +1,4 @@
-package engine_test
+package script_test
 
 import (
 	"os"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/script"
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -130,7 +131,7 @@ func TestSandboxReachableGoFunctions(t *testing.T) {
 	}
 }
 
-func sandboxVM(t *testing.T) *engine.VM {
+func sandboxVM(t *testing.T) *script.VM {
 	t.Helper()
 	srv, err := engine.New(engine.Config{Scripts: filepath.Join("testdata", "sandbox"), Listen: []string{"127.0.0.1:0"}})
 	if err != nil {

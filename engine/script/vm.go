@@ -1,4 +1,4 @@
-package engine
+package script
 
 import (
 	"context"
@@ -26,9 +26,9 @@ type Module interface {
 // VM is one Lua state running the scripts. Connections are pinned to a VM
 // by fd % workers. One goroutine at a time uses a VM: whoever holds mu.
 type VM struct {
-	ID  int
-	L   *lua.LState
-	srv *Server
+	ID   int
+	L    *lua.LState
+	pool *Pool
 
 	idValue lua.LValue // ID as a Lua value, for every handler call
 
@@ -64,12 +64,16 @@ func (vm *VM) openLibs() {
 // loadModule is the package loader for script and lualib modules.
 func (vm *VM) loadModule(L *lua.LState) int {
 	name := L.CheckString(1)
-	path, ok := vm.srv.scripts().find(name)
+	sc := vm.pool.scripts()
+	path, ok := "", false
+	if sc != nil {
+		path, ok = sc.find(name)
+	}
 	if !ok {
-		L.Push(lua.LString(fmt.Sprintf("\n\tno module '%s' in %s or %s", name, vm.srv.cfg.Scripts, vm.srv.cfg.LuaLib)))
+		L.Push(lua.LString(fmt.Sprintf("\n\tno module '%s' in %s or %s", name, vm.pool.cfg.Scripts, vm.pool.cfg.LuaLib)))
 		return 1
 	}
-	proto, err := vm.srv.scripts().proto(path)
+	proto, err := sc.proto(path)
 	if err != nil {
 		L.RaiseError("%s", err.Error())
 	}
@@ -87,12 +91,12 @@ func (vm *VM) luaPrint(L *lua.LState) int {
 }
 
 // newVM creates a VM, opens its libraries and modules, and runs main.lua.
-func newVM(srv *Server, id int, sc *scripts) (*VM, error) {
-	vm := &VM{ID: id, idValue: lua.LNumber(id), srv: srv}
+func newVM(pool *Pool, id int, sc *scripts) (*VM, error) {
+	vm := &VM{ID: id, idValue: lua.LNumber(id), pool: pool}
 	vm.L = lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistrySize: 1024 * 4, RegistryMaxSize: 1024 * 256})
 	vm.openLibs()
 	vm.openBindings()
-	for _, m := range srv.cfg.Modules {
+	for _, m := range pool.cfg.Modules {
 		m := m
 		t := m.Open(vm)
 		vm.L.PreloadModule(m.Name(), func(L *lua.LState) int { L.Push(t); return 1 })
@@ -118,7 +122,7 @@ func newVM(srv *Server, id int, sc *scripts) (*VM, error) {
 // tools that drive the scripts themselves (the `broker test` runner). It
 // shares the server's modules and bindings; its calls have no deadline
 // unless the caller sets a context with vm.L.SetContext.
-func (s *Server) NewVM(id int) (*VM, error) {
+func (s *Pool) NewVM(id int) (*VM, error) {
 	vm, err := newVM(s, id, s.scripts())
 	if err != nil {
 		return nil, scriptErrorOf(err, s.scripts().mainPath)
@@ -185,7 +189,7 @@ func (vm *VM) pcall(nargs, nret int) error {
 	}
 	if vm.L.Context().Err() != nil {
 		le.Timeout = true
-		le.Msg = fmt.Sprintf("handler ran past its deadline of %s", vm.srv.cfg.HandlerTimeout)
+		le.Msg = fmt.Sprintf("handler ran past its deadline of %s", vm.pool.cfg.HandlerTimeout)
 		vm.resetContext()
 	}
 	return le
@@ -213,16 +217,13 @@ func (vm *VM) watchdog(now time.Time, limit time.Duration) {
 
 // handler returns the global function for a packet type, or nil.
 func (vm *VM) handler(t codec.Type) *lua.LFunction {
-	name := vm.srv.callbackNames[t]
+	name := vm.pool.callbackNames[t]
 	if name == "" {
 		return nil
 	}
 	fn, _ := vm.L.GetGlobal(name).(*lua.LFunction)
 	return fn
 }
-
-// Server returns the server the VM belongs to.
-func (vm *VM) Server() *Server { return vm.srv }
 
 // Batch returns the write batch of the connection whose handler is
 // running, or nil (timers, onWorkerStart): output queued through it is

@@ -1,15 +1,12 @@
-package engine
+package script
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/transport"
-	"github.com/sirupsen/logrus"
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -81,7 +78,7 @@ func checkFD(L *lua.LState, n int) int {
 func (vm *VM) serverSend(L *lua.LState) int {
 	checkServer(L)
 	fd := checkFD(L, 2)
-	c := vm.srv.broker.Client(fd)
+	c := vm.pool.broker.Client(fd)
 	var err error
 	switch data := L.Get(3).(type) {
 	case lua.LString:
@@ -124,13 +121,13 @@ func (vm *VM) serverClose(L *lua.LState) int {
 		L.ArgError(3, fmt.Sprintf("0x%02X is not a DISCONNECT reason code", byte(code)))
 	}
 	reasonString := L.OptString(4, "")
-	c := vm.srv.broker.Client(fd)
+	c := vm.pool.broker.Client(fd)
 	if c == nil || c.Closing() {
 		L.Push(lua.LNil)
 		L.Push(lua.LString("closed"))
 		return 2
 	}
-	c.CloseWithCode(CloseScript, code, reasonString)
+	c.CloseWithCode(transport.CloseScript, code, reasonString)
 	L.Push(lua.LTrue)
 	return 1
 }
@@ -139,7 +136,7 @@ func (vm *VM) serverClose(L *lua.LState) int {
 // connection, or nil when it is gone.
 func (vm *VM) connArg(L *lua.LState) *broker.Client {
 	checkServer(L)
-	return vm.srv.broker.Client(checkFD(L, 2))
+	return vm.pool.broker.Client(checkFD(L, 2))
 }
 
 // pushClosed returns the operational failure nil, "closed".
@@ -152,7 +149,7 @@ func pushClosed(L *lua.LState) int {
 // server:exist(fd) -> bool
 func (vm *VM) serverExist(L *lua.LState) int {
 	checkServer(L)
-	c := vm.srv.broker.Client(checkFD(L, 2))
+	c := vm.pool.broker.Client(checkFD(L, 2))
 	L.Push(lua.LBool(c != nil && !c.Closing()))
 	return 1
 }
@@ -174,7 +171,7 @@ func (vm *VM) serverInfo(L *lua.LState) int {
 		t.RawSetString("user_name", lua.LString(u))
 	}
 	t.RawSetString("protocol_level", lua.LNumber(c.Version()))
-	t.RawSetString("worker_id", lua.LNumber(c.FD%len(vm.srv.VMs())))
+	t.RawSetString("worker_id", lua.LNumber(c.FD%len(vm.pool.VMs())))
 	t.RawSetString("keep_alive", lua.LNumber(c.KeepAlive()))
 	L.Push(t)
 	return 1
@@ -215,7 +212,7 @@ func (vm *VM) serverRemoteAddr(L *lua.LState) int {
 func (vm *VM) serverConnections(L *lua.LState) int {
 	checkServer(L)
 	var fds []int
-	vm.srv.broker.Range(func(c *broker.Client) bool {
+	vm.pool.broker.Range(func(c *broker.Client) bool {
 		if !c.Closing() && c.Connected() {
 			fds = append(fds, c.FD)
 		}
@@ -241,140 +238,4 @@ func asCodecError(err error, target **codec.Error) bool {
 		*target = ce
 	}
 	return ok
-}
-
-func (vm *VM) openMQTT() *lua.LTable {
-	L := vm.L
-	t := L.NewTable()
-	for i := 1; i < 16; i++ {
-		t.RawSetString(codec.Type(i).String(), lua.LNumber(i))
-	}
-	t.RawSetString("MQTT_3_1", lua.LNumber(codec.V31))
-	t.RawSetString("MQTT_3_1_1", lua.LNumber(codec.V311))
-	t.RawSetString("MQTT_5_0", lua.LNumber(codec.V5))
-	for _, r := range codec.Reasons {
-		t.RawSetString(r.Name, lua.LNumber(r.Code))
-	}
-	L.SetFuncs(t, map[string]lua.LGFunction{
-		"getAck": vm.mqttPack,
-		"pack":   vm.mqttPack,
-		"unpack": vm.mqttUnpack,
-	})
-	return t
-}
-
-// level returns the protocol level for mqtt.pack/getAck: the argument, or
-// that of the connection being handled, or 3.1.1.
-func (vm *VM) level(L *lua.LState, n int) byte {
-	if L.Get(n) != lua.LNil {
-		lv := L.CheckInt(n)
-		if lv < 3 || lv > 5 {
-			L.ArgError(n, "protocol level must be 3, 4 or 5")
-		}
-		return byte(lv)
-	}
-	if vm.cur != nil && vm.cur.Version() != 0 {
-		return vm.cur.Version()
-	}
-	return codec.V311
-}
-
-// mqtt.pack(t [, level]) and mqtt.getAck(t [, level]) -> bytes
-func (vm *VM) mqttPack(L *lua.LState) int {
-	t := L.CheckTable(1)
-	level := vm.level(L, 2)
-	p, err := TablePacket(t, level)
-	if err != nil {
-		L.ArgError(1, err.Error())
-	}
-	b, err := codec.Encode(p, level)
-	if err != nil {
-		L.ArgError(1, err.Error())
-	}
-	L.Push(lua.LString(b))
-	return 1
-}
-
-// mqtt.unpack(bytes [, level]) -> packet table, consumed | nil, err
-func (vm *VM) mqttUnpack(L *lua.LState) int {
-	b := []byte(L.CheckString(1))
-	level := vm.level(L, 2)
-	var p codec.Packet
-	n, err := codec.Decode(b, level, &p)
-	if err != nil {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(err.Error()))
-		return 2
-	}
-	L.Push(PacketTable(L, &p, level))
-	L.Push(lua.LNumber(n))
-	return 2
-}
-
-// logEntry is a logrus entry with the connection being handled and the
-// script position of the caller.
-func (vm *VM) logEntry(L *lua.LState) *logrus.Entry {
-	e := vm.srv.cfg.Log.WithField("worker", vm.ID)
-	if c := vm.cur; c != nil {
-		e = e.WithFields(logrus.Fields{"fd": c.FD, "client_id": c.ClientID()})
-	}
-	if where := strings.TrimSuffix(L.Where(1), ":"); where != "" {
-		e = e.WithField("script", where)
-	}
-	return e
-}
-
-func (vm *VM) openLog() *lua.LTable {
-	L := vm.L
-	logAt := func(level logrus.Level) lua.LGFunction {
-		return func(L *lua.LState) int {
-			if !vm.srv.cfg.Log.IsLevelEnabled(level) {
-				return 0
-			}
-			msg := L.CheckString(1)
-			e := vm.logEntry(L)
-			if f, ok := L.Get(2).(*lua.LTable); ok {
-				f.ForEach(func(k, v lua.LValue) { e = e.WithField(k.String(), v.String()) })
-			}
-			e.Log(level, msg)
-			return 0
-		}
-	}
-	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
-		"debug": logAt(logrus.DebugLevel),
-		"info":  logAt(logrus.InfoLevel),
-		"warn":  logAt(logrus.WarnLevel),
-		"error": logAt(logrus.ErrorLevel),
-	})
-}
-
-func (vm *VM) openJSON() *lua.LTable {
-	L := vm.L
-	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
-		// json.encode(value) -> string | nil, err
-		"encode": func(L *lua.LState) int {
-			v, err := FromLua(L.CheckAny(1))
-			if err == nil {
-				var b []byte
-				if b, err = json.Marshal(v); err == nil {
-					L.Push(lua.LString(b))
-					return 1
-				}
-			}
-			L.Push(lua.LNil)
-			L.Push(lua.LString(err.Error()))
-			return 2
-		},
-		// json.decode(string) -> value | nil, err
-		"decode": func(L *lua.LState) int {
-			var v any
-			if err := json.Unmarshal([]byte(L.CheckString(1)), &v); err != nil {
-				L.Push(lua.LNil)
-				L.Push(lua.LString(err.Error()))
-				return 2
-			}
-			L.Push(ToLua(L, v))
-			return 1
-		},
-	})
 }

@@ -1,4 +1,4 @@
-package engine
+package script
 
 import (
 	lua "github.com/yuin/gopher-lua"

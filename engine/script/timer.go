@@ -1,4 +1,4 @@
-package engine
+package script
 
 import (
 	"sync"
@@ -113,7 +113,7 @@ func (vm *VM) fire(id int, fn *lua.LFunction, repeat bool, d time.Duration) {
 	err := vm.pcall(0, 0)
 	vm.mu.Unlock()
 	if err != nil {
-		vm.srv.scriptFailed(nil, "timer", err)
+		vm.pool.scriptFailed(nil, "timer", err)
 		vm.timers.cancel(id)
 		return
 	}

@@ -1,4 +1,4 @@
-package engine
+package script
 
 import (
 	"github.com/mqttlua/broker/codec"
@@ -10,13 +10,13 @@ import (
 
 // Open implements broker.Hooks: a connection's handlers run on VM
 // fd % workers.
-func (s *Server) Open(c *broker.Client) broker.ClientHooks {
+func (s *Pool) Open(c *broker.Client) broker.ClientHooks {
 	return &clientHooks{s: s, c: c, fdValue: lua.LNumber(c.FD)}
 }
 
 // clientHooks run one connection's handlers.
 type clientHooks struct {
-	s *Server
+	s *Pool
 	c *broker.Client
 	// fdValue is the fd as a Lua value, made once: boxing a number for
 	// the handlers' fd argument allocates, and it is passed with every
@@ -90,8 +90,8 @@ func (h *clientHooks) Closed(reason transport.CloseReason) {
 
 // scriptFailed logs a handler failure once, with the script's position and
 // traceback, and closes only that connection.
-func (s *Server) scriptFailed(c *broker.Client, handler string, err error) {
-	s.Stats.ScriptErrors.Add(1)
+func (s *Pool) scriptFailed(c *broker.Client, handler string, err error) {
+	s.cfg.Errors.Add(1)
 	reason := transport.CloseScriptError
 	fields := logrus.Fields{"handler": handler}
 	if le, ok := err.(*LuaError); ok {

@@ -1,4 +1,4 @@
-package engine
+package script
 
 import (
 	"sync"
@@ -150,7 +150,7 @@ func (s *SharedStore) sweepLocked() {
 
 func (vm *VM) openShared() *lua.LTable {
 	L := vm.L
-	st := vm.srv.Shared
+	st := vm.pool.Shared
 	ttl := func(L *lua.LState, n int) time.Duration {
 		sec := float64(L.OptNumber(n, 0))
 		if sec < 0 {

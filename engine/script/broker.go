@@ -1,4 +1,4 @@
-package engine
+package script
 
 import (
 	"fmt"
@@ -21,7 +21,7 @@ import (
 // openBroker builds the broker module for one VM.
 func (vm *VM) openBroker() *lua.LTable {
 	L := vm.L
-	b := &binding{k: vm.srv.broker, vm: vm}
+	b := &binding{k: vm.pool.broker, vm: vm}
 	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"accept":         b.accept,
 		"route":          b.route,
@@ -404,7 +404,7 @@ func (b *binding) stats(L *lua.LState) int {
 		"published": k.Stats.Published.Load(), "delivered": k.Stats.Delivered.Load(),
 		"dropped": k.Stats.Dropped.Load(), "takeovers": k.Stats.Takeovers.Load(), "wills_sent": k.Stats.WillsSent.Load(),
 		"retained": int64(k.RetainedCount()), "subscriptions": int64(k.SubscriptionCount()),
-		"connections": b.vm.Server().Stats.Connections.Load(),
+		"connections": k.Connections(),
 	} {
 		t.RawSetString(name, lua.LNumber(v))
 	}
@@ -436,7 +436,7 @@ func (b *binding) readPasswords(L *lua.LState) int {
 	if filepath.IsAbs(rel) || strings.Contains(rel, "..") {
 		L.ArgError(1, "path must be inside the scripts folder")
 	}
-	data, err := os.ReadFile(filepath.Join(b.vm.Server().Config().Scripts, rel))
+	data, err := os.ReadFile(filepath.Join(b.vm.pool.cfg.Scripts, rel))
 	if err != nil {
 		L.Push(lua.LNil)
 		L.Push(lua.LString(err.Error()))
