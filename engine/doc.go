@@ -1,37 +1,78 @@
-// Package engine is the running broker: listeners, connections, the pool of
-// Lua VMs that run the user's scripts, and the bindings scripts call.
+// Package engine is the running broker: it wires three layers together
+// and owns nothing else (config, New, Reload, Shutdown). Imports point
+// down only; layers_test.go checks it.
 //
-// # Request path
+//	engine            wiring: Config, Server (New, Listen, Serve, Reload, Shutdown)
+//	  |
+//	engine/script     the Lua side: VM pool, compile/reload, dispatch, sandbox,
+//	  |               one file per Lua module (server, mqtt, log, json, shared,
+//	  |               timer, broker); it implements broker.Hooks
+//	engine/broker     MQTT: each connection's protocol state (a Client), sessions,
+//	  |               QoS flows, retained messages, wills, routing; no Lua
+//	engine/transport  listeners, event loops and read loops, outbound queues and
+//	                  their writers, backpressure, close reasons; no Lua, no MQTT
+//	                  policy
+//	engine/topic and codec are leaves every layer may use.
 //
-// Each connection has a reader goroutine that decodes packets with
-// codec.Reader, enforces the protocol rules that are not the script's to
-// decide (first packet CONNECT, no second CONNECT, keep alive, sizes), and
-// runs the packet's handler on the connection's VM (fd % workers) itself,
-// holding that VM's lock. There is no hand-off to another goroutine per
-// packet, a connection's packets are handled in order, and a slow handler
-// slows only its own connection and the others pinned to the same VM. New
-// connections start on pooled reader goroutines and move to a fresh one
-// when idle, so an idle connection keeps a 2 KiB stack (see readFrom).
+// # The path of a PUBLISH
 //
-// Anything may queue bytes for a connection (its handler, another
-// connection's handler fanning out a message, a timer). Output produced
-// while a reader handles one read is collected in its Batch and released
-// when the read is handled: the connection's own replies are written by
-// its reader before it reads again, others by a writer goroutine that runs
-// only while there is something to write and takes the whole queue in one
-// write, so a burst of packets costs a few syscalls, not one per packet.
-// A queue past its high-water mark makes the publishers that fill it wait
-// before reading more (backpressure); past its hard limit the connection
-// is closed as a slow consumer and counted.
+// Both transports take the same path; they differ only in who reads.
+//
+//  1. transport: an event loop (Linux, plain TCP: epoll, one loop per
+//     worker, connection fd goes to loop fd % workers) or the
+//     connection's reader goroutine (other listeners, other platforms,
+//     Config.GoroutinePerConn) reads the socket and decodes every whole
+//     packet with codec.Reader, handing each to the connection's
+//     transport.Receiver, which is its broker.Client.
+//  2. broker: Client.Packet applies the protocol rules (first packet
+//     CONNECT, no second CONNECT, a topic alias resolved) and calls the
+//     script hooks.
+//  3. script: the hooks lock VM fd % workers, build the `data` table and
+//     run onMqPublish(server, fd, fromId, data).
+//  4. The handler calls broker.route (script/broker.go), which calls
+//     broker.Publish: the message is matched against the subscription
+//     tree and encoded once into each subscriber's transport queue
+//     (transport.Conn.Append), waking writers through the reader's
+//     transport.Batch.
+//  5. transport: when the read is handled, the reader writes its own
+//     connection's replies itself, flushes the batch (one wake-up per
+//     receiving connection, however many packets it got), and waits for
+//     receivers past their high-water mark (backpressure) before reading
+//     more. Each connection's writer sends its whole queue in one write.
+//
+// Nothing climbs back up: transport calls the broker only through
+// transport.Receiver, the broker calls scripts only through
+// broker.Hooks, and calls down are plain method calls.
 //
 // # Locks
 //
-//   - VM.mu guards a Lua state. It is held for the whole of a handler or
-//     timer call and never while waiting for the network.
-//   - Conn.mu guards the connection's outbound queue and closing state. It
-//     is never held during I/O or while taking VM.mu.
-//   - Server.mu guards the listener list; the connection registry is a
-//     sync.Map.
+// Each lock, by layer, with what it guards:
 //
-// Lock order: VM.mu, then Conn.mu.
+//   - script.Pool.reloadMu serialises Reload.
+//   - script.VM.mu guards a Lua state: held for the whole of a handler or
+//     timer call, never while waiting for the network. VM.ctxMu guards the
+//     deadline's cancel function (the watchdog takes it without VM.mu).
+//   - script's timerSet.mu (a VM's timers), SharedStore.mu (the shared
+//     dictionary) and scripts.mu (compiled modules) are leaves.
+//   - broker.Broker.mu guards the session map.
+//   - broker.Broker.shareMu guards the shared-subscription groups; a
+//     group's own mu is taken after it.
+//   - topic.Tree and topic.Retained have RW locks; their callbacks take no
+//     lock but Session.mu.
+//   - broker.Session.mu guards a session's subscriptions, in-flight
+//     window, queue and packet ids; it is held while encoding into a
+//     connection's queue.
+//   - transport.Conn.mu guards a connection's outbound queue, its closing
+//     state and the writer role. Never held during I/O.
+//   - transport.rawConn.mu (event loops) guards a loop-served socket's
+//     state (reading, paused, shut, closed); loop.mu guards a loop's
+//     connection table and is taken with rawConn.mu held when a socket
+//     closes. eventLoops.mu guards the listener list; a rawListener's RW
+//     lock keeps its descriptor open while a loop accepts on it.
+//   - transport.Transport.mu guards the listener list; the connection
+//     table is a sync.Map.
+//
+// Lock order: Pool.reloadMu, VM.mu, Broker.mu, shareMu, group mu,
+// topic.Tree / topic.Retained, Session.mu, transport.Conn.mu,
+// rawConn.mu, loop.mu. Leaves take nothing after them.
 package engine
