@@ -26,55 +26,168 @@ import (
 // Map is a packet as plain data.
 type Map = map[string]any
 
-// ToMap returns p, decoded at protocol level version, as plain data.
-func ToMap(p *Packet, version byte) Map {
+// FieldKind is the kind of value a scalar field of the mapping holds.
+type FieldKind uint8
+
+// The field kinds.
+const (
+	KindInt    FieldKind = iota // an integer
+	KindBool                    // a flag; 0/1 are accepted when reading
+	KindString                  // text
+	KindBytes                   // binary: a string in plain data and in Lua
+)
+
+// Value is a scalar field's value; the field's Kind says which member
+// holds it.
+type Value struct {
+	Int   int
+	Bool  bool
+	Str   string
+	Bytes []byte
+}
+
+// Field is one scalar field of the data mapping. Fields drives ToMap and
+// FromMap, and the engine's Lua tables, so that each name and each rule
+// for when a field is present is written once.
+type Field struct {
+	Name string
+	Kind FieldKind
+	// Max is the largest value of an integer field.
+	Max int
+	// Get returns the field's value in p at protocol level version, and
+	// false when the field is left out.
+	Get func(p *Packet, version byte) (Value, bool)
+	// Set stores a value read from data, where the field is present.
+	Set func(p *Packet, v Value)
+}
+
+func intField(name string, max int, get func(p *Packet) int, set func(p *Packet, n int), when func(p *Packet, v byte) bool) Field {
+	return Field{Name: name, Kind: KindInt, Max: max,
+		Get: func(p *Packet, v byte) (Value, bool) {
+			if when != nil && !when(p, v) {
+				return Value{}, false
+			}
+			return Value{Int: get(p)}, true
+		},
+		Set: func(p *Packet, v Value) { set(p, v.Int) }}
+}
+
+func boolField(name string, get func(p *Packet) bool, set func(p *Packet, b bool)) Field {
+	return Field{Name: name, Kind: KindBool,
+		Get: func(p *Packet, _ byte) (Value, bool) { return Value{Bool: get(p)}, true },
+		Set: func(p *Packet, v Value) { set(p, v.Bool) }}
+}
+
+func v5Only(_ *Packet, v byte) bool { return v == V5 }
+
+var (
+	fieldMessageID = intField("message_id", 0xffff, func(p *Packet) int { return int(p.PacketID) }, func(p *Packet, n int) { p.PacketID = uint16(n) }, nil)
+	fieldCode      = intField("code", 0xff, func(p *Packet) int { return int(p.ReasonCode) }, func(p *Packet, n int) { p.ReasonCode = ReasonCode(n) }, v5Only)
+	ackFields      = []Field{fieldMessageID, fieldCode}
+)
+
+// packetFields are the scalar fields of each packet type, in the order
+// they are written.
+var packetFields = [16][]Field{
+	CONNECT: {
+		{Name: "protocol_name", Kind: KindString,
+			Get: func(p *Packet, _ byte) (Value, bool) {
+				if p.ProtocolName == "" {
+					return Value{Str: protocolName(p.ProtocolLevel)}, true
+				}
+				return Value{Str: p.ProtocolName}, true
+			},
+			Set: func(p *Packet, v Value) { p.ProtocolName = v.Str }},
+		intField("protocol_level", 0xff, func(p *Packet) int { return int(p.ProtocolLevel) }, func(p *Packet, n int) { p.ProtocolLevel = byte(n) }, nil),
+		boolField("clean_session", func(p *Packet) bool { return p.CleanSession }, func(p *Packet, b bool) { p.CleanSession = b }),
+		intField("keep_alive", 0xffff, func(p *Packet) int { return int(p.KeepAlive) }, func(p *Packet, n int) { p.KeepAlive = uint16(n) }, nil),
+		{Name: "client_id", Kind: KindString,
+			Get: func(p *Packet, _ byte) (Value, bool) { return Value{Str: p.ClientID}, true },
+			Set: func(p *Packet, v Value) { p.ClientID = v.Str }},
+		{Name: "user_name", Kind: KindString,
+			Get: func(p *Packet, _ byte) (Value, bool) {
+				return Value{Str: p.Username}, p.UsernameFlag || p.Username != ""
+			},
+			Set: func(p *Packet, v Value) { p.UsernameFlag, p.Username = true, v.Str }},
+		{Name: "password", Kind: KindBytes,
+			Get: func(p *Packet, _ byte) (Value, bool) {
+				return Value{Bytes: p.Password}, p.PasswordFlag || p.Password != nil
+			},
+			Set: func(p *Packet, v Value) { p.PasswordFlag, p.Password = true, v.Bytes }},
+	},
+	CONNACK: {
+		boolField("session_present", func(p *Packet) bool { return p.SessionPresent }, func(p *Packet, b bool) { p.SessionPresent = b }),
+		intField("code", 0xff, func(p *Packet) int { return int(p.ReasonCode) }, func(p *Packet, n int) { p.ReasonCode = ReasonCode(n) }, nil),
+	},
+	PUBLISH: {
+		boolField("dup", func(p *Packet) bool { return p.Dup }, func(p *Packet, b bool) { p.Dup = b }),
+		intField("qos", 2, func(p *Packet) int { return int(p.QoS) }, func(p *Packet, n int) { p.QoS = byte(n) }, nil),
+		boolField("retain", func(p *Packet) bool { return p.Retain }, func(p *Packet, b bool) { p.Retain = b }),
+		{Name: "topic", Kind: KindString,
+			Get: func(p *Packet, _ byte) (Value, bool) { return Value{Str: p.Topic}, true },
+			Set: func(p *Packet, v Value) { p.Topic = v.Str }},
+		{Name: "message", Kind: KindBytes,
+			Get: func(p *Packet, _ byte) (Value, bool) { return Value{Bytes: p.Payload}, true },
+			Set: func(p *Packet, v Value) { p.Payload = v.Bytes }},
+		intField("message_id", 0xffff, func(p *Packet) int { return int(p.PacketID) }, func(p *Packet, n int) { p.PacketID = uint16(n) },
+			func(p *Packet, _ byte) bool { return p.QoS > 0 }),
+	},
+	PUBACK:      ackFields,
+	PUBREC:      ackFields,
+	PUBREL:      ackFields,
+	PUBCOMP:     ackFields,
+	SUBSCRIBE:   {fieldMessageID},
+	SUBACK:      {fieldMessageID},
+	UNSUBSCRIBE: {fieldMessageID},
+	UNSUBACK:    {fieldMessageID},
+	DISCONNECT:  {fieldCode},
+	AUTH:        {fieldCode},
+}
+
+// Fields returns the scalar fields of a packet type. The compound fields
+// (will, topics, filters, codes, properties) are read and written by
+// Compounds and SetCompounds.
+func Fields(t Type) []Field {
+	if t > 15 {
+		return nil
+	}
+	return packetFields[t]
+}
+
+// CompoundNames lists the compound fields a packet type may carry.
+func CompoundNames(t Type) []string {
+	switch t {
+	case CONNECT:
+		return []string{"will", "properties"}
+	case SUBSCRIBE:
+		return []string{"topics", "filters", "properties"}
+	case SUBACK, UNSUBACK:
+		return []string{"codes", "properties"}
+	case UNSUBSCRIBE:
+		return []string{"topics", "properties"}
+	case PINGREQ, PINGRESP:
+		return nil
+	}
+	return []string{"properties"}
+}
+
+// Compounds calls set with each compound field of p that is present, as
+// plain data.
+func Compounds(p *Packet, version byte, set func(name string, v any)) {
 	if p.Type == CONNECT {
 		version = p.ProtocolLevel
 	}
-	m := Map{"type": int(p.Type)}
 	v5 := version == V5
 	switch p.Type {
 	case CONNECT:
-		m["protocol_name"] = p.ProtocolName
-		if m["protocol_name"] == "" {
-			m["protocol_name"] = protocolName(p.ProtocolLevel)
-		}
-		m["protocol_level"] = int(p.ProtocolLevel)
-		m["clean_session"] = p.CleanSession
-		m["keep_alive"] = int(p.KeepAlive)
-		m["client_id"] = p.ClientID
 		if w := p.Will; w != nil {
 			wm := Map{"qos": int(w.QoS), "retain": w.Retain, "topic": w.Topic, "message": string(w.Payload)}
 			if v5 && !w.Properties.Empty() {
 				wm["properties"] = PropertiesToMap(&w.Properties, willProps)
 			}
-			m["will"] = wm
-		}
-		if p.UsernameFlag || p.Username != "" {
-			m["user_name"] = p.Username
-		}
-		if p.PasswordFlag || p.Password != nil {
-			m["password"] = string(p.Password)
-		}
-	case CONNACK:
-		m["session_present"] = p.SessionPresent
-		m["code"] = int(p.ReasonCode)
-	case PUBLISH:
-		m["dup"] = p.Dup
-		m["qos"] = int(p.QoS)
-		m["retain"] = p.Retain
-		m["topic"] = p.Topic
-		m["message"] = string(p.Payload)
-		if p.QoS > 0 {
-			m["message_id"] = int(p.PacketID)
-		}
-	case PUBACK, PUBREC, PUBREL, PUBCOMP:
-		m["message_id"] = int(p.PacketID)
-		if v5 {
-			m["code"] = int(p.ReasonCode)
+			set("will", wm)
 		}
 	case SUBSCRIBE:
-		m["message_id"] = int(p.PacketID)
 		topics := Map{}
 		filters := make([]any, 0, len(p.Subscriptions))
 		for _, s := range p.Subscriptions {
@@ -91,32 +204,51 @@ func ToMap(p *Packet, version byte) Map {
 			}
 			filters = append(filters, f)
 		}
-		m["topics"] = topics
-		m["filters"] = filters
+		set("topics", topics)
+		set("filters", filters)
 	case SUBACK, UNSUBACK:
-		m["message_id"] = int(p.PacketID)
 		if p.Type == SUBACK || v5 {
 			codes := make([]any, len(p.ReasonCodes))
 			for i, c := range p.ReasonCodes {
 				codes[i] = int(c)
 			}
-			m["codes"] = codes
+			set("codes", codes)
 		}
 	case UNSUBSCRIBE:
-		m["message_id"] = int(p.PacketID)
 		topics := make([]any, len(p.Topics))
 		for i, t := range p.Topics {
 			topics[i] = t
 		}
-		m["topics"] = topics
-	case DISCONNECT, AUTH:
-		if v5 {
-			m["code"] = int(p.ReasonCode)
-		}
+		set("topics", topics)
 	}
 	if v5 && !p.Properties.Empty() {
-		m["properties"] = PropertiesToMap(&p.Properties, p.Type)
+		set("properties", PropertiesToMap(&p.Properties, p.Type))
 	}
+}
+
+// ToMap returns p, decoded at protocol level version, as plain data.
+func ToMap(p *Packet, version byte) Map {
+	if p.Type == CONNECT {
+		version = p.ProtocolLevel
+	}
+	m := Map{"type": int(p.Type)}
+	for _, f := range Fields(p.Type) {
+		v, ok := f.Get(p, version)
+		if !ok {
+			continue
+		}
+		switch f.Kind {
+		case KindInt:
+			m[f.Name] = v.Int
+		case KindBool:
+			m[f.Name] = v.Bool
+		case KindString:
+			m[f.Name] = v.Str
+		case KindBytes:
+			m[f.Name] = string(v.Bytes)
+		}
+	}
+	Compounds(p, version, func(name string, v any) { m[name] = v })
 	return m
 }
 
@@ -162,7 +294,8 @@ func PropertiesToMap(props *Properties, t Type) Map {
 // numbers as any Go integer or float type (JSON and Lua give float64), flags
 // as bools or 0/1 (Simps scripts write `session_present = 0`), and `cmd` as
 // a synonym of `type` (as Simps' MQTT::getAck does). Missing fields are
-// zero. The result is not validated: Append does that.
+// zero, but a CONNECT's protocol level, which is 3.1.1. The result is not
+// validated: Append does that.
 func FromMap(m Map) (*Packet, error) {
 	p := &Packet{}
 	c := mapReader{m: m}
@@ -174,84 +307,117 @@ func FromMap(m Map) (*Packet, error) {
 		return nil, fmt.Errorf("type: want a packet type 1..15, got %v", m["type"])
 	}
 	p.Type = Type(t)
+	for _, f := range Fields(p.Type) {
+		if v, ok := m[f.Name]; !ok || v == nil {
+			continue
+		}
+		var v Value
+		switch f.Kind {
+		case KindInt:
+			v.Int = c.int(f.Name, 0)
+			if v.Int > f.Max {
+				c.fail(f.Name, fmt.Sprintf("an integer 0..%d", f.Max), m[f.Name])
+			}
+		case KindBool:
+			v.Bool = c.bool(f.Name)
+		case KindString:
+			v.Str = c.str(f.Name)
+		case KindBytes:
+			v.Bytes = []byte(c.str(f.Name))
+		}
+		f.Set(p, v)
+	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	if p.Type == CONNECT {
+		if _, ok := m["protocol_level"]; !ok {
+			p.ProtocolLevel = V311
+		}
+	}
+	if err := SetCompounds(p, func(name string) (any, error) { return m[name], nil }); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// SetCompounds reads p's compound fields from get, which returns a
+// field's plain data (nil when it is absent).
+func SetCompounds(p *Packet, get func(name string) (any, error)) error {
 	switch p.Type {
 	case CONNECT:
-		p.ProtocolLevel = byte(c.int("protocol_level", int(V311)))
-		p.ProtocolName = c.str("protocol_name")
-		p.CleanSession = c.bool("clean_session")
-		p.KeepAlive = uint16(c.int("keep_alive", 0))
-		p.ClientID = c.str("client_id")
-		if wm, ok := m["will"].(Map); ok {
+		v, err := get("will")
+		if err != nil {
+			return err
+		}
+		if wm, ok := v.(Map); ok {
 			wc := mapReader{m: wm, prefix: "will."}
 			p.Will = &Will{QoS: byte(wc.int("qos", 0)), Retain: wc.bool("retain"),
 				Topic: wc.str("topic"), Payload: []byte(wc.str("message"))}
 			if err := wc.err; err != nil {
-				return nil, err
+				return err
 			}
 			if err := PropertiesFromMap(wm["properties"], &p.Will.Properties, "will.properties"); err != nil {
-				return nil, err
+				return err
 			}
+		} else if v != nil {
+			return fmt.Errorf("will: want a table, got %T", v)
 		}
-		if _, ok := m["user_name"]; ok {
-			p.UsernameFlag, p.Username = true, c.str("user_name")
-		}
-		if _, ok := m["password"]; ok {
-			p.PasswordFlag, p.Password = true, []byte(c.str("password"))
-		}
-	case CONNACK:
-		p.SessionPresent = c.bool("session_present")
-		p.ReasonCode = ReasonCode(c.int("code", 0))
-	case PUBLISH:
-		p.Dup = c.bool("dup")
-		p.QoS = byte(c.int("qos", 0))
-		p.Retain = c.bool("retain")
-		p.Topic = c.str("topic")
-		p.Payload = []byte(c.str("message"))
-		p.PacketID = uint16(c.int("message_id", 0))
 	case SUBSCRIBE:
-		p.PacketID = uint16(c.int("message_id", 0))
-		if err := subscriptionsFromMap(m, p); err != nil {
-			return nil, err
+		filters, err := get("filters")
+		if err != nil {
+			return err
+		}
+		topics, err := get("topics")
+		if err != nil {
+			return err
+		}
+		if err := subscriptionsFromMap(Map{"filters": filters, "topics": topics}, p); err != nil {
+			return err
 		}
 	case UNSUBSCRIBE:
-		p.PacketID = uint16(c.int("message_id", 0))
-		switch topics := m["topics"].(type) {
+		v, err := get("topics")
+		if err != nil {
+			return err
+		}
+		switch topics := v.(type) {
 		case []any:
 			for i, t := range topics {
 				s, ok := t.(string)
 				if !ok {
-					return nil, fmt.Errorf("topics[%d]: want a string, got %T", i+1, t)
+					return fmt.Errorf("topics[%d]: want a string, got %T", i+1, t)
 				}
 				p.Topics = append(p.Topics, s)
 			}
 		case nil:
 		default:
-			return nil, fmt.Errorf("topics: want a list of topic filters, got %T", topics)
+			return fmt.Errorf("topics: want a list of topic filters, got %T", topics)
 		}
 	case SUBACK, UNSUBACK:
-		p.PacketID = uint16(c.int("message_id", 0))
-		if codes, ok := m["codes"].([]any); ok {
+		v, err := get("codes")
+		if err != nil {
+			return err
+		}
+		if codes, ok := v.([]any); ok {
 			for i, v := range codes {
 				n, ok := toInt(v)
 				if !ok || n < 0 || n > 255 {
-					return nil, fmt.Errorf("codes[%d]: want a reason code, got %v", i+1, v)
+					return fmt.Errorf("codes[%d]: want a reason code, got %v", i+1, v)
 				}
 				p.ReasonCodes = append(p.ReasonCodes, ReasonCode(n))
 			}
-		} else if m["codes"] != nil {
-			return nil, fmt.Errorf("codes: want a list, got %T", m["codes"])
+		} else if v != nil {
+			return fmt.Errorf("codes: want a list, got %T", v)
 		}
-	default:
-		p.PacketID = uint16(c.int("message_id", 0))
-		p.ReasonCode = ReasonCode(c.int("code", 0))
 	}
-	if c.err != nil {
-		return nil, c.err
+	if p.Type == PINGREQ || p.Type == PINGRESP {
+		return nil
 	}
-	if err := PropertiesFromMap(m["properties"], &p.Properties, "properties"); err != nil {
-		return nil, err
+	v, err := get("properties")
+	if err != nil {
+		return err
 	}
-	return p, nil
+	return PropertiesFromMap(v, &p.Properties, "properties")
 }
 
 func subscriptionsFromMap(m Map, p *Packet) error {

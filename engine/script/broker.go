@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"unsafe"
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/broker"
@@ -84,7 +83,10 @@ func (b *binding) accept(L *lua.LState) int {
 	if c == nil {
 		return closed(L)
 	}
-	p := connectFromTable(L, 2, t)
+	p := b.packetArg(L, 2, t, codec.CONNECT, true)
+	if p.Will != nil && p.Will.Topic == "" {
+		L.ArgError(2, "will.topic must be a topic name")
+	}
 	if p.ProtocolLevel == 0 {
 		p.ProtocolLevel = c.Version()
 	}
@@ -98,114 +100,44 @@ func (b *binding) accept(L *lua.LState) int {
 	return 1
 }
 
-// flag reads a boolean field that Simps-style scripts may give as 0/1.
-func flag(v lua.LValue) bool {
-	if n, ok := v.(lua.LNumber); ok {
-		return n != 0
-	}
-	return lua.LVAsBool(v)
-}
-
-// propsFromTable reads a properties table, if any, through the data mapping.
-func propsFromTable(L *lua.LState, n int, v lua.LValue, into *codec.Properties) {
-	pt, ok := v.(*lua.LTable)
-	if !ok {
-		return
-	}
-	d, err := FromLua(pt)
-	if err == nil {
-		err = codec.PropertiesFromMap(d, into, "properties")
-	}
-	if err != nil {
-		L.ArgError(n, err.Error())
-	}
-}
-
-// connectFromTable reads the fields of a CONNECT table the kit uses, one
-// by one: this runs for every connection.
-func connectFromTable(L *lua.LState, n int, t *lua.LTable) *codec.Packet {
+// packetArg reads argument n, a packet table, into the VM's scratch
+// packet (one per VM: bindings run under the VM's lock, and the broker
+// copies what it keeps), through the data mapping. With requireType the
+// table's type (or cmd) must be want; otherwise it may be left out.
+func (b *binding) packetArg(L *lua.LState, n int, t *lua.LTable, want codec.Type, requireType bool) *codec.Packet {
 	typ := t.RawGetString("type")
 	if typ == lua.LNil {
 		typ = t.RawGetString("cmd")
 	}
-	if typ != lua.LNumber(codec.CONNECT) {
-		L.ArgError(n, "CONNECT data expected")
+	if typ != lua.LNumber(want) && (requireType || typ != lua.LNil) {
+		L.ArgError(n, want.String()+" data expected")
 	}
-	p := &codec.Packet{Type: codec.CONNECT}
-	if id, ok := t.RawGetString("client_id").(lua.LString); ok {
-		p.ClientID = string(id)
-	} else if t.RawGetString("client_id") != lua.LNil {
-		L.ArgError(n, "client_id must be a string")
+	p := &b.vm.scratch
+	*p = codec.Packet{Type: want}
+	if err := readTable(t, p); err != nil {
+		L.ArgError(n, err.Error())
 	}
-	p.CleanSession = flag(t.RawGetString("clean_session"))
-	if lv, ok := t.RawGetString("protocol_level").(lua.LNumber); ok {
-		p.ProtocolLevel = byte(lv)
-	}
-	if ka, ok := t.RawGetString("keep_alive").(lua.LNumber); ok {
-		p.KeepAlive = uint16(ka)
-	}
-	if wt, ok := t.RawGetString("will").(*lua.LTable); ok {
-		w := &codec.Will{Retain: flag(wt.RawGetString("retain"))}
-		if q, ok := wt.RawGetString("qos").(lua.LNumber); ok {
-			w.QoS = byte(q)
-		}
-		topic, ok := wt.RawGetString("topic").(lua.LString)
-		if !ok || topic == "" {
-			L.ArgError(n, "will.topic must be a topic name")
-		}
-		w.Topic = string(topic)
-		if m, ok := wt.RawGetString("message").(lua.LString); ok {
-			w.Payload = []byte(m)
-		}
-		propsFromTable(L, n, wt.RawGetString("properties"), &w.Properties)
-		p.Will = w
-	}
-	propsFromTable(L, n, t.RawGetString("properties"), &p.Properties)
 	return p
 }
 
-// messageFromTable reads a PUBLISH table field by field: this runs for
-// every message, so it avoids the generic conversion unless 5.0
-// properties are present.
-func messageFromTable(L *lua.LState, n int, t *lua.LTable) (*broker.Message, uint16) {
-	topic, ok := t.RawGetString("topic").(lua.LString)
-	if !ok {
-		L.ArgError(n, "topic must be a string")
-	}
-	m := &broker.Message{Topic: string(topic)}
-	switch v := t.RawGetString("message").(type) {
-	case lua.LString:
-		// The Lua string's bytes, not a copy: Go strings are immutable and
-		// nothing writes into a routed message's payload.
-		m.Payload = unsafe.Slice(unsafe.StringData(string(v)), len(v))
-		m.Owned = true
-	case *lua.LNilType:
-	default:
-		L.ArgError(n, "message must be a string")
-	}
-	if q, ok := t.RawGetString("qos").(lua.LNumber); ok {
-		if q < 0 || q > 2 {
-			L.ArgError(n, "qos must be 0, 1 or 2")
-		}
-		m.QoS = byte(q)
-	}
-	m.Retain = flag(t.RawGetString("retain"))
-	var id uint16
-	if v, ok := t.RawGetString("message_id").(lua.LNumber); ok {
-		id = uint16(v)
-	}
-	if props, ok := t.RawGetString("properties").(*lua.LTable); ok {
-		m.Props = new(codec.Properties)
-		propsFromTable(L, n, props, m.Props)
-		// Per-hop properties are not forwarded (5.0 §3.3.2.3.4, §3.3.4).
-		m.Props.Clear(codec.PropTopicAlias)
-		m.Props.Clear(codec.PropSubscriptionID)
-	}
-	check := codec.Packet{Type: codec.PUBLISH, Topic: m.Topic, QoS: m.QoS, PacketID: 1}
+// messageArg reads argument n, a PUBLISH table, as a message to route,
+// and its message_id.
+func (b *binding) messageArg(L *lua.LState, n int, t *lua.LTable) (*broker.Message, uint16) {
+	p := b.packetArg(L, n, t, codec.PUBLISH, false)
+	check := codec.Packet{Type: codec.PUBLISH, Topic: p.Topic, QoS: p.QoS, PacketID: 1}
 	if err := check.Check(codec.V311); err != nil {
 		L.ArgError(n, err.Error())
 	}
-	return m, id
+	// The payload aliases the Lua string's bytes, which nothing writes.
+	m := &broker.Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Owned: true}
+	if t.RawGetString("properties") != lua.LNil {
+		props := p.Properties
+		// Per-hop properties are not forwarded (5.0 §3.3.2.3.4, §3.3.4).
+		props.Clear(codec.PropTopicAlias)
+		props.Clear(codec.PropSubscriptionID)
+		m.Props = &props
+	}
+	return m, p.PacketID
 }
 
 // broker.route(fd, data) -> number of sessions | nil, "closed"
@@ -213,7 +145,7 @@ func messageFromTable(L *lua.LState, n int, t *lua.LTable) (*broker.Message, uin
 func (b *binding) route(L *lua.LState) int {
 	c := b.conn(L, 1)
 	t := L.CheckTable(2)
-	m, id := messageFromTable(L, 2, t)
+	m, id := b.messageArg(L, 2, t)
 	if c == nil {
 		return closed(L)
 	}
@@ -290,7 +222,7 @@ func (b *binding) unsubscribe(L *lua.LState) int {
 
 // broker.publish{topic=, message=, qos=, retain=} -> number of sessions
 func (b *binding) publish(L *lua.LState) int {
-	m, _ := messageFromTable(L, 1, L.CheckTable(1))
+	m, _ := b.messageArg(L, 1, L.CheckTable(1))
 	L.Push(lua.LNumber(b.k.Inject(m, b.vm.Batch())))
 	return 1
 }

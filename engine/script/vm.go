@@ -45,6 +45,9 @@ type VM struct {
 	cancel    func()
 
 	timers timerSet
+
+	// scratch is the packet bindings read tables into (mu held).
+	scratch codec.Packet
 }
 
 // openLibs opens the sandboxed standard library (sandbox.go), print to
