@@ -30,7 +30,7 @@ func TestBindings(t *testing.T) {
 		{"workers", "", "2"}, // onWorkerStart ran once per VM
 		{"json", `{"n":41}`, `{"n":42,"seen":true}`},
 		{"info", "", "binder 5 true"},
-		{"addr", "", "127.0.0.1: true nil closed"},
+		{"addr", "", "127.0.0.1: true nil closed binder nil 5 false"},
 		{"unpack", "", "x/y z 7"},
 		{"timer", "", "fired"},
 		{"badarg", "", "bad argument #2 to"},

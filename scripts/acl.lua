@@ -52,7 +52,7 @@ end
 
 -- decide walks the rules for one access.
 local function decide(server, fd, topic, access, rules)
-  local client_id, user_name = server:whois(fd)
+  local client_id, user_name = server:info(fd, "client_id", "user_name")
   for i = 1, #rules do
     local rule = rules[i]
     local a = rule.access

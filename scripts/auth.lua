@@ -62,7 +62,7 @@ function auth.check(server, fd, data)
     if auth.anonymous == "allow" then
       return true
     end
-    if auth.anonymous == "loopback" and is_loopback(server:remote_addr(fd)) then
+    if auth.anonymous == "loopback" and is_loopback(server:info(fd, "remote_addr")) then
       return true
     end
     return false, mqtt.NOT_AUTHORIZED -- 0x05 for 3.1.1 clients

@@ -91,6 +91,10 @@ func (c *Client) Username() (string, bool) {
 	return "", false
 }
 
+// HasSession reports whether the client was accepted as a session
+// (Broker.Accept).
+func (c *Client) HasSession() bool { return c.state.Load() != nil }
+
 // Connected reports whether the client has sent its CONNECT.
 func (c *Client) Connected() bool { return c.Version() != 0 }
 

@@ -64,6 +64,7 @@ func closed(L *lua.LState) int {
 
 // broker.accept(fd, data [, connack_properties]) -> session_present | nil, err
 func (b *binding) accept(L *lua.LState) int {
+	b.vm.requireHandler(L, "broker.accept", L.CheckInt(1), codec.CONNECT, codec.AUTH)
 	c := b.conn(L, 1)
 	t := L.CheckTable(2)
 	var extra *codec.Properties
@@ -140,9 +141,21 @@ func (b *binding) messageArg(L *lua.LState, n int, t *lua.LTable) (*broker.Messa
 	return m, p.PacketID
 }
 
+// requireSession raises when c was not accepted as a session: the
+// script answered its CONNECT itself (a raw CONNACK), so the broker has no
+// session to subscribe. Mixing the two layers this way used to refuse
+// every filter without a word.
+func requireSession(L *lua.LState, fn string, c *broker.Client, packet string) {
+	if !c.HasSession() {
+		L.RaiseError("%s: fd %d has no session: its CONNECT was answered without broker.accept. "+
+			"Accept it with broker.accept to use the broker's sessions, or answer %s yourself with server:send", fn, c.FD, packet)
+	}
+}
+
 // broker.route(fd, data) -> number of sessions | nil, "closed"
 // Acknowledges and routes a PUBLISH received from fd.
 func (b *binding) route(L *lua.LState) int {
+	b.vm.requireHandler(L, "broker.route", L.CheckInt(1), codec.PUBLISH)
 	c := b.conn(L, 1)
 	t := L.CheckTable(2)
 	m, id := b.messageArg(L, 2, t)
@@ -158,6 +171,7 @@ func (b *binding) route(L *lua.LState) int {
 
 // broker.ack(fd, data [, code]) acknowledges a PUBLISH without routing it.
 func (b *binding) ack(L *lua.LState) int {
+	b.vm.requireHandler(L, "broker.ack", L.CheckInt(1), codec.PUBLISH)
 	c := b.conn(L, 1)
 	t := L.CheckTable(2)
 	code := codec.ReasonCode(L.OptInt(3, int(codec.Success)))
@@ -176,6 +190,7 @@ func (b *binding) ack(L *lua.LState) int {
 
 // broker.subscribe(fd, data [, codes]) -> granted codes
 func (b *binding) subscribe(L *lua.LState) int {
+	b.vm.requireHandler(L, "broker.subscribe", L.CheckInt(1), codec.SUBSCRIBE)
 	c := b.conn(L, 1)
 	t := L.CheckTable(2)
 	var codes []codec.ReasonCode
@@ -195,6 +210,7 @@ func (b *binding) subscribe(L *lua.LState) int {
 	if err != nil || p.Type != codec.SUBSCRIBE {
 		L.ArgError(2, "SUBSCRIBE data expected")
 	}
+	requireSession(L, "broker.subscribe", c, "SUBSCRIBE")
 	out := b.k.Subscribe(c, p, codes, b.vm.Batch())
 	res := L.CreateTable(len(out), 0)
 	for _, code := range out {
@@ -206,6 +222,7 @@ func (b *binding) subscribe(L *lua.LState) int {
 
 // broker.unsubscribe(fd, data)
 func (b *binding) unsubscribe(L *lua.LState) int {
+	b.vm.requireHandler(L, "broker.unsubscribe", L.CheckInt(1), codec.UNSUBSCRIBE)
 	c := b.conn(L, 1)
 	t := L.CheckTable(2)
 	if c == nil {
@@ -215,6 +232,7 @@ func (b *binding) unsubscribe(L *lua.LState) int {
 	if err != nil || p.Type != codec.UNSUBSCRIBE {
 		L.ArgError(2, "UNSUBSCRIBE data expected")
 	}
+	requireSession(L, "broker.unsubscribe", c, "UNSUBSCRIBE")
 	b.k.Unsubscribe(c, p, b.vm.Batch())
 	L.Push(lua.LTrue)
 	return 1

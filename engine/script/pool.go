@@ -159,6 +159,7 @@ func (s *Pool) startVMs(sc *scripts) ([]*VM, error) {
 	for _, vm := range vms {
 		vm.mu.Lock()
 		if fn := vm.global("onWorkerStart"); fn != nil {
+			vm.where = "onWorkerStart"
 			vm.L.Push(fn)
 			vm.L.Push(vm.server)
 			vm.L.Push(vm.idValue)
@@ -170,6 +171,7 @@ func (s *Pool) startVMs(sc *scripts) ([]*VM, error) {
 				return nil, scriptErrorOf(err, sc.mainPath)
 			}
 		}
+		vm.where = ""
 		vm.mu.Unlock()
 	}
 	return vms, nil
@@ -235,6 +237,15 @@ func (s *Pool) watchdog() {
 			}
 		}
 	}
+}
+
+// handlerName names the handler of a packet type, for messages: its
+// configured name, or the packet type's when none is configured.
+func (s *Pool) handlerName(t codec.Type) string {
+	if n := s.callbackNames[t&15]; n != "" {
+		return n
+	}
+	return "the " + t.String() + " handler"
 }
 
 // callbackName returns the handler name for a packet type.

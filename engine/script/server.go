@@ -27,8 +27,6 @@ func (vm *VM) openBindings() {
 		"close":       vm.serverClose,
 		"exist":       vm.serverExist,
 		"info":        vm.serverInfo,
-		"whois":       vm.serverWhois,
-		"remote_addr": vm.serverRemoteAddr,
 		"connections": vm.serverConnections,
 	}))
 	L.SetField(mt, "__tostring", L.NewFunction(func(L *lua.LState) int {
@@ -154,56 +152,89 @@ func (vm *VM) serverExist(L *lua.LState) int {
 	return 1
 }
 
-// server:info(fd) -> {fd, remote_addr, client_id, user_name, protocol_level,
-// worker_id, keep_alive} | nil, "closed"
+// server:info(fd) -> {fd, remote_addr, client_id, user_name,
+// protocol_level, worker_id, keep_alive} | nil, "closed"
+// server:info(fd, name...) -> the named facts as values, no table
+// One call for everything known of a connection. Without names it builds
+// the table (for display and logs); with names it returns just those, in
+// order, building nothing: what a check on every message or every
+// CONNECT asks (`server:info(fd, "client_id", "user_name")`,
+// `server:info(fd, "remote_addr")`). An unknown name raises.
 func (vm *VM) serverInfo(L *lua.LState) int {
 	c := vm.connArg(L)
+	top := L.GetTop()
+	if top > 2 {
+		// Check every name before answering, so that a typo raises even
+		// for a closed connection.
+		for i := 3; i <= top; i++ {
+			if _, ok := infoFields[L.CheckString(i)]; !ok {
+				L.ArgError(i, "unknown field (known: fd, remote_addr, client_id, user_name, protocol_level, worker_id, keep_alive)")
+			}
+		}
+		if c == nil {
+			return pushClosed(L)
+		}
+		for i := 3; i <= top; i++ {
+			L.Push(vm.infoField(c, infoFields[string(L.Get(i).(lua.LString))]))
+		}
+		return top - 2
+	}
 	if c == nil {
 		return pushClosed(L)
 	}
 	// Sized: L.NewTable preallocates 32 array and 32 hash slots, which
-	// was most of this call's cost (it runs on every CONNECT of auth.lua).
+	// was most of this call's cost.
 	t := L.CreateTable(0, 7)
-	t.RawSetString("fd", lua.LNumber(c.FD))
-	t.RawSetString("remote_addr", lua.LString(c.RemoteAddrString()))
-	t.RawSetString("client_id", lua.LString(c.ClientID()))
-	if u, ok := c.Username(); ok {
-		t.RawSetString("user_name", lua.LString(u))
+	t.RawSetString("fd", vm.infoField(c, infoFD))
+	t.RawSetString("remote_addr", vm.infoField(c, infoRemoteAddr))
+	t.RawSetString("client_id", vm.infoField(c, infoClientID))
+	if u := vm.infoField(c, infoUserName); u != lua.LNil {
+		t.RawSetString("user_name", u)
 	}
-	t.RawSetString("protocol_level", lua.LNumber(c.Version()))
-	t.RawSetString("worker_id", lua.LNumber(c.FD%len(vm.pool.VMs())))
-	t.RawSetString("keep_alive", lua.LNumber(c.KeepAlive()))
+	t.RawSetString("protocol_level", vm.infoField(c, infoProtocolLevel))
+	t.RawSetString("worker_id", vm.infoField(c, infoWorkerID))
+	t.RawSetString("keep_alive", vm.infoField(c, infoKeepAlive))
 	L.Push(t)
 	return 1
 }
 
-// server:whois(fd) -> client_id, user_name | nil, "closed"
-// The two facts an authorization check needs, without building a table:
-// it runs for every message of a script with ACL rules.
-func (vm *VM) serverWhois(L *lua.LState) int {
-	c := vm.connArg(L)
-	if c == nil {
-		return pushClosed(L)
-	}
-	L.Push(lua.LString(c.ClientID()))
-	if u, ok := c.Username(); ok {
-		L.Push(lua.LString(u))
-	} else {
-		L.Push(lua.LNil)
-	}
-	return 2
+// The facts server:info knows.
+const (
+	infoFD = iota
+	infoRemoteAddr
+	infoClientID
+	infoUserName
+	infoProtocolLevel
+	infoWorkerID
+	infoKeepAlive
+)
+
+var infoFields = map[string]int{
+	"fd": infoFD, "remote_addr": infoRemoteAddr, "client_id": infoClientID, "user_name": infoUserName,
+	"protocol_level": infoProtocolLevel, "worker_id": infoWorkerID, "keep_alive": infoKeepAlive,
 }
 
-// server:remote_addr(fd) -> "host:port" | nil, "closed"
-// The peer's address without building server:info's table: auth.lua asks
-// for it on every anonymous CONNECT.
-func (vm *VM) serverRemoteAddr(L *lua.LState) int {
-	c := vm.connArg(L)
-	if c == nil {
-		return pushClosed(L)
+// infoField is one fact of server:info; user_name is nil when the CONNECT
+// had none.
+func (vm *VM) infoField(c *broker.Client, f int) lua.LValue {
+	switch f {
+	case infoFD:
+		return lua.LNumber(c.FD)
+	case infoRemoteAddr:
+		return lua.LString(c.RemoteAddrString())
+	case infoClientID:
+		return lua.LString(c.ClientID())
+	case infoUserName:
+		if u, ok := c.Username(); ok {
+			return lua.LString(u)
+		}
+		return lua.LNil
+	case infoProtocolLevel:
+		return lua.LNumber(c.Version())
+	case infoWorkerID:
+		return lua.LNumber(c.FD % len(vm.pool.VMs()))
 	}
-	L.Push(lua.LString(c.RemoteAddrString()))
-	return 1
+	return lua.LNumber(c.KeepAlive())
 }
 
 // server:connections() -> iterator over live fds, for

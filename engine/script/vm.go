@@ -34,6 +34,14 @@ type VM struct {
 
 	mu     sync.Mutex
 	cur    *broker.Client // connection whose handler is running, nil in timers
+	// handling is the packet type whose handler is running (0: none);
+	// where names what else runs (onClose, a timer, onWorkerStart, the
+	// scripts' top level), for the errors of bindings called out of place.
+	handling codec.Type
+	where    string
+	// anywhere lifts those checks, for a tool's VM (NewVM) whose code
+	// calls handlers directly.
+	anywhere bool
 	closed bool           // set under mu by close; a reload replaced this VM
 
 	server *lua.LUserData // the `server` argument of handlers
@@ -95,7 +103,7 @@ func (vm *VM) luaPrint(L *lua.LState) int {
 
 // newVM creates a VM, opens its libraries and modules, and runs main.lua.
 func newVM(pool *Pool, id int, sc *scripts) (*VM, error) {
-	vm := &VM{ID: id, idValue: lua.LNumber(id), pool: pool}
+	vm := &VM{ID: id, idValue: lua.LNumber(id), pool: pool, where: "the scripts' top level"}
 	vm.L = lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistrySize: 1024 * 4, RegistryMaxSize: 1024 * 256})
 	vm.openLibs()
 	vm.openBindings()
@@ -131,6 +139,7 @@ func (s *Pool) NewVM(id int) (*VM, error) {
 		return nil, scriptErrorOf(err, s.scripts().mainPath)
 	}
 	vm.L.RemoveContext()
+	vm.anywhere = true
 	return vm, nil
 }
 
@@ -249,4 +258,38 @@ func (vm *VM) close() {
 	vm.timers.stopAll()
 	vm.L.Close()
 	vm.mu.Unlock()
+}
+
+// whereNow names the code running on the VM, for errors.
+func (vm *VM) whereNow() string {
+	if vm.handling != 0 {
+		return vm.pool.handlerName(vm.handling)
+	}
+	if vm.where == "" {
+		return "no handler"
+	}
+	return vm.where
+}
+
+// requireHandler raises unless the running code is the handler of one of
+// types, for connection fd: what a binding that acts on the packet being
+// handled needs (OpenResty's "API disabled in the context of ...").
+func (vm *VM) requireHandler(L *lua.LState, fn string, fd int, types ...codec.Type) {
+	if vm.anywhere {
+		return
+	}
+	ok := false
+	for _, t := range types {
+		ok = ok || vm.handling == t
+	}
+	if !ok {
+		names := make([]string, len(types))
+		for i, t := range types {
+			names[i] = vm.pool.handlerName(t)
+		}
+		L.RaiseError("%s may only be called in %s, not in %s", fn, strings.Join(names, " or "), vm.whereNow())
+	}
+	if vm.cur != nil && vm.cur.FD != fd {
+		L.RaiseError("%s: fd %d is not the connection whose %s is running (fd %d)", fn, fd, vm.whereNow(), vm.cur.FD)
+	}
 }

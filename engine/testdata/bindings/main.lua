@@ -35,9 +35,12 @@ function onMqPublish(server, fd, fromId, data)
     local info = server:info(fd)
     reply(server, fd, name, info.client_id .. " " .. info.protocol_level .. " " .. tostring(server:exist(fd)))
   elseif name == "addr" then
-    local a = server:remote_addr(fd)
-    local gone, err = server:remote_addr(99999)
-    reply(server, fd, name, a:sub(1, 10) .. " " .. tostring(a == server:info(fd).remote_addr) .. " " .. tostring(gone) .. " " .. err)
+    local a = server:info(fd, "remote_addr")
+    local gone, err = server:info(99999, "remote_addr")
+    local id, user, level = server:info(fd, "client_id", "user_name", "protocol_level")
+    local typo = pcall(server.info, server, fd, "clientid")
+    reply(server, fd, name, a:sub(1, 10) .. " " .. tostring(a == server:info(fd).remote_addr) .. " " .. tostring(gone) .. " " .. err ..
+      " " .. id .. " " .. tostring(user) .. " " .. level .. " " .. tostring(typo))
   elseif name == "unpack" then
     local p = mqtt.unpack(mqtt.pack({ type = mqtt.PUBLISH, topic = "x/y", message = "z", qos = 1, message_id = 7 }))
     reply(server, fd, name, p.topic .. " " .. p.message .. " " .. p.message_id)

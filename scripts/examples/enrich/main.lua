@@ -24,7 +24,7 @@ function onMqPublish(server, fd, fromId, data)
     data.message = json.encode({
       device = device,
       value = value,
-      client = (server:whois(fd)),
+      client = server:info(fd, "client_id"),
       received = os.time(),
     })
     -- MQTT 5 subscribers learn the payload is JSON text.
