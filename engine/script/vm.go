@@ -32,8 +32,8 @@ type VM struct {
 
 	idValue lua.LValue // ID as a Lua value, for every handler call
 
-	mu     sync.Mutex
-	cur    *broker.Client // connection whose handler is running, nil in timers
+	mu  sync.Mutex
+	cur *broker.Client // connection whose handler is running, nil in timers
 	// handling is the packet type whose handler is running (0: none);
 	// where names what else runs (onClose, a timer, onWorkerStart, the
 	// scripts' top level), for the errors of bindings called out of place.
@@ -42,7 +42,7 @@ type VM struct {
 	// anywhere lifts those checks, for a tool's VM (NewVM) whose code
 	// calls handlers directly.
 	anywhere bool
-	closed bool           // set under mu by close; a reload replaced this VM
+	closed   bool // set under mu by close; a reload replaced this VM
 
 	server *lua.LUserData // the `server` argument of handlers
 
