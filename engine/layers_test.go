@@ -21,8 +21,9 @@ func TestLayers(t *testing.T) {
 		"engine/topic":     {},
 		"engine/transport": {"codec"},
 		"engine/broker":    {"codec", "engine/topic", "engine/transport"},
-		"engine/script":    {"codec", "engine/topic", "engine/transport", "engine/broker"},
-		"engine":           {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script"},
+		"engine/script":    {"codec", "engine/topic", "engine/transport", "engine/broker", "lualib"},
+		"engine":           {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib"},
+		"lualib":           {},
 	}
 	noLua := map[string]bool{"codec": true, "engine/topic": true, "engine/transport": true, "engine/broker": true}
 	root := filepath.Join("..")

@@ -146,7 +146,7 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 
 	cfg := engine.Config{Scripts: *scripts, LuaLib: *lualib, Log: log}
 	if cfg.LuaLib == "" {
-		cfg.LuaLib = defaultLuaLib(*scripts)
+		cfg.LuaLib = scripttest.DefaultLuaLib(*scripts)
 	}
 	cfgFile := filepath.Join(*scripts, "config.lua")
 	fc, err := engine.LoadConfigFile(cfgFile)

@@ -1,72 +1,12 @@
 package main
 
 import (
-	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"runtime"
 
 	"github.com/mqttlua/broker/engine/scripttest"
-	"github.com/spf13/pflag"
 )
 
-// runTests is `broker test [--scripts DIR] [PATH...]`: it runs the script
-// tests (*.t conversations and *_test.lua files) against the scripts with
-// in-memory connections, prints one line per failure (every test with
-// -v) and "N passed, N failed", and exits 0 only when all pass.
+// runTests is `broker test`: see scripttest.Command.
 func runTests(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("broker test", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	scripts := fs.String("scripts", "./scripts", "folder of the scripts under test")
-	lualib := fs.String("lualib", "", "folder of the shipped Lua modules (default: lualib beside the scripts folder, if present)")
-	verbose := fs.BoolP("verbose", "v", false, "report passing tests too")
-	parallel := fs.Int("parallel", runtime.NumCPU(), "tests run at once")
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "broker: test: %v (see broker test --help)\n", err)
-		return 2
-	}
-	if *help {
-		fmt.Fprint(stderr, "Usage: broker test [flags] [PATH...]\n\nRuns *.t and *_test.lua script tests; with no PATH, those in the scripts\nfolder and in testdata/scripts beside it.\n\nFlags:\n"+fs.FlagUsages())
-		return 0
-	}
-	if st, err := os.Stat(*scripts); err != nil || !st.IsDir() {
-		fmt.Fprintf(stderr, "broker: test: %s: scripts folder does not exist\n", *scripts)
-		return 2
-	}
-	lib := *lualib
-	if lib == "" {
-		lib = defaultLuaLib(*scripts)
-	}
-	files, err := scripttest.Discover(*scripts, fs.Args())
-	if err != nil {
-		fmt.Fprintf(stderr, "broker: test: %v\n", err)
-		return 2
-	}
-	if len(files) == 0 {
-		fmt.Fprintf(stderr, "broker: test: no *.t or *_test.lua files found\n")
-		return 2
-	}
-	_, failed, _ := scripttest.Run(scripttest.Options{Scripts: *scripts, LuaLib: lib, Out: stdout, Verbose: *verbose, Parallel: *parallel}, files)
-	if failed > 0 {
-		return 1
-	}
-	return 0
-}
-
-// defaultLuaLib finds lualib/ beside the scripts folder, then beside the
-// binary's working directory.
-func defaultLuaLib(scripts string) string {
-	for _, cand := range []string{
-		filepath.Join(filepath.Dir(filepath.Clean(scripts)), "lualib"),
-		filepath.Join(filepath.Dir(filepath.Clean(scripts)), "..", "lualib"),
-		filepath.Join(filepath.Dir(filepath.Clean(scripts)), "..", "..", "lualib"),
-		"lualib",
-	} {
-		if st, err := os.Stat(cand); err == nil && st.IsDir() {
-			return cand
-		}
-	}
-	return ""
+	return scripttest.Command(args, stdout, stderr, nil)
 }

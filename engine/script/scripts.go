@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/mqttlua/broker/lualib"
 	lua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/parse"
 )
@@ -94,7 +95,13 @@ func (s *scripts) proto(path string) (*lua.FunctionProto, error) {
 // compileFile parses and compiles one Lua file, turning gopher-lua's
 // multi-line errors into a one-line ScriptError.
 func compileFile(path string) (*lua.FunctionProto, error) {
-	src, err := os.ReadFile(path)
+	var src []byte
+	var err error
+	if rel, ok := strings.CutPrefix(path, embeddedPrefix); ok {
+		src, err = lualib.FS.ReadFile(rel)
+	} else {
+		src, err = os.ReadFile(path)
+	}
 	if err != nil {
 		return nil, &ScriptError{File: path, Msg: err.Error()}
 	}
@@ -131,8 +138,13 @@ func compileSource(src, path string) (*lua.FunctionProto, error) {
 	return proto, nil
 }
 
+// embeddedPrefix starts the path of a module found in the binary's own
+// copy of lualib (lualib.FS), as errors and tracebacks show it.
+const embeddedPrefix = "(built-in)/lualib/"
+
 // find resolves a module name ("auth", "lib.util") to a file on the
-// module path: the scripts folder, then lualib.
+// module path: the scripts folder, then the lualib folder, then the
+// lualib built into the binary.
 func (s *scripts) find(name string) (string, bool) {
 	rel := strings.ReplaceAll(name, ".", string(filepath.Separator))
 	for _, dir := range []string{s.dir, s.lib} {
@@ -145,6 +157,10 @@ func (s *scripts) find(name string) (string, bool) {
 				return p, true
 			}
 		}
+	}
+	rel = strings.ReplaceAll(name, ".", "/") + ".lua"
+	if _, err := fs.Stat(lualib.FS, rel); err == nil {
+		return embeddedPrefix + rel, true
 	}
 	return "", false
 }

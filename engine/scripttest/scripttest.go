@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/script"
 	"github.com/sirupsen/logrus"
 )
 
@@ -55,6 +56,9 @@ type Options struct {
 	Out io.Writer
 	// Verbose also reports passing tests.
 	Verbose bool
+	// Modules are the Go modules the scripts are given, as an embedding
+	// program gives them to engine.New.
+	Modules []script.Module
 }
 
 // Result is the outcome of one test.
@@ -208,7 +212,7 @@ func newEnv(opts Options, setup, setupName string) (*env, error) {
 	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
 	srv, err := engine.New(engine.Config{
 		Scripts: opts.Scripts, LuaLib: opts.LuaLib, Workers: opts.Workers, Log: log,
-		Setup: setup, SetupName: setupName,
+		Modules: opts.Modules, Setup: setup, SetupName: setupName,
 		HandlerTimeout: 2 * time.Second,
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/mqttlua/broker/engine/enginetest"
+	"github.com/mqttlua/broker/engine/script"
 	"github.com/mqttlua/broker/engine/scripttest"
 )
 
@@ -143,5 +144,37 @@ func TestDocExamples(t *testing.T) {
 	}
 	if examples < 10 {
 		t.Fatalf("only %d tested examples", examples)
+	}
+}
+
+// TestCommandWithGoModules: an embedding program's Go modules reach the
+// scripts under test, as they reach them in engine.New.
+func TestCommandWithGoModules(t *testing.T) {
+	dir := t.TempDir()
+	main := `function onMqPublish(server, fd, fromId, data)
+  server:send(fd, { type = mqtt.PUBLISH, topic = "sum", message = tostring(devices.add(20, 22)) })
+end
+`
+	conv := `=== TEST 1: the Go module answers
+--- steps
+c: connect
+c: send {"type": "PUBLISH", "topic": "x"}
+c: expect {"type": "PUBLISH", "topic": "sum", "message": "42"}
+`
+	if err := os.WriteFile(filepath.Join(dir, "main.lua"), []byte(main), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sum.t"), []byte(conv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mod := script.GoModule("devices", map[string]any{"add": func(a, b int) int { return a + b }})
+	var out, errOut strings.Builder
+	if code := scripttest.Command([]string{"--scripts", dir}, &out, &errOut, []script.Module{mod}); code != 0 {
+		t.Fatalf("exit %d:\n%s%s", code, out.String(), errOut.String())
+	}
+	// Without the module the same test fails.
+	out.Reset()
+	if code := scripttest.Command([]string{"--scripts", dir}, &out, &errOut, nil); code != 1 {
+		t.Fatalf("without the module: exit %d:\n%s", code, out.String())
 	}
 }
