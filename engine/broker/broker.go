@@ -11,7 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// Settings are the kit's limits; scripts change them with
+// Settings are the broker's limits; scripts change them with
 // broker.configure{...}.
 type Settings struct {
 	// MaxInflight is the outbound window of unacknowledged QoS 1 and 2
@@ -130,7 +130,7 @@ func (k *Broker) SetHooks(h Hooks) { k.hooks = h }
 // (its Config.Open is Broker.Open).
 func (k *Broker) SetTransport(t *transport.Transport) { k.tr = t }
 
-// Message is a PUBLISH as the kit routes and stores it. A routed message
+// Message is a PUBLISH as the broker routes and stores it. A routed message
 // is shared by its deliveries and never modified after routing.
 type Message struct {
 	Topic   string
@@ -189,7 +189,7 @@ type subOpts struct {
 	SubID             uint32
 }
 
-// connState is what the kit keeps on an Client it accepted.
+// connState is what the broker keeps for a Client it accepted as a session.
 type connState struct {
 	sess *Session
 	will *Message
@@ -226,7 +226,7 @@ func (k *Broker) connClosed(c *Client, reason transport.CloseReason) {
 	expiry := s.expiry
 	if c.Version() == codec.V5 {
 		// The client's DISCONNECT may have changed it (5.0 §3.14.2.2.2).
-		expiry = capExpiry(k, c.SessionExpiry())
+		expiry = capExpiry(k, c.expiryAtClose())
 		s.expiry = expiry
 	}
 	ended := !s.persistent || expiry == 0

@@ -79,7 +79,7 @@ var noClientID = ""
 // Version returns the connection's protocol level (0 before CONNECT).
 func (c *Client) Version() byte { return byte(c.version.Load()) }
 
-// ClientID returns the client identifier (set from CONNECT; the kit may
+// ClientID returns the client identifier (set from CONNECT; Accept may
 // replace it with an assigned one).
 func (c *Client) ClientID() string { return *c.clientID.Load() }
 
@@ -116,9 +116,9 @@ func (c *Client) RemoteAddrString() string { return c.t.RemoteAddrString() }
 // queued while one of its packets is handled.
 func (c *Client) Batch() *transport.Batch { return c.t.Batch() }
 
-// SetKeepAlive sets the keep alive in seconds; the connection is closed
+// setKeepAlive sets the keep alive in seconds; the connection is closed
 // when nothing arrives within 1.5 times it ([MQTT-3.1.2-24]).
-func (c *Client) SetKeepAlive(seconds int) {
+func (c *Client) setKeepAlive(seconds int) {
 	d := time.Duration(seconds) * 1500 * time.Millisecond
 	c.keepAlive.Store(int64(d))
 	c.t.SetReadTimeout(d)
@@ -132,11 +132,9 @@ func (c *Client) log() *logrus.Entry {
 	return c.b.cfg.Log.WithFields(logrus.Fields{"fd": c.FD, "client_id": c.ClientID()})
 }
 
-// Send queues raw bytes for the connection. A CONNACK with a failure code
-// closes the connection once it is written ([MQTT-3.2.2-5]).
-func (c *Client) Send(b []byte) error { return c.SendVia(b, nil) }
-
-// SendVia is Send with the writer's wake-up deferred to batch (nil: now).
+// SendVia queues raw bytes for the connection, waking its writer through
+// batch (nil: now). A CONNACK with a failure code closes the connection
+// once it is written ([MQTT-3.2.2-5]).
 func (c *Client) SendVia(b []byte, batch *transport.Batch) error {
 	// Raw bytes may hold several packets: no per-packet size check.
 	err := c.t.Write(b, batch)
@@ -149,12 +147,8 @@ func (c *Client) SendVia(b []byte, batch *transport.Batch) error {
 	return err
 }
 
-// SendPacket encodes p for the connection's protocol level straight into
-// its outbound queue.
-func (c *Client) SendPacket(p *codec.Packet) error { return c.SendPacketVia(p, nil) }
-
-// SendPacketVia is SendPacket with the writer's wake-up deferred to batch
-// (nil: now).
+// SendPacketVia encodes p for the connection's protocol level straight
+// into its outbound queue, waking its writer through batch (nil: now).
 func (c *Client) SendPacketVia(p *codec.Packet, batch *transport.Batch) error {
 	v := c.Version()
 	if v == 0 {
@@ -204,12 +198,12 @@ func (c *Client) decorateConnack(p *codec.Packet) *codec.Packet {
 	return &d
 }
 
-// AppendVia lets enc append encoded packets to the connection's outbound
+// appendVia lets enc append encoded packets to the connection's outbound
 // queue, under its lock, so that fan-out encodes straight into the queue
 // with no intermediate buffer. enc must not block. On error, past the
 // client's Maximum Packet Size ([MQTT-3.1.2-25]) or past the queue's
 // limit nothing is queued.
-func (c *Client) AppendVia(enc func(dst []byte) ([]byte, error), batch *transport.Batch) error {
+func (c *Client) appendVia(enc func(dst []byte) ([]byte, error), batch *transport.Batch) error {
 	return c.t.Append(enc, batch)
 }
 
@@ -352,7 +346,7 @@ func (c *Client) Packet(p *codec.Packet) {
 			}
 		}
 		c.version.Store(uint32(p.ProtocolLevel))
-		c.SetKeepAlive(ka)
+		c.setKeepAlive(ka)
 	case codec.PUBLISH:
 		if c.Version() == codec.V5 && !c.resolveAlias(p) {
 			return
@@ -407,35 +401,31 @@ func (c *Client) resolveAlias(p *codec.Packet) bool {
 	return true
 }
 
-// MaxPacketOutLocked returns the client's Maximum Packet Size (0: no limit
-// beyond the protocol's), for code running inside AppendVia's encoder.
-func (c *Client) MaxPacketOutLocked() int { return int(c.maxPacketOut.Load()) }
+// maxPacketOutNow returns the client's Maximum Packet Size (0: no limit
+// beyond the protocol's), for code running inside appendVia's encoder.
+func (c *Client) maxPacketOutNow() int { return int(c.maxPacketOut.Load()) }
 
-// TopicAliasMaximum returns the highest topic alias the server may use
+// topicAliasMaximum returns the highest topic alias the server may use
 // towards the client (0: none).
-func (c *Client) TopicAliasMaximum() uint16 { return uint16(c.topicAliasOut.Load()) }
+func (c *Client) topicAliasMaximum() uint16 { return uint16(c.topicAliasOut.Load()) }
 
-// ReceiveMaximum returns the client's Receive Maximum (65535 when not given).
-func (c *Client) ReceiveMaximum() int {
+// receiveMaximum returns the client's Receive Maximum (65535 when not given).
+func (c *Client) receiveMaximum() int {
 	if n := c.receiveMax.Load(); n != 0 {
 		return int(n)
 	}
 	return 65535
 }
 
-// SessionExpiry returns the Session Expiry Interval of the CONNECT, or of
+// expiryAtClose returns the Session Expiry Interval of the CONNECT, or of
 // the client's DISCONNECT when it changed it. For the connection's own
 // reader and ConnClosed.
-func (c *Client) SessionExpiry() uint32 {
+func (c *Client) expiryAtClose() uint32 {
 	if c.disconnectHasExpiry {
 		return c.disconnectExpiry
 	}
 	return c.sessionExpiry
 }
-
-// DroppedTooLarge returns how many packets were not sent because they
-// exceeded the client's Maximum Packet Size.
-func (c *Client) DroppedTooLarge() int64 { return c.t.DroppedTooLarge() }
 
 // Closed tells the script, then the session, that the connection ended.
 func (c *Client) Closed(reason transport.CloseReason) {

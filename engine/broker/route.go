@@ -147,11 +147,11 @@ func (k *Broker) send(c *Client, d delivery, dup bool, id uint16, f *codec.Fanou
 	m := d.msg
 	aliasMax := uint16(0)
 	if v == codec.V5 {
-		aliasMax = c.TopicAliasMaximum()
+		aliasMax = c.topicAliasMaximum()
 	}
 	if v != codec.V5 || (len(d.subIDs) == 0 && m.expireAt == 0 && aliasMax == 0) {
 		if f != nil && !dup {
-			return c.AppendVia(func(dst []byte) ([]byte, error) {
+			return c.appendVia(func(dst []byte) ([]byte, error) {
 				return f.Append(dst, v, d.qos, d.retain, id)
 			}, batch)
 		}
@@ -170,7 +170,7 @@ func (k *Broker) send(c *Client, d delivery, dup bool, id uint16, f *codec.Fanou
 		p.Properties.SetUint(codec.PropMessageExpiry, uint32((left+time.Second-1)/time.Second))
 	}
 	st := stateOf(c)
-	return c.AppendVia(func(dst []byte) ([]byte, error) {
+	return c.appendVia(func(dst []byte) ([]byte, error) {
 		// Runs under the connection's lock, which guards its aliases.
 		assigned := false
 		if aliasMax > 0 && st != nil {
@@ -188,7 +188,7 @@ func (k *Broker) send(c *Client, d delivery, dup bool, id uint16, f *codec.Fanou
 			}
 		}
 		out, err := p.Append(dst, codec.V5)
-		if assigned && (err != nil || (c.MaxPacketOutLocked() > 0 && len(out)-len(dst) > c.MaxPacketOutLocked())) {
+		if assigned && (err != nil || (c.maxPacketOutNow() > 0 && len(out)-len(dst) > c.maxPacketOutNow())) {
 			// The client never sees this packet, so it must not learn
 			// the alias from it.
 			delete(st.aliasOut, p.Topic)

@@ -153,7 +153,7 @@ func (s *Session) nextIDLocked() uint16 {
 // broker's limit, and for 5.0 the client's Receive Maximum ([MQTT-3.3.4-7]).
 func (s *Session) window(k *Broker, c *Client) int {
 	w := k.Settings().MaxInflight
-	if rm := c.ReceiveMaximum(); rm < w {
+	if rm := c.receiveMaximum(); rm < w {
 		w = rm
 	}
 	if w <= 0 {

@@ -21,7 +21,7 @@ import (
 // The values are shared by every VM, and VMs run handlers in parallel, so
 // they must be safe for concurrent use. Reflection makes a call several
 // times slower than a binding written against gopher-lua (as the broker
-// kit's are): use it for conveniences, not for what runs on every message.
+// module's are): use it for conveniences, not for what runs on every message.
 func GoModule(name string, values map[string]any) Module {
 	return &goModule{name: name, values: values}
 }

@@ -46,8 +46,7 @@ type Conn struct {
 	raw *rawConn
 	rd  *codec.Reader
 
-	readTimeout     atomic.Int64 // how long a read may wait, ns; 0: no limit
-	droppedTooLarge atomic.Int64
+	readTimeout atomic.Int64 // how long a read may wait, ns; 0: no limit
 
 	// Reader state.
 	usedShort     bool      // the read deadline is a pooled reader's short one
@@ -180,7 +179,6 @@ func (c *Conn) appendVia(enc Encoder, batch *Batch, sizeCheck bool) error {
 	if sizeCheck && c.maxPacketOut > 0 && len(out)-n > c.maxPacketOut {
 		c.out = out[:n]
 		c.mu.Unlock()
-		c.droppedTooLarge.Add(1)
 		c.t.Stats.DroppedTooLarge.Add(1)
 		return ErrTooLarge
 	}
@@ -271,7 +269,3 @@ func (c *Conn) Reason() CloseReason {
 	defer c.mu.Unlock()
 	return c.reason
 }
-
-// DroppedTooLarge returns how many packets were not sent because they
-// exceeded the peer's maximum packet size.
-func (c *Conn) DroppedTooLarge() int64 { return c.droppedTooLarge.Load() }
