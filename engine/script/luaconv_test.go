@@ -9,34 +9,48 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// TestPacketTableMatchesDataMapping: the direct table builders of the hot
-// paths give exactly what the codec's data mapping gives, for every valid
-// fixture.
-func TestPacketTableMatchesDataMapping(t *testing.T) {
+// decodedFixture is a valid packet fixture, decoded.
+type decodedFixture struct {
+	name  string
+	level byte
+	p     codec.Packet
+}
+
+// validFixtures decodes every fixture that holds a valid packet.
+func validFixtures(t *testing.T) []decodedFixture {
+	t.Helper()
 	fs, err := fixture.LoadAll()
 	if err != nil {
 		t.Fatal(err)
 	}
-	L := lua.NewState()
-	defer L.Close()
-	n := 0
+	var out []decodedFixture
 	for _, f := range fs {
 		if f.Err != nil {
 			continue
 		}
-		var p codec.Packet
-		if _, err := codec.Decode(f.Bytes, f.Level, &p); err != nil {
+		d := decodedFixture{name: f.Name, level: f.Level}
+		if _, err := codec.Decode(f.Bytes, f.Level, &d.p); err != nil {
 			t.Fatal(err)
 		}
-		direct, _ := FromLua(PacketTable(L, &p, f.Level))
-		generic, _ := FromLua(ToLua(L, codec.ToMap(&p, f.Level)))
-		if !reflect.DeepEqual(direct, generic) {
-			t.Errorf("%s:\ndirect  %v\ngeneric %v", f.Name, direct, generic)
-		}
-		n++
+		out = append(out, d)
 	}
-	if n < 50 {
-		t.Fatalf("only %d fixtures compared", n)
+	if len(out) < 50 {
+		t.Fatalf("only %d valid fixtures", len(out))
+	}
+	return out
+}
+
+// TestPacketTableMatchesDataMapping: the Lua tables handlers get hold
+// exactly what the codec's data mapping gives, for every valid fixture.
+func TestPacketTableMatchesDataMapping(t *testing.T) {
+	L := lua.NewState()
+	defer L.Close()
+	for _, f := range validFixtures(t) {
+		direct, _ := FromLua(PacketTable(L, &f.p, f.level))
+		generic, _ := FromLua(ToLua(L, codec.ToMap(&f.p, f.level)))
+		if !reflect.DeepEqual(direct, generic) {
+			t.Errorf("%s:\ndirect  %v\ngeneric %v", f.name, direct, generic)
+		}
 	}
 }
 
@@ -46,43 +60,27 @@ func TestPacketTableMatchesDataMapping(t *testing.T) {
 // differ where the encoding has a choice, such as an explicit success
 // code).
 func TestTablePacketRoundTrip(t *testing.T) {
-	fs, err := fixture.LoadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
 	L := lua.NewState()
 	defer L.Close()
-	n := 0
-	for _, f := range fs {
-		if f.Err != nil {
+	for _, f := range validFixtures(t) {
+		q, err := TablePacket(PacketTable(L, &f.p, f.level), f.level)
+		if err != nil {
+			t.Errorf("%s: %v", f.name, err)
 			continue
 		}
-		var p codec.Packet
-		if _, err := codec.Decode(f.Bytes, f.Level, &p); err != nil {
-			t.Fatal(err)
-		}
-		q, err := TablePacket(PacketTable(L, &p, f.Level), f.Level)
+		b, err := codec.Encode(q, f.level)
 		if err != nil {
-			t.Errorf("%s: %v", f.Name, err)
-			continue
-		}
-		b, err := codec.Encode(q, f.Level)
-		if err != nil {
-			t.Errorf("%s: encode: %v", f.Name, err)
+			t.Errorf("%s: encode: %v", f.name, err)
 			continue
 		}
 		var r codec.Packet
-		if _, err := codec.Decode(b, f.Level, &r); err != nil {
-			t.Errorf("%s: decode: %v", f.Name, err)
+		if _, err := codec.Decode(b, f.level, &r); err != nil {
+			t.Errorf("%s: decode: %v", f.name, err)
 			continue
 		}
-		if got, want := codec.ToMap(&r, f.Level), codec.ToMap(&p, f.Level); !reflect.DeepEqual(got, want) {
-			t.Errorf("%s:\ngot  %v\nwant %v", f.Name, got, want)
+		if got, want := codec.ToMap(&r, f.level), codec.ToMap(&f.p, f.level); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\ngot  %v\nwant %v", f.name, got, want)
 		}
-		n++
-	}
-	if n < 50 {
-		t.Fatalf("only %d fixtures compared", n)
 	}
 }
 
