@@ -5,6 +5,11 @@
 # medians and the ratios. Everything listens on 127.0.0.1 only.
 #
 #   cmd/mqtt-bench/compare.sh [ROUNDS] [SECONDS]
+#   BASE=REV cmd/mqtt-bench/compare.sh [ROUNDS] [SECONDS]
+#
+# With BASE, the broker built from git revision REV (default scripts) runs
+# too, in the same rounds, and a column gives this broker against it:
+# the before/after of a change, measured in one run.
 #
 # Needs mosquitto (apt-get install -y mosquitto) and Go.
 set -euo pipefail
@@ -19,7 +24,15 @@ trap cleanup EXIT
 go build -o "$work/broker" ./cmd/broker
 go build -o "$work/mqtt-bench" ./cmd/mqtt-bench
 
-MOSQ=18901 OURS=18902 BUSY=18903
+MOSQ=18901 OURS=18902 BUSY=18903 BASEPORT=18904
+targets="mosq ours busy"
+if [ -n "${BASE:-}" ]; then
+  git worktree add --detach -q "$work/base-src" "$BASE"
+  (cd "$work/base-src" && go build -o "$work/base-broker" ./cmd/broker)
+  cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; git worktree remove --force "$work/base-src" 2>/dev/null || true; rm -rf "$work"; }
+  "$work/base-broker" --scripts "$work/base-src/scripts" --listen "127.0.0.1:$BASEPORT" --log-level warn > "$work/base.log" 2>&1 & pids+=($!); base_pid=$!
+  targets="mosq ours busy base"
+fi
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$MOSQ" > "$work/mosquitto.conf"
 mosquitto -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 & pids+=($!); mosq_pid=$!
 
@@ -43,8 +56,8 @@ declare -A results
 run() { # name metric args...
   local name=$1 metric=$2; shift 2
   for ((r = 1; r <= ROUNDS; r++)); do
-    for target in mosq ours busy; do
-      case $target in mosq) port=$MOSQ pid=$mosq_pid ;; ours) port=$OURS pid=$ours_pid ;; busy) port=$BUSY pid=$busy_pid ;; esac
+    for target in $targets; do
+      case $target in mosq) port=$MOSQ pid=$mosq_pid ;; ours) port=$OURS pid=$ours_pid ;; busy) port=$BUSY pid=$busy_pid ;; base) port=$BASEPORT pid=$base_pid ;; esac
       out=$(bench --addr "127.0.0.1:$port" --pid "$pid" "$@")
       results[$name,$target]+="$(echo "$out" | field "$metric") "
       results[$name,$target,cpu]+="$(echo "$out" | field cpu_us_per_conn) "
@@ -62,7 +75,7 @@ run "latency p50 (us)"          p50_us --scenario latency --qos 1 --rate 10000
 run "latency p99 (us)"          p99_us --scenario latency --qos 1 --rate 10000
 run "connect rate (conn/s)"     rate   --scenario connect
 
-printf '%-26s %14s %14s %8s %14s %10s  %s\n' scenario mosquitto broker ratio "broker+lua" "lua cost" "lost/dup (mosquitto | broker | broker+lua)"
+printf '%-26s %14s %14s %8s %14s %10s  %s\n' scenario mosquitto broker ratio "broker+lua" "lua cost" "lost/dup (mosquitto | broker | broker+lua)$([ -n "${BASE:-}" ] && echo "   base: broker vs $BASE")"
 for name in "fan-in QoS 0 (msgs/s)" "fan-out QoS 0 (msgs/s)" "fan-out QoS 1 (msgs/s)" "pairs QoS 1 (msgs/s)" "latency p50 (us)" "latency p99 (us)" "connect rate (conn/s)"; do
   m=$(echo ${results[$name,mosq]} | tr ' ' '\n' | median)
   o=$(echo ${results[$name,ours]} | tr ' ' '\n' | median)
@@ -70,7 +83,14 @@ for name in "fan-in QoS 0 (msgs/s)" "fan-out QoS 0 (msgs/s)" "fan-out QoS 1 (msg
   ratio=$(awk -v o="$o" -v m="$m" 'BEGIN { printf "%.2fx", o / m }')
   cost=$(awk -v o="$o" -v b="$b" -v n="$name" 'BEGIN { if (n ~ /latency/) printf "%+.0f%%", (b / o - 1) * 100; else printf "%+.0f%%", (1 - b / o) * -100 }')
   loss="$(sum "${results[$name,mosq,lost]}")/$(sum "${results[$name,mosq,dup]}") | $(sum "${results[$name,ours,lost]}")/$(sum "${results[$name,ours,dup]}") | $(sum "${results[$name,busy,lost]}")/$(sum "${results[$name,busy,dup]}")"
-  printf '%-26s %14s %14s %8s %14s %10s  %s\n' "$name" "$m" "$o" "$ratio" "$b" "$cost" "$loss"
+  vs=""
+  if [ -n "${BASE:-}" ]; then
+    a=$(echo ${results[$name,base]} | tr ' ' '\n' | median)
+    # Throughput: this broker / base; latency: base / this broker (above 1 is better either way).
+    vs=$(awk -v o="$o" -v a="$a" -v n="$name" 'BEGIN { if (n ~ /latency/) printf "%.0f %.2fx", a, a / o; else printf "%.0f %.2fx", a, o / a }')
+    loss="$loss | $(sum "${results[$name,base,lost]}")/$(sum "${results[$name,base,dup]}")"
+  fi
+  printf '%-26s %14s %14s %8s %14s %10s  %s   %s\n' "$name" "$m" "$o" "$ratio" "$b" "$cost" "$loss" "$vs"
 done
 # The broker's CPU time per connection in the connect scenario: steadier
 # than the rate, which also depends on the CPU the load generator leaves.
