@@ -15,8 +15,11 @@ type Retained[M any] struct {
 
 type rnode[M any] struct {
 	children map[string]*rnode[M]
-	msg      M
-	has      bool
+	// topic is the full topic name of the node's message: matching never
+	// rebuilds it level by level, which cost memory quadratic in depth.
+	topic string
+	msg   M
+	has   bool
 }
 
 // NewRetained returns an empty store.
@@ -42,7 +45,7 @@ func (r *Retained[M]) Set(topic string, m M) {
 	if !n.has {
 		r.n++
 	}
-	n.msg, n.has = m, true
+	n.topic, n.msg, n.has = topic, m, true
 }
 
 // Delete removes the retained message of topic ([MQTT-3.3.1-10]) and
@@ -63,7 +66,7 @@ func (r *Retained[M]) Delete(topic string) bool {
 		return false
 	}
 	var zero M
-	n.msg, n.has = zero, false
+	n.topic, n.msg, n.has = "", zero, false
 	r.n--
 	for i := len(levels) - 1; i >= 0; i-- {
 		c := path[i+1]
@@ -97,60 +100,64 @@ func (r *Retained[M]) Len() int {
 }
 
 // Match calls f for every retained message whose topic matches filter.
-// f runs under the read lock and must not modify the store.
+// f runs under the read lock and must not modify the store. It costs the
+// filter's depth plus the nodes under a wildcard, and allocates nothing
+// per level.
 func (r *Retained[M]) Match(filter string, f func(topic string, m M)) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	r.match(r.root, filter, "", true, f)
+	r.match(r.root, filter, true, f)
 }
 
-func (r *Retained[M]) match(n *rnode[M], filter, prefix string, root bool, f func(string, M)) {
+func (r *Retained[M]) match(n *rnode[M], filter string, root bool, f func(string, M)) {
 	level, rest, more := strings.Cut(filter, "/")
-	join := func(l string) string {
-		if root {
-			return l
-		}
-		return prefix + "/" + l
-	}
 	switch level {
 	case "#":
 		// "a/#" matches "a" itself ([MQTT-4.7.1-2]).
 		if !root && n.has {
-			f(prefix, n.msg)
+			f(n.topic, n.msg)
 		}
 		for l, c := range n.children {
 			if root && strings.HasPrefix(l, "$") {
 				continue // [MQTT-4.7.2-1]
 			}
-			r.all(c, join(l), f)
+			r.all(c, f)
 		}
 	case "+":
 		for l, c := range n.children {
 			if root && strings.HasPrefix(l, "$") {
 				continue // [MQTT-4.7.2-1]
 			}
-			r.step(c, rest, more, join(l), f)
+			r.step(c, rest, more, f)
 		}
 	default:
 		if c := n.children[level]; c != nil {
-			r.step(c, rest, more, join(level), f)
+			r.step(c, rest, more, f)
 		}
 	}
 }
 
-func (r *Retained[M]) step(c *rnode[M], rest string, more bool, topic string, f func(string, M)) {
+func (r *Retained[M]) step(c *rnode[M], rest string, more bool, f func(string, M)) {
 	if more {
-		r.match(c, rest, topic, false, f)
+		r.match(c, rest, false, f)
 	} else if c.has {
-		f(topic, c.msg)
+		f(c.topic, c.msg)
 	}
 }
 
-func (r *Retained[M]) all(n *rnode[M], topic string, f func(string, M)) {
-	if n.has {
-		f(topic, n.msg)
-	}
-	for l, c := range n.children {
-		r.all(c, topic+"/"+l, f)
+// all reports every message at or under n, walking the nodes with an
+// explicit stack: a topic may be deep, and a recursion per level would
+// grow the goroutine's stack with it.
+func (r *Retained[M]) all(n *rnode[M], f func(string, M)) {
+	stack := []*rnode[M]{n}
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if n.has {
+			f(n.topic, n.msg)
+		}
+		for _, c := range n.children {
+			stack = append(stack, c)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -173,5 +174,32 @@ func BenchmarkMatch100k(b *testing.B) {
 	}
 	if n != 2*b.N {
 		b.Fatalf("matched %d for %d", n, b.N)
+	}
+}
+
+// TestRetainedDeepTopicLinear: matching a retained message on a deep
+// topic allocates nothing per level (it built the topic string again at
+// every level: 32,767 levels cost 1 GB and seconds of a worker).
+func TestRetainedDeepTopicLinear(t *testing.T) {
+	const depth = 5000
+	deep := "l" + strings.Repeat("/x", depth-1)
+	r := NewRetained[int]()
+	r.Set(deep, 7)
+	for _, filter := range []string{"l/#", "#", "l/+/#"} {
+		got := 0
+		allocs := testing.AllocsPerRun(3, func() {
+			r.Match(filter, func(topic string, m int) {
+				if topic != deep || m != 7 {
+					t.Fatalf("%s: got %d on a topic of %d bytes", filter, m, len(topic))
+				}
+				got++
+			})
+		})
+		if got == 0 {
+			t.Fatalf("%s: no match", filter)
+		}
+		if allocs > 50 {
+			t.Errorf("%s: %.0f allocations to match a %d-level topic", filter, allocs, depth)
+		}
 	}
 }
