@@ -39,6 +39,9 @@ type Config struct {
 	// ReceiveMaximum is how many QoS 2 PUBLISHes an MQTT 5 client may have
 	// unreleased at once (default 1024); more is DISCONNECT 0x93.
 	ReceiveMaximum int
+	// MaxTopicLevels is the most levels a topic name or filter may have
+	// (default 200, as Mosquitto; negative: no limit).
+	MaxTopicLevels int
 	// MaxKeepAlive caps the keep alive of MQTT 5 clients; the cap is
 	// announced as Server Keep Alive (0: no cap).
 	MaxKeepAlive int
@@ -100,6 +103,11 @@ func (c *Config) withDefaults() Config {
 		out.TopicAliasMaximum = 10
 	} else if out.TopicAliasMaximum < 0 {
 		out.TopicAliasMaximum = 0
+	}
+	if out.MaxTopicLevels == 0 {
+		out.MaxTopicLevels = 200
+	} else if out.MaxTopicLevels < 0 {
+		out.MaxTopicLevels = 0
 	}
 	if out.ReceiveMaximum <= 0 {
 		out.ReceiveMaximum = 1024

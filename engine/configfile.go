@@ -82,7 +82,8 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 // Apply copies the file's values into cfg. Settings understood:
 // worker_num, package_max_length, max_connections, connect_timeout and
 // handler_timeout (seconds), max_outbound (bytes), and for MQTT 5
-// topic_alias_maximum, receive_maximum, max_keep_alive (seconds).
+// topic_alias_maximum, receive_maximum, max_keep_alive (seconds), and
+// max_topic_levels (0: no limit).
 func (fc *FileConfig) Apply(cfg *Config, file string) error {
 	if fc == nil {
 		return nil
@@ -131,6 +132,11 @@ func (fc *FileConfig) Apply(cfg *Config, file string) error {
 			cfg.ReceiveMaximum = int(n)
 		case "max_keep_alive":
 			cfg.MaxKeepAlive = int(n)
+		case "max_topic_levels":
+			cfg.MaxTopicLevels = int(n)
+			if n == 0 {
+				cfg.MaxTopicLevels = -1
+			}
 		default:
 			return &script.ScriptError{File: file, Msg: fmt.Sprintf("settings.%s is not a known setting", k)}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -216,6 +217,52 @@ func TestConnectTimeout(t *testing.T) {
 	waitFor(t, "close counted", func() bool { return srv.Stats.Closes[transport.CloseConnectTimeout].Load() == 1 })
 }
 
+// TestConnectDeadlineIsAbsolute: a client that sends its CONNECT one byte
+// at a time does not push the connect timeout back; it is cut off when
+// the timeout from accept passes, long before its CONNECT is complete
+// (the deadline restarted on every byte, so the connection was held
+// forever).
+func TestConnectDeadlineIsAbsolute(t *testing.T) {
+	cfg := simpsConfig()
+	cfg.ConnectTimeout = 300 * time.Millisecond
+	srv, addr, _ := startServer(t, cfg)
+	connect, err := codec.Encode(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V311, ClientID: "slowloris-client", CleanSession: true}, codec.V311)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	closed := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, nc)
+		close(closed)
+	}()
+	// 100 ms a byte: the whole CONNECT would take over two seconds.
+	for i := range connect[:len(connect)-1] {
+		select {
+		case <-closed:
+			waitFor(t, "close counted", func() bool { return srv.Stats.Closes[transport.CloseConnectTimeout].Load() == 1 })
+			if i < 2 {
+				t.Fatalf("closed after only %d bytes", i)
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if _, err := nc.Write(connect[i : i+1]); err != nil {
+			break
+		}
+	}
+	select {
+	case <-closed:
+	default:
+		t.Fatalf("still open after %d of the CONNECT's %d bytes, sent over %v with a connect timeout of %v",
+			len(connect)-1, len(connect), time.Duration(len(connect)-1)*100*time.Millisecond, cfg.ConnectTimeout)
+	}
+}
+
 // TestMaxConnections: a connection past the limit is closed at once and
 // counted; the ones already in are served, and a place that frees up is
 // given to the next.
@@ -401,7 +448,7 @@ func TestShutdownSendsServerShuttingDown(t *testing.T) {
 func TestSlowConsumerIsCutOff(t *testing.T) {
 	cfg := simpsConfig()
 	cfg.MaxOutbound = 64 * 1024
-	srv, addr, _ := startServer(t, cfg)
+	srv, addr, logs := startServer(t, cfg)
 	slow := dialRaw(t, addr, codec.V311)
 	slow.Connect("slow") // and then never reads
 	pub := dialRaw(t, addr, codec.V311)
@@ -412,6 +459,10 @@ func TestSlowConsumerIsCutOff(t *testing.T) {
 		pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "flood", Payload: payload})
 	}
 	waitFor(t, "slow consumer cut off", func() bool { return srv.Stats.Closes[transport.CloseSlowConsumer].Load() == 1 })
+	// Logged at info, with the client.
+	waitFor(t, "the cut-off logged", func() bool {
+		return strings.Contains(logs.String(), `level=info msg="connection closed" client_id=slow fd=1 reason=slow_consumer`)
+	})
 	// The publisher is unaffected.
 	pub.Send(&codec.Packet{Type: codec.PINGREQ})
 	pub.Expect(codec.PINGRESP)

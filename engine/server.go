@@ -39,7 +39,7 @@ func New(cfg Config) (*Server, error) {
 	c := &s.cfg
 	s.broker = broker.New(broker.Config{
 		TopicAliasMaximum: c.TopicAliasMaximum, ReceiveMaximum: c.ReceiveMaximum,
-		MaxKeepAlive: c.MaxKeepAlive, MaxPacketSize: c.MaxPacketSize, Log: c.Log,
+		MaxKeepAlive: c.MaxKeepAlive, MaxPacketSize: c.MaxPacketSize, MaxTopicLevels: c.MaxTopicLevels, Log: c.Log,
 	})
 	pool, err := script.New(script.Config{
 		Scripts: c.Scripts, LuaLib: c.LuaLib, Workers: c.Workers, HandlerTimeout: c.HandlerTimeout,

@@ -17,6 +17,7 @@ local acl = require "acl"
 
 -- Locals for the per-message path (a global lookup is a hash lookup).
 local route, ack, acl_allowed = broker.route, broker.ack, acl.allowed
+local byte = string.byte
 
 -- Limits of the kit: the outbound window of unacknowledged QoS 1/2
 -- messages per client, and how many more are held for it (while offline
@@ -45,7 +46,14 @@ function onMqConnect(server, fd, fromId, data)
 end
 
 function onMqPublish(server, fd, fromId, data)
-  -- 3. Authorize. A denied PUBLISH is acknowledged and dropped, as 3.1.1
+  -- 3. Topics that start with "$" are the broker's ($SYS/...; MQTT 4.7.2):
+  -- no client publishes there, so nobody can forge the broker's status.
+  if byte(data.topic, 1) == 36 then -- "$"
+    log.info("publish to a $ topic denied", { topic = data.topic })
+    ack(fd, data, mqtt.NOT_AUTHORIZED)
+    return
+  end
+  -- 4. Authorize. A denied PUBLISH is acknowledged and dropped, as 3.1.1
   -- requires (5.0 clients see 0x87 in the acknowledgement). acl.allowed
   -- answers at once when there are no rules, and remembers decisions.
   if not acl_allowed(server, fd, data.topic, "write") then
@@ -53,7 +61,7 @@ function onMqPublish(server, fd, fromId, data)
     ack(fd, data, mqtt.NOT_AUTHORIZED)
     return
   end
-  -- 4. Rewrite or enrich here: change data.topic or data.message before
+  -- 5. Rewrite or enrich here: change data.topic or data.message before
   -- routing, or return without routing to drop the message.
   route(fd, data)
 end

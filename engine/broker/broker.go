@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,14 @@ type Settings struct {
 	// Information given to 5.0 clients that request it; the client id is
 	// appended ("responses/" -> "responses/dev-1/").
 	ResponseInformation string
+	// OpenSessions lets a client with another user name (or none) take
+	// over a session its user created. By default a session created by an
+	// authenticated user is bound to that user name: another user, or an
+	// anonymous client, asking for its client id is refused (3.1.1:
+	// CONNACK 0x02, 5.0: 0x85), so it can neither read the session's
+	// queued messages nor take over its connection. Sessions created
+	// without a user name are bound to nobody.
+	OpenSessions bool
 }
 
 // DefaultSettings are those of Mosquitto's defaults.
@@ -49,6 +58,9 @@ type Stats struct {
 	Takeovers     atomic.Int64
 	WillsSent     atomic.Int64
 	SessionsEnded atomic.Int64 // persistent sessions that expired
+	// SessionsRefused counts CONNECTs refused because their client id's
+	// session belongs to another user (Settings.OpenSessions).
+	SessionsRefused atomic.Int64
 }
 
 // Config are the broker's protocol limits. Every field must be set; the
@@ -66,6 +78,11 @@ type Config struct {
 	// MaxPacketSize is the largest packet accepted, announced to MQTT 5
 	// clients as Maximum Packet Size.
 	MaxPacketSize int
+	// MaxTopicLevels is the most levels a topic name or filter may have
+	// (0: no limit). A deeper PUBLISH or will closes the connection
+	// (5.0: 0x90 Topic Name invalid); a deeper filter is refused in SUBACK
+	// (0x8F, 3.1.1: 0x80).
+	MaxTopicLevels int
 	// Log receives the broker's log lines.
 	Log *logrus.Logger
 }
@@ -122,6 +139,13 @@ func (k *Broker) Settings() Settings { return *k.settings.Load() }
 
 // SetSettings replaces the settings.
 func (k *Broker) SetSettings(s Settings) { k.settings.Store(&s) }
+
+// tooDeep reports whether a topic name or filter has more levels than
+// Config.MaxTopicLevels.
+func (k *Broker) tooDeep(topic string) bool {
+	max := k.cfg.MaxTopicLevels
+	return max > 0 && len(topic) >= max && strings.Count(topic, "/") >= max
+}
 
 // SetHooks sets the script layer's hooks.
 func (k *Broker) SetHooks(h Hooks) { k.hooks = h }

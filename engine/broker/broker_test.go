@@ -365,7 +365,18 @@ func TestOverlappingSubscriptionsDeliverOnceAtHighestQoS(t *testing.T) {
 }
 
 func TestDollarTopicsAndUnsubscribe(t *testing.T) {
-	_, _, addr := startBroker(t, nil)
+	// The default scripts deny client publishes to $ topics; routing is
+	// what this test is about, so the rule is taken out.
+	_, _, addr := startBroker(t, func(name, src string) string {
+		if name != "main.lua" {
+			return src
+		}
+		out := strings.Replace(src, "if byte(data.topic, 1) == 36 then", "if false then", 1)
+		if out == src {
+			t.Fatal("main.lua no longer has the $ topic rule")
+		}
+		return out
+	})
 	all := &collector{}
 	allSub := pahoClient(t, addr, "all", true, all)
 	wait(t, allSub.Subscribe("#", 0, all.handle))

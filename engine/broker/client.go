@@ -322,6 +322,15 @@ func (c *Client) Packet(p *codec.Packet) {
 		c.CloseWithCode(transport.CloseProtocolError, codec.ProtocolError, p.Type.String()+" from a client")
 		return
 	case codec.CONNECT:
+		if p.Will != nil && c.b.tooDeep(p.Will.Topic) {
+			// The will would be routed one day: refused now (5.0: CONNACK
+			// 0x90 Topic Name invalid; 3.1.1 has no code for it).
+			if p.ProtocolLevel == codec.V5 {
+				c.queue(&codec.Packet{Type: codec.CONNACK, ReasonCode: codec.TopicNameInvalid}, codec.V5)
+			}
+			c.t.Close(transport.CloseProtocolError)
+			return
+		}
 		c.connected = true
 		c.SetClientID(p.ClientID)
 		if p.UsernameFlag {
@@ -349,6 +358,10 @@ func (c *Client) Packet(p *codec.Packet) {
 		c.setKeepAlive(ka)
 	case codec.PUBLISH:
 		if c.Version() == codec.V5 && !c.resolveAlias(p) {
+			return
+		}
+		if c.b.tooDeep(p.Topic) {
+			c.CloseWithCode(transport.CloseProtocolError, codec.TopicNameInvalid, "topic has too many levels")
 			return
 		}
 	case codec.DISCONNECT:
@@ -428,9 +441,19 @@ func (c *Client) expiryAtClose() uint32 {
 }
 
 // Closed tells the script, then the session, that the connection ended.
+// An end the client did not ask for (anything but its DISCONNECT, or the
+// broker shutting down) is logged at info with the reason: a slow
+// consumer cut off, a protocol error, a timeout, a script's close.
 func (c *Client) Closed(reason transport.CloseReason) {
-	if c.debug() {
-		c.log().WithField("reason", reason.String()).Debug("connection closed")
+	switch reason {
+	case transport.CloseClientDisconnect, transport.CloseClientDisconnectWithWill, transport.CloseServerShutdown, transport.CloseNone:
+		if c.debug() {
+			c.log().WithField("reason", reason.String()).Debug("connection closed")
+		}
+	default:
+		if c.b.cfg.Log.IsLevelEnabled(logrus.InfoLevel) {
+			c.log().WithFields(logrus.Fields{"reason": reason.String(), "remote": c.RemoteAddrString()}).Info("connection closed")
+		}
 	}
 	if c.connected {
 		c.hooks.Closed(reason)

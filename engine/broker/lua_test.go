@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mqttlua/broker/codec"
@@ -39,7 +40,7 @@ func TestScriptAPI(t *testing.T) {
 	if got := ask("clients", ""); got != "admin+[admin/result@0,news/#@1] victim+[]" {
 		t.Fatalf("clients: %q", got)
 	}
-	if got := ask("stats", ""); got != "1 2" {
+	if got := ask("stats", ""); got != "1 2 0" {
 		t.Fatalf("stats: %q", got)
 	}
 	if got := ask("kick", "victim"); got != "true" {
@@ -52,5 +53,10 @@ func TestScriptAPI(t *testing.T) {
 	victim.ExpectClosed()
 	if got := ask("kick", "nobody"); got != "false" {
 		t.Fatalf("kick nobody: %q", got)
+	}
+	// The kick is counted by reason, and logged at info with the client.
+	enginetest.WaitFor(t, "the close counted", func() bool { return ask("stats", "") == "1 2 1" })
+	if !strings.Contains(logs.String(), `level=info msg="connection closed" client_id=victim fd=2 reason=script_close`) {
+		t.Errorf("no info line for the kick:\n%s", logs)
 	}
 }

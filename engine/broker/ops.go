@@ -48,8 +48,21 @@ func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, bat
 		persistent = expiry > 0
 	}
 
+	user, _ := c.Username()
 	k.mu.Lock()
 	s := k.sessions[clientID]
+	if s != nil && s.owner != "" && s.owner != user && !k.Settings().OpenSessions {
+		// The session belongs to another user: refused before anything of
+		// it is touched.
+		k.mu.Unlock()
+		k.Stats.SessionsRefused.Add(1)
+		code := codec.V3IdentifierRejected
+		if v5 {
+			code = codec.ClientIdentifierNotValid
+		}
+		c.SendPacketVia(&codec.Packet{Type: codec.CONNACK, ReasonCode: code}, batch)
+		return false, fmt.Errorf("client identifier %q belongs to another user's session", clientID)
+	}
 	var old *Client
 	var discard *Session
 	present := false
@@ -65,6 +78,7 @@ func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, bat
 	}
 	if s == nil {
 		s = newSession(clientID, persistent, expiry)
+		s.owner = user
 		k.sessions[clientID] = s
 	}
 	st.sess = s
@@ -148,6 +162,10 @@ func (k *Broker) Subscribe(c *Client, p *codec.Packet, codes []codec.ReasonCode,
 		subID = p.Properties.SubscriptionIDs[0]
 	}
 	for i, sub := range p.Subscriptions {
+		if k.tooDeep(sub.Topic) {
+			out[i] = codec.TopicFilterInvalid
+			continue
+		}
 		q := sub.QoS
 		if q > maxQoS {
 			q = maxQoS
@@ -325,6 +343,9 @@ func (k *Broker) Kick(clientID string, code codec.ReasonCode, reason string) boo
 
 // Connections returns the number of live connections.
 func (k *Broker) Connections() int64 { return k.tr.Stats.Connections.Load() }
+
+// TransportStats returns the counters of the transport the broker serves.
+func (k *Broker) TransportStats() *transport.Stats { return k.tr.Stats }
 
 // RetainedCount returns the number of retained messages.
 func (k *Broker) RetainedCount() int { return k.retained.Len() }

@@ -9,18 +9,16 @@ import (
 	"github.com/mqttlua/broker/engine/transport"
 )
 
-// Session is the state of one client identifier: its subscriptions, its
-// QoS 1 and 2 flows and the messages waiting for it. A persistent session
-// (3.1.1 clean session 0, 5.0 session expiry > 0) outlives its
-// connections.
+// Session is one client identifier's session: its durable state and the
+// live state around it. A persistent session (3.1.1 clean session 0, 5.0
+// session expiry > 0) outlives its connections.
 type Session struct {
-	clientID   string
-	conn       atomic.Pointer[Client]
-	mu         sync.Mutex
-	persistent bool
-	// expiry is how long a 5.0 session outlives its connection;
-	// neverExpire for 3.1.1 persistent sessions.
-	expiry time.Duration
+	// mu guards the session, durable and live state alike.
+	mu sync.Mutex
+	sessionState
+
+	// Live state: what exists only while the broker runs.
+	conn atomic.Pointer[Client]
 	// ended is set when the session is discarded; a connection still
 	// finishing a handler must not add to it.
 	ended bool
@@ -29,6 +27,24 @@ type Session struct {
 	// gen counts the session's connections, so a timer set for one
 	// disconnection does nothing after a reconnection.
 	gen uint64
+	// drained wakes publishers waiting for the queue of a connected
+	// session to fall to queueLowWater (see transport.Pressure).
+	drained transport.Drained
+}
+
+// sessionState is the durable part of a session, what a store keeps
+// across a restart: plain values, with no connection, timer, waiter or
+// lock in it. Deliveries refer to their messages (shared by every
+// session a message reached) and to the shared-subscription group they
+// came through, by pointer; a store writes those by value and by the
+// group's key.
+type sessionState struct {
+	clientID   string
+	owner      string // the user name that created the session; "" for none
+	persistent bool
+	// expiry is how long a 5.0 session outlives its connection;
+	// neverExpire for 3.1.1 persistent sessions.
+	expiry time.Duration
 
 	subs map[string]subOpts // filter -> options (shared: "$share/g/f")
 
@@ -42,10 +58,6 @@ type Session struct {
 	// Inbound QoS 2: packet ids received and not yet released by PUBREL,
 	// so a retransmitted PUBLISH is not delivered twice.
 	inbound2 map[uint16]struct{}
-
-	// drained wakes publishers waiting for the queue of a connected
-	// session to fall to queueLowWater (see transport.Pressure).
-	drained transport.Drained
 }
 
 // Backpressure for connected sessions: past queueHighWater queued
@@ -79,7 +91,7 @@ type outbound struct {
 // newSession returns a session; its maps are made on first use, so an
 // idle client costs little.
 func newSession(clientID string, persistent bool, expiry time.Duration) *Session {
-	return &Session{clientID: clientID, persistent: persistent, expiry: expiry}
+	return &Session{sessionState: sessionState{clientID: clientID, persistent: persistent, expiry: expiry}}
 }
 
 // ClientID returns the session's client identifier.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -500,4 +501,41 @@ func TestV5ResponseInformation(t *testing.T) {
 	if ack.Properties.Has(codec.PropResponseInfo) {
 		t.Fatal("response information sent unasked")
 	}
+}
+
+// TestTopicLevelLimit: a topic deeper than MaxTopicLevels is refused
+// everywhere it could enter the trees: a filter in SUBACK (0x8F, 3.1.1:
+// 0x80), a PUBLISH with DISCONNECT 0x90, a will with CONNACK 0x90.
+func TestTopicLevelLimit(t *testing.T) {
+	dir := filepath.Join(enginetest.RepoDir(), "scripts")
+	_, addr, _ := enginetest.Start(t, engine.Config{Scripts: dir, MaxTopicLevels: 5})
+	c, _ := connect5(t, addr, "deep", true, nil)
+	ack := subscribe5(t, c, 1, codec.Subscription{Topic: "a/b/c/d/e"}, codec.Subscription{Topic: "a/b/c/d/e/f"}, codec.Subscription{Topic: "a/b/c/d/#"})
+	if want := []codec.ReasonCode{0, codec.TopicFilterInvalid, 0}; !reflect.DeepEqual(ack.ReasonCodes, want) {
+		t.Fatalf("SUBACK codes %v, want %v", ack.ReasonCodes, want)
+	}
+	c.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "a/b/c/d/e", Payload: []byte("5 levels")})
+	if p := c.Expect(codec.PUBLISH); p.Topic != "a/b/c/d/e" {
+		t.Fatalf("got %s", p.Topic)
+	}
+	c.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "a/b/c/d/e/f", Payload: []byte("6 levels")})
+	if d := c.Expect(codec.DISCONNECT); d.ReasonCode != codec.TopicNameInvalid {
+		t.Fatalf("DISCONNECT %#x, want 0x90", byte(d.ReasonCode))
+	}
+	c.ExpectClosed()
+
+	old := enginetest.Dial(t, addr, codec.V311)
+	old.Connect("deep3")
+	old.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "1/2/3/4/5/6/7"}}})
+	if a := old.Expect(codec.SUBACK); len(a.ReasonCodes) != 1 || a.ReasonCodes[0] != codec.V3SubackFailure {
+		t.Fatalf("3.1.1 SUBACK %v, want [0x80]", a.ReasonCodes)
+	}
+
+	w := enginetest.Dial(t, addr, codec.V5)
+	w.Send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V5, ClientID: "will", CleanSession: true,
+		Will: &codec.Will{Topic: "w/1/2/3/4/5", Payload: []byte("x")}})
+	if a := w.Expect(codec.CONNACK); a.ReasonCode != codec.TopicNameInvalid {
+		t.Fatalf("CONNACK %#x, want 0x90", byte(a.ReasonCode))
+	}
+	w.ExpectClosed()
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/topic"
+	"github.com/mqttlua/broker/engine/transport"
 	lua "github.com/yuin/gopher-lua"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -335,6 +336,12 @@ func (b *binding) configure(L *lua.LState) int {
 			s.MaxSessionExpiry = uint32(n)
 		case "response_information":
 			s.ResponseInformation = v.String()
+		case "open_sessions":
+			b, ok := v.(lua.LBool)
+			if !ok {
+				bad = "open_sessions must be a boolean"
+			}
+			s.OpenSessions = bool(b)
 		default:
 			bad = "unknown setting " + k.String()
 		}
@@ -354,10 +361,20 @@ func (b *binding) stats(L *lua.LState) int {
 		"published": k.Stats.Published.Load(), "delivered": k.Stats.Delivered.Load(),
 		"dropped": k.Stats.Dropped.Load(), "takeovers": k.Stats.Takeovers.Load(), "wills_sent": k.Stats.WillsSent.Load(),
 		"retained": int64(k.RetainedCount()), "subscriptions": int64(k.SubscriptionCount()),
-		"connections": k.Connections(),
+		"connections": k.Connections(), "sessions_refused": k.Stats.SessionsRefused.Load(),
+		"slow_consumers": k.TransportStats().SlowConsumers.Load(),
 	} {
 		t.RawSetString(name, lua.LNumber(v))
 	}
+	// closes: how many connections ended for each reason, by its name.
+	closes := L.CreateTable(0, transport.NumCloseReasons)
+	for r := range transport.NumCloseReasons {
+		if r == int(transport.CloseNone) {
+			continue
+		}
+		closes.RawSetString(transport.CloseReason(r).String(), lua.LNumber(k.TransportStats().Closes[r].Load()))
+	}
+	t.RawSetString("closes", closes)
 	L.Push(t)
 	return 1
 }

@@ -46,7 +46,8 @@ type Conn struct {
 	raw *rawConn
 	rd  *codec.Reader
 
-	readTimeout atomic.Int64 // how long a read may wait, ns; 0: no limit
+	readTimeout atomic.Int64 // how long a read may wait, ns; 0: no limit; -1: not set, connectBy applies
+	connectBy   int64        // monoNow deadline for the CONNECT, until readTimeout is set
 
 	// Reader state.
 	usedShort     bool      // the read deadline is a pooled reader's short one
@@ -77,7 +78,8 @@ type Conn struct {
 func newConn(t *Transport, fd int, nc net.Conn) *Conn {
 	c := &Conn{FD: fd, t: t, nc: nc, done: make(chan struct{})}
 	c.batch.owner = c
-	c.readTimeout.Store(int64(t.cfg.ConnectTimeout))
+	c.readTimeout.Store(-1)
+	c.connectBy = monoNow() + int64(t.cfg.ConnectTimeout)
 	c.recv = t.cfg.Open(c)
 	return c
 }
@@ -103,9 +105,9 @@ func (c *Conn) RemoteAddrString() string {
 	return c.nc.RemoteAddr().String()
 }
 
-// SetReadTimeout sets how long the next reads may wait for input before
-// the Receiver is told it TimedOut (0: no limit). Until it is called the
-// connect timeout applies.
+// SetReadTimeout sets how long each read may wait for input before the
+// Receiver is told it TimedOut (0: no limit). Until it is called the
+// connect timeout applies, counted from accept.
 func (c *Conn) SetReadTimeout(d time.Duration) { c.readTimeout.Store(int64(d)) }
 
 // SetMaxPacketOut sets the largest packet Append may queue (0: no limit).

@@ -53,11 +53,6 @@ const sweepEvery = 100 * time.Millisecond
 // must not starve the rest of its loop.
 const readsPerTurn = 16
 
-// monoBase anchors the monotonic clock the loops keep deadlines in.
-var monoBase = time.Now()
-
-func monoNow() int64 { return int64(time.Since(monoBase)) }
-
 // eventLoops are the server's loops; conns go to loop FD % len, which is
 // also their VM, so a loop only ever waits for its own VM's lock.
 type eventLoops struct {
@@ -509,9 +504,9 @@ func (l *loop) flush(c *Conn) bool {
 }
 
 // readDeadline is the connection's next read deadline on the loops'
-// clock (see Conn.readTimeout); 0 for none.
+// clock (see Conn.readWait); 0 for none.
 func (c *Conn) readDeadline() int64 {
-	if t := c.readTimeoutNow(); t > 0 {
+	if t := c.readWait(); t > 0 {
 		return monoNow() + int64(t)
 	}
 	return 0

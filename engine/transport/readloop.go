@@ -183,7 +183,7 @@ func (c *Conn) beforeRead(pooled bool) {
 	c.batch.flushAndWait()
 	now := time.Now()
 	var d time.Time
-	if t := c.readTimeoutNow(); t > 0 {
+	if t := c.readWait(); t > 0 {
 		d = now.Add(t)
 	}
 	c.usedShort = false
@@ -197,9 +197,20 @@ func (c *Conn) beforeRead(pooled bool) {
 	c.nc.SetReadDeadline(d)
 }
 
-// readTimeoutNow is how long the next read may wait: the connect timeout
-// until the layer above sets another; 0 for no limit.
-func (c *Conn) readTimeoutNow() time.Duration { return time.Duration(c.readTimeout.Load()) }
+// readWait is how long the next read may wait (0: no limit). Until the
+// layer above sets a read timeout, it is what is left of the connect
+// timeout counted from accept: an absolute deadline, which a client
+// sending its CONNECT a byte at a time does not push back.
+func (c *Conn) readWait() time.Duration {
+	if t := c.readTimeout.Load(); t >= 0 {
+		return time.Duration(t)
+	}
+	left := c.connectBy - monoNow()
+	if left <= 0 {
+		left = 1 // past: the read times out at once
+	}
+	return time.Duration(left)
+}
 
 // failRead closes the connection for a read error.
 //

@@ -44,6 +44,11 @@ type Config struct {
 	Listening func(addr net.Addr)
 }
 
+// monoBase anchors the monotonic clock deadlines are kept in.
+var monoBase = time.Now()
+
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
 // Listener is a source of connections. TCP is the one implementation
 // today; each accepted net.Conn goes to establish, and everything after
 // that is the same Conn whatever the listener.

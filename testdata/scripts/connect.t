@@ -104,3 +104,33 @@ v4: send fixture v4-connect-minimal
 v4: expect {"type": "CONNACK", "code": 0}
 v5: send fixture v5-connect-minimal
 v5: expect {"type": "CONNACK", "code": 0}
+
+=== TEST 8: a user's session is theirs: another user, or an anonymous client, cannot take its client id
+--- setup
+require("auth").users.alice = broker.hash_password("s3cret", 4)
+require("auth").users.mallory = broker.hash_password("evil", 4)
+--- steps
+alice: send {"type": "CONNECT", "client_id": "dev-1", "clean_session": false, "user_name": "alice", "password": "s3cret"}
+alice: expect {"type": "CONNACK", "code": 0}
+alice: send {"type": "SUBSCRIBE", "message_id": 1, "filters": [{"topic": "inbox/alice", "qos": 1}]}
+alice: expect {"type": "SUBACK", "codes": [1]}
+mallory: send {"type": "CONNECT", "client_id": "dev-1", "clean_session": false, "user_name": "mallory", "password": "evil"}
+mallory: expect {"type": "CONNACK", "code": 2}
+mallory: expect closed connect_refused
+anon: level 5
+anon: send {"type": "CONNECT", "client_id": "dev-1", "clean_session": true}
+anon: expect {"type": "CONNACK", "code": "CLIENT_IDENTIFIER_NOT_VALID"}
+anon: expect closed
+alice: send {"type": "PINGREQ"}
+alice: expect {"type": "PINGRESP"}
+
+=== TEST 9: with open_sessions, the client id is anyone's (Mosquitto's behaviour)
+--- setup
+require("auth").users.alice = broker.hash_password("s3cret", 4)
+broker.configure({ open_sessions = true })
+--- steps
+alice: send {"type": "CONNECT", "client_id": "dev-1", "clean_session": false, "user_name": "alice", "password": "s3cret"}
+alice: expect {"type": "CONNACK", "code": 0}
+anon: send {"type": "CONNECT", "client_id": "dev-1", "clean_session": false}
+anon: expect {"type": "CONNACK", "code": 0, "session_present": true}
+alice: expect closed session_taken_over

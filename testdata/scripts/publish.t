@@ -98,3 +98,20 @@ d1: send {"type": "PUBLISH", "topic": "devices/d1/temp", "message": "21"}
 d1: send {"type": "PUBLISH", "topic": "devices/d2/temp", "message": "spoofed"}
 admin: expect {"type": "PUBLISH", "topic": "devices/d1/temp"}
 admin: expect nothing
+
+=== TEST 7: no client publishes to a $ topic: not delivered, not retained, logged
+--- steps
+sub: connect
+sub: send {"type": "SUBSCRIBE", "message_id": 1, "filters": [{"topic": "$SYS/#", "qos": 1}]}
+sub: expect {"type": "SUBACK", "codes": [1]}
+pub: level 5
+pub: connect
+pub: send {"type": "PUBLISH", "topic": "$SYS/broker/version", "message": "forged", "retain": true, "qos": 1, "message_id": 4}
+pub: expect {"type": "PUBACK", "message_id": 4, "code": "NOT_AUTHORIZED"}
+sub: expect nothing
+late: connect
+late: send {"type": "SUBSCRIBE", "message_id": 1, "filters": [{"topic": "$SYS/#", "qos": 0}]}
+late: expect {"type": "SUBACK", "codes": [0]}
+late: expect nothing
+--- log
+like: publish to a \$ topic denied.*SYS/broker/version

@@ -26,7 +26,7 @@ function onMqPublish(server, fd, fromId, data)
     broker.publish({ topic = "admin/result", message = tostring(broker.kick(data.message, mqtt.ADMINISTRATIVE_ACTION, "bye")) })
   elseif cmd == "stats" then
     local s = broker.stats()
-    broker.publish({ topic = "admin/result", message = s.retained .. " " .. s.subscriptions })
+    broker.publish({ topic = "admin/result", message = s.retained .. " " .. s.subscriptions .. " " .. s.closes.script_close })
   else
     broker.route(fd, data)
   end
