@@ -445,6 +445,50 @@ func TestShutdownSendsServerShuttingDown(t *testing.T) {
 	c3.ExpectClosed()
 }
 
+// TestStuckSubscriberIsCutOff: a subscriber that stopped reading, whose
+// queue is over its high-water mark but under the hard limit, is cut off
+// once a publisher's wait for it ends with nothing taken in; it used to
+// stall its publishers for 2 s per read, forever.
+func TestStuckSubscriberIsCutOff(t *testing.T) {
+	cfg := simpsConfig()
+	// High water 16 MiB: the flood below passes it (whatever the socket
+	// buffers take) but not the 64 MiB hard limit.
+	cfg.MaxOutbound = 64 << 20
+	srv, addr, _ := startServer(t, cfg)
+	stuck := dialRaw(t, addr, codec.V311)
+	stuck.Connect("stuck") // and then never reads
+	pub := dialRaw(t, addr, codec.V311)
+	pub.Connect("pub")
+	msg, err := codec.Encode(&codec.Packet{Type: codec.PUBLISH, Topic: "flood", Payload: make([]byte, 8*1024)}, codec.V311)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flooded := make(chan error, 1)
+	go func() {
+		for i := 0; i < 5000; i++ { // 40 MiB
+			if _, err := pub.Conn.Write(msg); err != nil {
+				flooded <- err
+				return
+			}
+		}
+		flooded <- nil
+	}()
+	waitFor(t, "the stuck subscriber cut off", func() bool { return srv.Stats.Closes[transport.CloseSlowConsumer].Load() == 1 })
+	if err := <-flooded; err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Stats.SlowConsumers.Load(); n != 1 {
+		t.Errorf("%d slow consumers counted, want 1", n)
+	}
+	// The publisher goes on.
+	pub.Send(&codec.Packet{Type: codec.PINGREQ})
+	for {
+		if p := pub.Expect(0); p.Type == codec.PINGRESP {
+			break
+		}
+	}
+}
+
 func TestSlowConsumerIsCutOff(t *testing.T) {
 	cfg := simpsConfig()
 	cfg.MaxOutbound = 64 * 1024

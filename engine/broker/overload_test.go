@@ -218,3 +218,45 @@ func testFullSocket(t *testing.T, goroutines, self bool) {
 		t.Fatalf("dropped %d messages", d)
 	}
 }
+
+// TestStuckQoS1SubscriberIsCutOff: a QoS 1 subscriber that stopped
+// acknowledging (and reading) is cut off as a slow consumer once a
+// publisher's wait for its queue ends with no acknowledgement, and its
+// persistent session keeps the backlog offline. It used to hold every
+// publisher at one read per 2 s for as long as it stayed connected.
+func TestStuckQoS1SubscriberIsCutOff(t *testing.T) {
+	srv, k, addr := startBroker(t, nil)
+	sub := enginetest.Dial(t, addr, codec.V311)
+	sub.ConnectWith(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V311, ClientID: "stuck", CleanSession: false})
+	sub.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "q", QoS: 1}}})
+	sub.Expect(codec.SUBACK) // and then never reads nor acknowledges
+	pub := enginetest.Dial(t, addr, codec.V311)
+	pub.Connect("pub")
+	flooded := make(chan error, 1)
+	go func() {
+		for i := 1; i <= 2000; i++ {
+			b, _ := codec.Encode(&codec.Packet{Type: codec.PUBLISH, Topic: "q", Payload: []byte("m"), QoS: 1, PacketID: uint16(i)}, codec.V311)
+			if _, err := pub.Conn.Write(b); err != nil {
+				flooded <- err
+				return
+			}
+		}
+		flooded <- nil
+	}()
+	enginetest.WaitFor(t, "the stuck subscriber cut off", func() bool {
+		return srv.Stats.Closes[transport.CloseSlowConsumer].Load() == 1
+	})
+	if err := <-flooded; err != nil {
+		t.Fatal(err)
+	}
+	enginetest.WaitFor(t, "the session offline", func() bool { ci, _ := k.Info("stuck"); return !ci.Connected })
+	if ci, _ := k.Info("stuck"); ci.Queued+ci.Inflight == 0 || ci.Queued > k.Settings().MaxQueued {
+		t.Errorf("offline backlog: %d queued, %d in flight", ci.Queued, ci.Inflight)
+	}
+	pub.Send(&codec.Packet{Type: codec.PINGREQ})
+	for {
+		if p := pub.Expect(0); p.Type == codec.PINGRESP {
+			break
+		}
+	}
+}

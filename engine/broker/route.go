@@ -354,6 +354,7 @@ func (k *Broker) intercept(c *Client, p *codec.Packet, batch *transport.Batch) b
 		default:
 			// [MQTT-4.3.3-3] answer PUBREC with PUBREL.
 			o.released = true
+			s.acks++
 			c.SendPacketVia(&codec.Packet{Type: codec.PUBREL, PacketID: p.PacketID}, batch)
 		}
 	case codec.PUBCOMP:

@@ -30,6 +30,9 @@ type Session struct {
 	// drained wakes publishers waiting for the queue of a connected
 	// session to fall to queueLowWater (see transport.Pressure).
 	drained transport.Drained
+	// acks counts the acknowledgements of its deliveries, for telling a
+	// slow subscriber from a stuck one.
+	acks uint64
 }
 
 // sessionState is the durable part of a session, what a store keeps
@@ -195,8 +198,24 @@ func (s *Session) deliverLocked(k *Broker, d delivery, f *codec.Fanout, batch *t
 // WaitDrained implements transport.Pressure: it returns when the session's
 // queue is down to its low-water mark, the session is offline or ended,
 // or the timeout passed.
+//
+// A connected session whose queue is still over its high-water mark when
+// the timeout passes, and that acknowledged nothing meanwhile, is stuck:
+// its connection is cut off as a slow consumer, so that its publishers
+// wait for it no longer. A persistent session keeps its QoS 1/2 backlog
+// offline, within max_queued.
 func (s *Session) WaitDrained(timeout time.Duration) {
+	s.mu.Lock()
+	before := s.acks
+	s.mu.Unlock()
 	s.drained.Wait(&s.mu, func() bool { return s.ended || s.conn.Load() == nil || len(s.queue) <= queueLowWater }, timeout)
+	s.mu.Lock()
+	c := s.conn.Load()
+	stuck := !s.ended && c != nil && s.acks == before && len(s.queue) > queueHighWater
+	s.mu.Unlock()
+	if stuck {
+		c.t.CutOff()
+	}
 }
 
 // SameClient implements transport.Pressure.
@@ -304,6 +323,7 @@ func (s *Session) ackLocked(k *Broker, id uint16, batch *transport.Batch) bool {
 	if _, ok := s.inflight[id]; !ok {
 		return false
 	}
+	s.acks++
 	delete(s.inflight, id)
 	for i, x := range s.order {
 		if x == id {

@@ -46,6 +46,7 @@ type Conn struct {
 	raw *rawConn
 	rd  *codec.Reader
 
+	written     atomic.Int64 // bytes written to the socket, for telling a slow peer from a stuck one
 	readTimeout atomic.Int64 // how long a read may wait, ns; 0: no limit; -1: not set, connectBy applies
 	connectBy   int64        // monoNow deadline for the CONNECT, until readTimeout is set
 
@@ -184,14 +185,15 @@ func (c *Conn) appendVia(enc Encoder, batch *Batch, sizeCheck bool) error {
 		c.t.Stats.DroppedTooLarge.Add(1)
 		return ErrTooLarge
 	}
-	if len(out) > c.t.cfg.MaxOutbound {
+	// What is queued counts the part the writer is writing now too.
+	if len(out)+c.writing > c.t.cfg.MaxOutbound {
 		c.out = out[:n]
 		c.mu.Unlock()
 		c.slowConsumer()
 		return ErrFull
 	}
 	c.out = out
-	pressed := batch != nil && len(out) > c.highWater()
+	pressed := batch != nil && len(out)+c.writing > c.highWater()
 	c.mu.Unlock()
 	c.wakeVia(batch)
 	if pressed {
@@ -206,17 +208,37 @@ func (c *Conn) highWater() int { return c.t.cfg.MaxOutbound / 4 }
 func (c *Conn) lowWater() int  { return c.t.cfg.MaxOutbound / 8 }
 
 // WaitDrained waits until the outbound queue is under the low-water mark,
-// the connection closes, or the timeout passes.
+// the connection closes, or the timeout passes. A connection whose queue
+// is still over its high-water mark when the timeout passes, and that
+// took in nothing of it meanwhile, is stuck (its peer stopped reading):
+// it is cut off as a slow consumer, so that the publishers feeding it
+// wait for it no longer. A peer that reads slowly slows its publishers
+// down; one that stopped reading stops them for one timeout at most.
 func (c *Conn) WaitDrained(timeout time.Duration) {
+	before := c.written.Load()
 	c.drained.Wait(&c.mu, func() bool { return c.closing || len(c.out)+c.writing < c.lowWater() }, timeout)
+	if c.written.Load() != before {
+		return
+	}
+	c.mu.Lock()
+	stuck := !c.closing && len(c.out)+c.writing > c.highWater()
+	c.mu.Unlock()
+	if stuck {
+		c.CutOff()
+	}
 }
 
 // SameClient reports whether c is other.
 func (c *Conn) SameClient(other *Conn) bool { return c == other }
 
-func (c *Conn) slowConsumer() {
-	c.t.Stats.SlowConsumers.Add(1)
-	c.Close(CloseSlowConsumer)
+func (c *Conn) slowConsumer() { c.CutOff() }
+
+// CutOff closes the connection as a slow consumer, counted once: the
+// layer above calls it for a receiver that stopped taking its messages.
+func (c *Conn) CutOff() {
+	if c.closeWith(CloseSlowConsumer, nil) {
+		c.t.Stats.SlowConsumers.Add(1)
+	}
 }
 
 // signal starts the writer, or tells the running one to go round again.
@@ -240,11 +262,15 @@ func (c *Conn) Close(reason CloseReason) { c.CloseWith(reason, nil) }
 
 // CloseWith closes the connection for reason, after queuing what last
 // encodes (a goodbye packet; nil: nothing) behind what is queued.
-func (c *Conn) CloseWith(reason CloseReason, last Encoder) {
+func (c *Conn) CloseWith(reason CloseReason, last Encoder) { c.closeWith(reason, last) }
+
+// closeWith is CloseWith; it reports whether this call closed the
+// connection (false: it was closing already).
+func (c *Conn) closeWith(reason CloseReason, last Encoder) bool {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.closing = true
 	c.reason = reason
@@ -255,8 +281,21 @@ func (c *Conn) CloseWith(reason CloseReason, last Encoder) {
 		}
 	}
 	c.mu.Unlock()
+	// A writer blocked on a peer that stopped reading must not hold the
+	// connection open: what is queued gets closeWriteGrace to go out; a
+	// slow consumer's, none (it is why the connection closes).
+	grace := closeWriteGrace
+	if reason == CloseSlowConsumer {
+		grace = 0
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(grace))
 	c.signal()
+	return true
 }
+
+// closeWriteGrace is how long a closing connection's queue may take to be
+// written.
+const closeWriteGrace = 2 * time.Second
 
 // Closing reports whether the connection is closing or closed.
 func (c *Conn) Closing() bool {

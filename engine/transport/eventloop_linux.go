@@ -755,6 +755,8 @@ func (rc *rawConn) SetWriteDeadline(t time.Time) error {
 	rc.mu.Lock()
 	rc.wdeadline = t
 	rc.mu.Unlock()
+	// A writer waiting for the socket goes round and sees the deadline.
+	rc.writable()
 	return nil
 }
 

@@ -1,7 +1,5 @@
 package transport
 
-import "time"
-
 // writeLoop writes whatever is queued in one call per round, so a burst of
 // packets costs one syscall. It never holds mu during the write. Bytes
 // queued through a Batch wait for its flush, whose signal starts a round.
@@ -37,18 +35,19 @@ func (c *Conn) writeRounds(handOff bool) {
 				c.shut()
 				return
 			}
+			c.written.Add(int64(n))
 			if off = n; off < len(buf) {
 				c.t.wg.Add(1)
 				go func() {
 					defer c.t.wg.Done()
-					if c.write(buf, off, closing) {
+					if c.write(buf, off) {
 						c.writeRounds(false)
 					}
 				}()
 				return
 			}
 		}
-		if !c.write(buf, off, closing) {
+		if !c.write(buf, off) {
 			return
 		}
 		c.mu.Lock()
@@ -99,21 +98,26 @@ func (c *Conn) writeOwn() {
 
 // write writes buf[off:], a buffer taken from the queue, and recycles
 // buf. On an error it closes the connection and reports false.
-func (c *Conn) write(buf []byte, off int, closing bool) bool {
-	if len(buf) > off {
-		if closing {
-			// Do not let a peer that stopped reading hold up the close.
-			c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
-		}
-		if _, err := c.nc.Write(buf[off:]); err != nil {
+func (c *Conn) write(buf []byte, off int) bool {
+	for off < len(buf) {
+		// In chunks, so that progress (Conn.written) shows while a slow
+		// peer takes a large queue in.
+		end := min(len(buf), off+writeChunk)
+		n, err := c.nc.Write(buf[off:end])
+		c.written.Add(int64(n))
+		if err != nil {
 			c.Close(CloseNetworkError)
 			c.shut()
 			return false
 		}
+		off = end
 	}
 	c.recycle(buf)
 	return true
 }
+
+// writeChunk is the most one write call takes of the queue.
+const writeChunk = 64 << 10
 
 // shut closes the socket, once; it ends the reader's wait too.
 func (c *Conn) shut() {
