@@ -211,7 +211,7 @@ func (k *Broker) Subscribe(c *Client, p *codec.Packet, codes []codec.ReasonCode,
 		}
 	}
 	c.SendPacketVia(&codec.Packet{Type: codec.SUBACK, PacketID: p.PacketID, ReasonCodes: wire}, batch)
-	now := time.Now()
+	var retained []delivery
 	for _, g := range grants {
 		if g.opts.RetainHandling == 2 || (g.opts.RetainHandling == 1 && !g.isNew) {
 			continue // 5.0 §3.8.3.1 retain handling
@@ -223,16 +223,15 @@ func (k *Broker) Subscribe(c *Client, p *codec.Packet, codes []codec.ReasonCode,
 		k.retained.Match(g.filter, func(_ string, m *Message) { msgs = append(msgs, m) })
 		sort.Slice(msgs, func(i, j int) bool { return msgs[i].Topic < msgs[j].Topic })
 		for _, m := range msgs {
-			if m.expired(now) {
-				k.retained.Delete(m.Topic)
-				continue
-			}
 			d := delivery{msg: m, qos: min(m.QoS, g.opts.QoS), retain: true}
 			if g.opts.SubID != 0 {
 				d.subIDs = []uint32{g.opts.SubID}
 			}
-			k.deliverRetained(st.sess, c, d, batch)
+			retained = append(retained, d)
 		}
+	}
+	if len(retained) > 0 {
+		k.streamRetained(st.sess, c, retained, batch)
 	}
 	return out
 }
@@ -249,6 +248,70 @@ func (k *Broker) deliverRetained(s *Session, c *Client, d delivery, batch *trans
 	s.mu.Lock()
 	s.deliverLocked(k, d, nil, batch)
 	s.mu.Unlock()
+}
+
+// streamRetained delivers the retained messages a subscription matched
+// ([MQTT-3.3.1-6]) as the client takes them in: what fits under the
+// high-water marks of its connection's queue and of its session's now,
+// the rest from a goroutine that waits for the queues to drain. All at
+// once, a wildcard subscription over many retained messages filled the
+// connection's queue past its limit and cut a client off that was reading
+// at full speed. A waiting stream ends with the connection; a client that
+// stops reading is cut off by the queues' waits as any slow consumer.
+func (k *Broker) streamRetained(s *Session, c *Client, ds []delivery, batch *transport.Batch) {
+	n := k.sendRetained(s, c, ds, batch)
+	if n == len(ds) {
+		return
+	}
+	rest := ds[n:]
+	go func() {
+		for len(rest) > 0 && k.waitForRoom(s, c) {
+			rest = rest[k.sendRetained(s, c, rest, nil):]
+		}
+	}()
+}
+
+// sendRetained delivers ds in order until a queue of the client passes
+// its high-water mark, and returns how many it took. A message that is no
+// longer the topic's retained message by the time it is sent (replaced,
+// cleared, expired) is skipped: the subscription gets its successor as a
+// live message, and must not see the older one after it.
+func (k *Broker) sendRetained(s *Session, c *Client, ds []delivery, batch *transport.Batch) int {
+	now := time.Now()
+	for i, d := range ds {
+		if c.t.Closing() {
+			return len(ds)
+		}
+		if c.t.Pressed() || s.backlogged() {
+			return i
+		}
+		if cur, ok := k.retained.Get(d.msg.Topic); !ok || cur != d.msg {
+			continue
+		}
+		if d.msg.expired(now) {
+			k.retained.Delete(d.msg.Topic)
+			continue
+		}
+		k.deliverRetained(s, c, d, batch)
+	}
+	return len(ds)
+}
+
+// waitForRoom waits until both queues of the client are under their
+// high-water marks, and reports false when the connection is gone.
+func (k *Broker) waitForRoom(s *Session, c *Client) bool {
+	for {
+		switch {
+		case c.t.Closing() || s.conn.Load() != c:
+			return false
+		case c.t.Pressed():
+			c.t.WaitDrained(transport.PressureWait)
+		case s.backlogged():
+			s.WaitDrained(transport.PressureWait)
+		default:
+			return true
+		}
+	}
 }
 
 // Unsubscribe removes c's subscriptions and answers with UNSUBACK

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/enginetest"
 	"github.com/mqttlua/broker/engine/transport"
 )
@@ -258,5 +259,33 @@ func TestStuckQoS1SubscriberIsCutOff(t *testing.T) {
 		if p := pub.Expect(0); p.Type == codec.PINGRESP {
 			break
 		}
+	}
+}
+
+// TestRetainedStreamedToWildcard: a # subscription over more retained
+// messages than the connection's queue holds gets all of them, in topic
+// order, as it reads; all at once, they passed the queue's limit and cut
+// the subscriber off as a slow consumer.
+func TestRetainedStreamedToWildcard(t *testing.T) {
+	const n = 20000 // 20,000 x ~270 bytes: five times the queue's limit
+	srv, addr, _ := enginetest.Start(t, engine.Config{Scripts: copyScripts(t, nil), MaxOutbound: 1 << 20})
+	k := srv.Broker()
+	payload := make([]byte, 256)
+	for i := 0; i < n; i++ {
+		k.Inject(&broker.Message{Topic: fmt.Sprintf("r/%05d", i), Payload: payload, Retain: true}, nil)
+	}
+	sub := enginetest.Dial(t, addr, codec.V311)
+	sub.Connect("all")
+	sub.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "#"}}})
+	sub.Expect(codec.SUBACK)
+	for i := 0; i < n; i++ {
+		p := sub.Expect(codec.PUBLISH)
+		if want := fmt.Sprintf("r/%05d", i); p.Topic != want || !p.Retain {
+			t.Fatalf("message %d: got %s (retain %v), want %s", i, p.Topic, p.Retain, want)
+		}
+	}
+	sub.ExpectNothing(50 * time.Millisecond)
+	if c := srv.Stats.Closes[transport.CloseSlowConsumer].Load(); c != 0 {
+		t.Fatalf("%d slow consumers cut off", c)
 	}
 }

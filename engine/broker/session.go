@@ -218,6 +218,14 @@ func (s *Session) WaitDrained(timeout time.Duration) {
 	}
 }
 
+// backlogged reports whether the session's queue is over its high-water
+// mark.
+func (s *Session) backlogged() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue) > queueHighWater
+}
+
 // SameClient implements transport.Pressure.
 func (s *Session) SameClient(c *transport.Conn) bool {
 	own := s.conn.Load()

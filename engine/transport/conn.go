@@ -228,6 +228,14 @@ func (c *Conn) WaitDrained(timeout time.Duration) {
 	}
 }
 
+// Pressed reports whether the outbound queue is over its high-water
+// mark: a sender that can wait should (see WaitDrained).
+func (c *Conn) Pressed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out)+c.writing > c.highWater()
+}
+
 // SameClient reports whether c is other.
 func (c *Conn) SameClient(other *Conn) bool { return c == other }
 
