@@ -67,9 +67,17 @@ function auth.check(server, fd, data)
     end
     return false, mqtt.NOT_AUTHORIZED -- 0x05 for 3.1.1 clients
   end
-  local hash = auth.users[data.user_name]
-  if hash and data.password and broker.check_password(hash, data.password) then
+  -- broker.authenticate does for an unknown user (hash nil) the work it
+  -- does for a known one, so a refusal's timing does not tell which users
+  -- exist; and after too many failures from an address or for a user
+  -- name it refuses at once, without checking (see broker.configure's
+  -- login_* settings).
+  local ok, why = broker.authenticate(fd, data.user_name, data.password or "", auth.users[data.user_name])
+  if ok then
     return true
+  end
+  if why == "limited" then
+    return false, mqtt.CONNECTION_RATE_EXCEEDED -- 0x03 for 3.1.1 clients
   end
   return false, mqtt.BAD_USER_NAME_OR_PASSWORD -- 0x04 for 3.1.1 clients
 end

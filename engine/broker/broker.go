@@ -112,6 +112,8 @@ type Broker struct {
 
 	// Stats are the broker's counters.
 	Stats Stats
+	// Logins checks passwords for scripts, with their limits.
+	Logins *Logins
 }
 
 // New returns a broker with the default settings. SetHooks and
@@ -128,6 +130,7 @@ func New(cfg Config) *Broker {
 		retained:  topic.NewRetained[*Message](),
 		shares:    map[string]*shareGroup{},
 		shareTree: topic.NewTree[*shareGroup, struct{}](),
+		Logins:    newLogins(cfg.Log),
 	}
 	s := DefaultSettings
 	k.settings.Store(&s)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/broker"
@@ -36,6 +37,7 @@ func (vm *VM) openBroker() *lua.LTable {
 		"stats":          b.stats,
 		"hash_password":  b.hashPassword,
 		"check_password": b.checkPassword,
+		"authenticate":   b.authenticate,
 		"read_passwords": b.readPasswords,
 		"match":          b.match,
 	})
@@ -336,6 +338,20 @@ func (b *binding) configure(L *lua.LState) int {
 			s.MaxSessionExpiry = uint32(n)
 		case "response_information":
 			s.ResponseInformation = v.String()
+		case "login_failures_per_address", "login_failures_per_user", "login_window":
+			if !isNum || n < 0 {
+				bad = k.String() + " must be a number >= 0"
+			}
+			addr, user, window := b.k.Logins.Limits()
+			switch k.String() {
+			case "login_failures_per_address":
+				addr = int(n)
+			case "login_failures_per_user":
+				user = int(n)
+			default:
+				window = time.Duration(float64(n) * float64(time.Second))
+			}
+			b.k.Logins.SetLimits(addr, user, window)
 		case "open_sessions":
 			b, ok := v.(lua.LBool)
 			if !ok {
@@ -362,6 +378,7 @@ func (b *binding) stats(L *lua.LState) int {
 		"dropped": k.Stats.Dropped.Load(), "takeovers": k.Stats.Takeovers.Load(), "wills_sent": k.Stats.WillsSent.Load(),
 		"retained": int64(k.RetainedCount()), "subscriptions": int64(k.SubscriptionCount()),
 		"connections": k.Connections(), "sessions_refused": k.Stats.SessionsRefused.Load(),
+		"logins_limited": k.Logins.Refused(),
 		"slow_consumers": k.TransportStats().SlowConsumers.Load(),
 	} {
 		t.RawSetString(name, lua.LNumber(v))
@@ -394,6 +411,32 @@ func (b *binding) checkPassword(L *lua.LState) int {
 	err := bcrypt.CompareHashAndPassword([]byte(L.CheckString(1)), []byte(L.CheckString(2)))
 	L.Push(lua.LBool(err == nil))
 	return 1
+}
+
+// broker.authenticate(fd, user_name, password, hash) -> true | false, "denied" | "limited"
+// Checks a login's password against hash (nil for an unknown user: the
+// same work is done), counting failures per source address and user name;
+// past the limits it refuses without checking ("limited").
+func (b *binding) authenticate(L *lua.LState) int {
+	c := b.conn(L, 1)
+	user := L.CheckString(2)
+	password := L.OptString(3, "")
+	hash := L.OptString(4, "")
+	if c == nil {
+		return closed(L)
+	}
+	ok, limited := b.k.Logins.Check(c.RemoteAddrString(), user, []byte(hash), []byte(password))
+	if ok {
+		L.Push(lua.LTrue)
+		return 1
+	}
+	L.Push(lua.LFalse)
+	if limited {
+		L.Push(lua.LString("limited"))
+	} else {
+		L.Push(lua.LString("denied"))
+	}
+	return 2
 }
 
 // broker.read_passwords(path) -> {user = hash} | nil, err

@@ -134,3 +134,26 @@ alice: expect {"type": "CONNACK", "code": 0}
 anon: send {"type": "CONNECT", "client_id": "dev-1", "clean_session": false}
 anon: expect {"type": "CONNACK", "code": 0, "session_present": true}
 alice: expect closed session_taken_over
+
+=== TEST 10: after too many failures from an address, its logins are refused without a check, logged once
+--- setup
+require("auth").users.alice = broker.hash_password("s3cret", 4)
+broker.configure({ login_failures_per_address = 2 })
+--- steps
+a: from 203.0.113.5:1000
+a: send {"type": "CONNECT", "client_id": "a", "clean_session": true, "user_name": "alice", "password": "guess1"}
+a: expect {"type": "CONNACK", "code": 4}
+b: from 203.0.113.5:1001
+b: send {"type": "CONNECT", "client_id": "b", "clean_session": true, "user_name": "alice", "password": "guess2"}
+b: expect {"type": "CONNACK", "code": 4}
+c: from 203.0.113.5:1002
+c: level 5
+c: send {"type": "CONNECT", "client_id": "c", "clean_session": true, "user_name": "alice", "password": "s3cret"}
+c: expect {"type": "CONNACK", "code": "CONNECTION_RATE_EXCEEDED"}
+d: from 203.0.113.5:1003
+d: send {"type": "CONNECT", "client_id": "d", "clean_session": true, "user_name": "alice", "password": "s3cret"}
+d: expect {"type": "CONNACK", "code": 3}
+e: from 198.51.100.1:1000
+e: connect {"user_name": "alice", "password": "s3cret"}
+--- log
+like: login failures: refusing logins.*address=203.0.113.5
