@@ -335,6 +335,14 @@ func TestScriptFailureIsolated(t *testing.T) {
 	}
 	loop.ExpectClosed()
 
+	// A pattern that backtracks over a 30 KB payload is stopped at the
+	// deadline too (it ran inside Go, where the deadline was not checked,
+	// for minutes, and every connection of the worker waited).
+	trim := dialRaw(t, addr, codec.V311)
+	trim.Connect("trim")
+	trim.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "trim", Payload: []byte("a" + strings.Repeat(" ", 30000) + "b")})
+	trim.ExpectClosed()
+
 	// The shared VM still serves the others.
 	for i := 0; i < 20; i++ {
 		a.Send(&codec.Packet{Type: codec.PUBLISH, QoS: 1, PacketID: uint16(i + 1), Topic: "t", Payload: []byte{byte(i)}})
@@ -352,8 +360,8 @@ func TestScriptFailureIsolated(t *testing.T) {
 	if !strings.Contains(out, "ran past its deadline") {
 		t.Errorf("log lacks the deadline error:\n%s", out)
 	}
-	waitFor(t, "one script error and one timeout counted", func() bool {
-		return srv.Stats.Closes[transport.CloseScriptError].Load() == 1 && srv.Stats.Closes[transport.CloseHandlerTimeout].Load() == 1
+	waitFor(t, "one script error and two timeouts counted", func() bool {
+		return srv.Stats.Closes[transport.CloseScriptError].Load() == 1 && srv.Stats.Closes[transport.CloseHandlerTimeout].Load() == 2
 	})
 }
 

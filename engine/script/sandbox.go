@@ -79,6 +79,15 @@ func openSandbox(L *lua.LState) {
 		}
 	}
 	keepOnly(loaded, nil, libNames)
+	// Pattern matching that stops at the handler deadline (strlib.go).
+	strT := globals.RawGetString(lua.StringLibName).(*lua.LTable)
+	gmatch := L.NewFunction(strGmatch)
+	strT.RawSetString("find", L.NewFunction(strFind))
+	strT.RawSetString("match", L.NewFunction(strMatch))
+	strT.RawSetString("gmatch", gmatch)
+	strT.RawSetString("gfind", gmatch)
+	strT.RawSetString("gsub", L.NewFunction(strGsub))
+	strT.RawSetString("rep", L.NewFunction(strRep))
 	keepOnly(pkg.RawGetString("preload").(*lua.LTable), nil, nil)
 	pkg.RawSetString("path", lua.LString(""))
 	pkg.RawSetString("cpath", lua.LString(""))

@@ -8,6 +8,10 @@ function onMqPublish(server, fd, fromId, data)
     error("boom requested")
   elseif data.topic == "loop" then
     while true do end
+  elseif data.topic == "trim" then
+    -- The trim idiom, on a payload of spaces: backtracks for minutes
+    -- inside the pattern matcher unless it checks the deadline.
+    local s = data.message:match("^%s*(.-)%s*$")
   end
   for sub in server:connections() do
     if sub ~= fd then
