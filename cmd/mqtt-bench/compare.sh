@@ -56,7 +56,11 @@ declare -A results
 run() { # name metric args...
   local name=$1 metric=$2; shift 2
   for ((r = 1; r <= ROUNDS; r++)); do
-    for target in $targets; do
+    # Each round starts with the next target, so that no broker always
+    # runs right after the same one.
+    local order=($targets) rotated=() k n=$(echo $targets | wc -w)
+    for ((k = 0; k < n; k++)); do rotated+=("${order[$(((k + r) % n))]}"); done
+    for target in "${rotated[@]}"; do
       case $target in mosq) port=$MOSQ pid=$mosq_pid ;; ours) port=$OURS pid=$ours_pid ;; busy) port=$BUSY pid=$busy_pid ;; base) port=$BASEPORT pid=$base_pid ;; esac
       out=$(bench --addr "127.0.0.1:$port" --pid "$pid" "$@")
       results[$name,$target]+="$(echo "$out" | field "$metric") "

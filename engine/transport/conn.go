@@ -185,7 +185,8 @@ func (c *Conn) appendVia(enc Encoder, batch *Batch, sizeCheck bool) error {
 		c.t.Stats.DroppedTooLarge.Add(1)
 		return ErrTooLarge
 	}
-	// What is queued counts the part the writer is writing now too.
+	// The limit counts the part the writer is writing now too: memory is
+	// bounded by MaxOutbound, not twice it.
 	if len(out)+c.writing > c.t.cfg.MaxOutbound {
 		c.out = out[:n]
 		c.mu.Unlock()
@@ -193,7 +194,10 @@ func (c *Conn) appendVia(enc Encoder, batch *Batch, sizeCheck bool) error {
 		return ErrFull
 	}
 	c.out = out
-	pressed := batch != nil && len(out)+c.writing > c.highWater()
+	// Senders are held back by what waits to be written, not by what the
+	// writer is writing: counting that too paused publishers to a fast
+	// reader whenever its writer held a large buffer (fan-in -10%).
+	pressed := batch != nil && len(out) > c.highWater()
 	c.mu.Unlock()
 	c.wakeVia(batch)
 	if pressed {
@@ -233,7 +237,7 @@ func (c *Conn) WaitDrained(timeout time.Duration) {
 func (c *Conn) Pressed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.out)+c.writing > c.highWater()
+	return len(c.out) > c.highWater()
 }
 
 // SameClient reports whether c is other.
