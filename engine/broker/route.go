@@ -111,6 +111,17 @@ func (k *Broker) fanOut(m *Message, from *Client, sc *routeScratch, batch *trans
 			fromSess = st.sess
 		}
 	}
+	// Counted here and added once: an atomic add per delivery on a counter
+	// every publisher shares was a tenth of a fan-out's time.
+	var delivered, noSession int64
+	defer func() {
+		if delivered > 0 {
+			k.Stats.Delivered.Add(delivered)
+		}
+		if noSession > 0 {
+			k.Stats.NoSession.Add(noSession)
+		}
+	}()
 	for _, t := range sc.targets {
 		if t.opts.NoLocal && t.s == fromSess {
 			continue // 5.0 [MQTT-3.8.3-3] not to the publisher's own subscription
@@ -123,11 +134,11 @@ func (k *Broker) fanOut(m *Message, from *Client, sc *routeScratch, batch *trans
 		if d.qos == 0 {
 			c := t.s.conn.Load()
 			if c == nil {
-				k.Stats.NoSession.Add(1)
+				noSession++
 				continue
 			}
 			if k.send(c, d, false, 0, &sc.fanout, batch) == nil {
-				k.Stats.Delivered.Add(1)
+				delivered++
 			}
 			continue
 		}

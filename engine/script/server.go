@@ -164,20 +164,24 @@ func (vm *VM) serverInfo(L *lua.LState) int {
 	c := vm.connArg(L)
 	top := L.GetTop()
 	if top > 2 {
-		// Check every name before answering, so that a typo raises even
-		// for a closed connection.
+		// Names are checked before answering, so that a typo raises even
+		// for a closed connection; most calls name one or two.
+		var small [4]int
+		fields := small[:0]
 		for i := 3; i <= top; i++ {
-			if _, ok := infoFields[L.CheckString(i)]; !ok {
+			f := infoField(L.CheckString(i))
+			if f < 0 {
 				L.ArgError(i, "unknown field (known: fd, remote_addr, client_id, user_name, protocol_level, worker_id, keep_alive)")
 			}
+			fields = append(fields, f)
 		}
 		if c == nil {
 			return pushClosed(L)
 		}
-		for i := 3; i <= top; i++ {
-			L.Push(vm.infoField(c, infoFields[string(L.Get(i).(lua.LString))]))
+		for _, f := range fields {
+			L.Push(vm.infoValue(c, f))
 		}
-		return top - 2
+		return len(fields)
 	}
 	if c == nil {
 		return pushClosed(L)
@@ -185,15 +189,15 @@ func (vm *VM) serverInfo(L *lua.LState) int {
 	// Sized: L.NewTable preallocates 32 array and 32 hash slots, which
 	// was most of this call's cost.
 	t := L.CreateTable(0, 7)
-	t.RawSetString("fd", vm.infoField(c, infoFD))
-	t.RawSetString("remote_addr", vm.infoField(c, infoRemoteAddr))
-	t.RawSetString("client_id", vm.infoField(c, infoClientID))
-	if u := vm.infoField(c, infoUserName); u != lua.LNil {
+	t.RawSetString("fd", vm.infoValue(c, infoFD))
+	t.RawSetString("remote_addr", vm.infoValue(c, infoRemoteAddr))
+	t.RawSetString("client_id", vm.infoValue(c, infoClientID))
+	if u := vm.infoValue(c, infoUserName); u != lua.LNil {
 		t.RawSetString("user_name", u)
 	}
-	t.RawSetString("protocol_level", vm.infoField(c, infoProtocolLevel))
-	t.RawSetString("worker_id", vm.infoField(c, infoWorkerID))
-	t.RawSetString("keep_alive", vm.infoField(c, infoKeepAlive))
+	t.RawSetString("protocol_level", vm.infoValue(c, infoProtocolLevel))
+	t.RawSetString("worker_id", vm.infoValue(c, infoWorkerID))
+	t.RawSetString("keep_alive", vm.infoValue(c, infoKeepAlive))
 	L.Push(t)
 	return 1
 }
@@ -209,14 +213,30 @@ const (
 	infoKeepAlive
 )
 
-var infoFields = map[string]int{
-	"fd": infoFD, "remote_addr": infoRemoteAddr, "client_id": infoClientID, "user_name": infoUserName,
-	"protocol_level": infoProtocolLevel, "worker_id": infoWorkerID, "keep_alive": infoKeepAlive,
+// infoField returns the fact a name asks for, or -1.
+func infoField(name string) int {
+	switch name {
+	case "fd":
+		return infoFD
+	case "remote_addr":
+		return infoRemoteAddr
+	case "client_id":
+		return infoClientID
+	case "user_name":
+		return infoUserName
+	case "protocol_level":
+		return infoProtocolLevel
+	case "worker_id":
+		return infoWorkerID
+	case "keep_alive":
+		return infoKeepAlive
+	}
+	return -1
 }
 
-// infoField is one fact of server:info; user_name is nil when the CONNECT
+// infoValue is one fact of server:info; user_name is nil when the CONNECT
 // had none.
-func (vm *VM) infoField(c *broker.Client, f int) lua.LValue {
+func (vm *VM) infoValue(c *broker.Client, f int) lua.LValue {
 	switch f {
 	case infoFD:
 		return lua.LNumber(c.FD)

@@ -328,6 +328,7 @@ func (s *Transport) serveRaw(fd int, peer peerAddr, laddr net.Addr) {
 	rc := &rawConn{fd: fd, id: uint64(id), loop: l, peer: peer, laddr: laddr, reading: true}
 	c := newConn(s, id, rc)
 	c.raw = rc
+	rc.written = &c.written
 	c.rd = c.newReader()
 	rc.deadline.Store(c.readDeadline())
 	// Known to the server and to its loop before epoll can report it.
@@ -563,6 +564,9 @@ type rawConn struct {
 	laddr net.Addr
 
 	deadline atomic.Int64 // read deadline, monoNow ns; 0: none
+	// written is the Conn's count of bytes written, which a writer
+	// waiting on a full socket advances as the peer takes them in.
+	written *atomic.Int64
 
 	mu        sync.Mutex
 	reading   bool          // the loop still reads the socket
@@ -587,6 +591,7 @@ func (rc *rawConn) Write(b []byte) (int, error) {
 	for {
 		n, err := rc.tryWrite(b[total:])
 		total += n
+		rc.written.Add(int64(n))
 		if err != nil {
 			return total, &net.OpError{Op: "write", Net: "tcp", Addr: rc.RemoteAddr(), Err: err}
 		}

@@ -100,11 +100,18 @@ func (c *Conn) writeOwn() {
 // buf. On an error it closes the connection and reports false.
 func (c *Conn) write(buf []byte, off int) bool {
 	for off < len(buf) {
-		// In chunks, so that progress (Conn.written) shows while a slow
-		// peer takes a large queue in.
-		end := min(len(buf), off+writeChunk)
+		// A socket an event loop serves counts its progress as the peer
+		// takes bytes in (rawConn.Write); another is written in chunks,
+		// so that progress (Conn.written) shows while a slow peer takes a
+		// large queue in.
+		end := len(buf)
+		if c.raw == nil {
+			end = min(end, off+writeChunk)
+		}
 		n, err := c.nc.Write(buf[off:end])
-		c.written.Add(int64(n))
+		if c.raw == nil {
+			c.written.Add(int64(n))
+		}
 		if err != nil {
 			c.Close(CloseNetworkError)
 			c.shut()
@@ -116,7 +123,8 @@ func (c *Conn) write(buf []byte, off int) bool {
 	return true
 }
 
-// writeChunk is the most one write call takes of the queue.
+// writeChunk is the most one write call of a goroutine-served connection
+// takes of the queue.
 const writeChunk = 64 << 10
 
 // shut closes the socket, once; it ends the reader's wait too.
