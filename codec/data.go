@@ -54,27 +54,27 @@ type Field struct {
 	Kind FieldKind
 	// Max is the largest value of an integer field.
 	Max int
-	// Get returns the field's value in p at protocol level version, and
-	// false when the field is left out.
-	Get func(p *Packet, version byte) (Value, bool)
+	// When reports whether p, at protocol level version, carries the
+	// field (nil: always).
+	When func(p *Packet, version byte) bool
+	// The field's value in p: the getter of its Kind is set. Typed
+	// getters, not one returning a Value: the engine calls them for every
+	// field of every packet a handler gets.
+	Int   func(p *Packet) int
+	Bool  func(p *Packet) bool
+	Str   func(p *Packet) string
+	Bytes func(p *Packet) []byte
 	// Set stores a value read from data, where the field is present.
 	Set func(p *Packet, v Value)
 }
 
 func intField(name string, max int, get func(p *Packet) int, set func(p *Packet, n int), when func(p *Packet, v byte) bool) Field {
-	return Field{Name: name, Kind: KindInt, Max: max,
-		Get: func(p *Packet, v byte) (Value, bool) {
-			if when != nil && !when(p, v) {
-				return Value{}, false
-			}
-			return Value{Int: get(p)}, true
-		},
+	return Field{Name: name, Kind: KindInt, Max: max, When: when, Int: get,
 		Set: func(p *Packet, v Value) { set(p, v.Int) }}
 }
 
 func boolField(name string, get func(p *Packet) bool, set func(p *Packet, b bool)) Field {
-	return Field{Name: name, Kind: KindBool,
-		Get: func(p *Packet, _ byte) (Value, bool) { return Value{Bool: get(p)}, true },
+	return Field{Name: name, Kind: KindBool, Bool: get,
 		Set: func(p *Packet, v Value) { set(p, v.Bool) }}
 }
 
@@ -91,29 +91,27 @@ var (
 var packetFields = [16][]Field{
 	CONNECT: {
 		{Name: "protocol_name", Kind: KindString,
-			Get: func(p *Packet, _ byte) (Value, bool) {
+			Str: func(p *Packet) string {
 				if p.ProtocolName == "" {
-					return Value{Str: protocolName(p.ProtocolLevel)}, true
+					return protocolName(p.ProtocolLevel)
 				}
-				return Value{Str: p.ProtocolName}, true
+				return p.ProtocolName
 			},
 			Set: func(p *Packet, v Value) { p.ProtocolName = v.Str }},
 		intField("protocol_level", 0xff, func(p *Packet) int { return int(p.ProtocolLevel) }, func(p *Packet, n int) { p.ProtocolLevel = byte(n) }, nil),
 		boolField("clean_session", func(p *Packet) bool { return p.CleanSession }, func(p *Packet, b bool) { p.CleanSession = b }),
 		intField("keep_alive", 0xffff, func(p *Packet) int { return int(p.KeepAlive) }, func(p *Packet, n int) { p.KeepAlive = uint16(n) }, nil),
 		{Name: "client_id", Kind: KindString,
-			Get: func(p *Packet, _ byte) (Value, bool) { return Value{Str: p.ClientID}, true },
+			Str: func(p *Packet) string { return p.ClientID },
 			Set: func(p *Packet, v Value) { p.ClientID = v.Str }},
 		{Name: "user_name", Kind: KindString,
-			Get: func(p *Packet, _ byte) (Value, bool) {
-				return Value{Str: p.Username}, p.UsernameFlag || p.Username != ""
-			},
-			Set: func(p *Packet, v Value) { p.UsernameFlag, p.Username = true, v.Str }},
+			When: func(p *Packet, _ byte) bool { return p.UsernameFlag || p.Username != "" },
+			Str:  func(p *Packet) string { return p.Username },
+			Set:  func(p *Packet, v Value) { p.UsernameFlag, p.Username = true, v.Str }},
 		{Name: "password", Kind: KindBytes,
-			Get: func(p *Packet, _ byte) (Value, bool) {
-				return Value{Bytes: p.Password}, p.PasswordFlag || p.Password != nil
-			},
-			Set: func(p *Packet, v Value) { p.PasswordFlag, p.Password = true, v.Bytes }},
+			When:  func(p *Packet, _ byte) bool { return p.PasswordFlag || p.Password != nil },
+			Bytes: func(p *Packet) []byte { return p.Password },
+			Set:   func(p *Packet, v Value) { p.PasswordFlag, p.Password = true, v.Bytes }},
 	},
 	CONNACK: {
 		boolField("session_present", func(p *Packet) bool { return p.SessionPresent }, func(p *Packet, b bool) { p.SessionPresent = b }),
@@ -124,11 +122,11 @@ var packetFields = [16][]Field{
 		intField("qos", 2, func(p *Packet) int { return int(p.QoS) }, func(p *Packet, n int) { p.QoS = byte(n) }, nil),
 		boolField("retain", func(p *Packet) bool { return p.Retain }, func(p *Packet, b bool) { p.Retain = b }),
 		{Name: "topic", Kind: KindString,
-			Get: func(p *Packet, _ byte) (Value, bool) { return Value{Str: p.Topic}, true },
+			Str: func(p *Packet) string { return p.Topic },
 			Set: func(p *Packet, v Value) { p.Topic = v.Str }},
 		{Name: "message", Kind: KindBytes,
-			Get: func(p *Packet, _ byte) (Value, bool) { return Value{Bytes: p.Payload}, true },
-			Set: func(p *Packet, v Value) { p.Payload = v.Bytes }},
+			Bytes: func(p *Packet) []byte { return p.Payload },
+			Set:   func(p *Packet, v Value) { p.Payload = v.Bytes }},
 		intField("message_id", 0xffff, func(p *Packet) int { return int(p.PacketID) }, func(p *Packet, n int) { p.PacketID = uint16(n) },
 			func(p *Packet, _ byte) bool { return p.QoS > 0 }),
 	},
@@ -154,22 +152,33 @@ func Fields(t Type) []Field {
 	return packetFields[t]
 }
 
-// CompoundNames lists the compound fields a packet type may carry.
+// CompoundNames lists the compound fields a packet type may carry. The
+// slices are shared: callers must not change them.
 func CompoundNames(t Type) []string {
 	switch t {
 	case CONNECT:
-		return []string{"will", "properties"}
+		return compoundsConnect
 	case SUBSCRIBE:
-		return []string{"topics", "filters", "properties"}
+		return compoundsSubscribe
 	case SUBACK, UNSUBACK:
-		return []string{"codes", "properties"}
+		return compoundsAcks
 	case UNSUBSCRIBE:
-		return []string{"topics", "properties"}
+		return compoundsUnsubscribe
 	case PINGREQ, PINGRESP:
 		return nil
 	}
-	return []string{"properties"}
+	return compoundsOther
 }
+
+// The compound field names by packet type, made once: CompoundNames runs
+// for every message a script routes.
+var (
+	compoundsConnect     = []string{"will", "properties"}
+	compoundsSubscribe   = []string{"topics", "filters", "properties"}
+	compoundsAcks        = []string{"codes", "properties"}
+	compoundsUnsubscribe = []string{"topics", "properties"}
+	compoundsOther       = []string{"properties"}
+)
 
 // Compounds calls set with each compound field of p that is present, as
 // plain data.
@@ -233,19 +242,18 @@ func ToMap(p *Packet, version byte) Map {
 	}
 	m := Map{"type": int(p.Type)}
 	for _, f := range Fields(p.Type) {
-		v, ok := f.Get(p, version)
-		if !ok {
+		if f.When != nil && !f.When(p, version) {
 			continue
 		}
 		switch f.Kind {
 		case KindInt:
-			m[f.Name] = v.Int
+			m[f.Name] = f.Int(p)
 		case KindBool:
-			m[f.Name] = v.Bool
+			m[f.Name] = f.Bool(p)
 		case KindString:
-			m[f.Name] = v.Str
+			m[f.Name] = f.Str(p)
 		case KindBytes:
-			m[f.Name] = string(v.Bytes)
+			m[f.Name] = string(f.Bytes(p))
 		}
 	}
 	Compounds(p, version, func(name string, v any) { m[name] = v })

@@ -30,19 +30,18 @@ func PacketTable(L *lua.LState, p *codec.Packet, version byte) *lua.LTable {
 	setField(t, "type", typeValues[p.Type&15])
 	for i := range fields {
 		f := &fields[i]
-		v, ok := f.Get(p, version)
-		if !ok {
+		if f.When != nil && !f.When(p, version) {
 			continue
 		}
 		switch f.Kind {
 		case codec.KindInt:
-			setField(t, f.Name, lua.LNumber(v.Int))
+			setField(t, f.Name, lua.LNumber(f.Int(p)))
 		case codec.KindBool:
-			setField(t, f.Name, lua.LBool(v.Bool))
+			setField(t, f.Name, lua.LBool(f.Bool(p)))
 		case codec.KindString:
-			setField(t, f.Name, lua.LString(v.Str))
+			setField(t, f.Name, lua.LString(f.Str(p)))
 		case codec.KindBytes:
-			setField(t, f.Name, lua.LString(v.Bytes))
+			setField(t, f.Name, lua.LString(f.Bytes(p)))
 		}
 	}
 	if hasCompounds(p, version) {
