@@ -114,15 +114,8 @@ func (k *Broker) fanOut(m *Message, from *Client, sc *routeScratch, batch *trans
 	// Counted here and added once: an atomic add per delivery on a counter
 	// every publisher shares was a tenth of a fan-out's time.
 	var delivered, noSession int64
-	defer func() {
-		if delivered > 0 {
-			k.Stats.Delivered.Add(delivered)
-		}
-		if noSession > 0 {
-			k.Stats.NoSession.Add(noSession)
-		}
-	}()
-	for _, t := range sc.targets {
+	for i := range sc.targets {
+		t := &sc.targets[i]
 		if t.opts.NoLocal && t.s == fromSess {
 			continue // 5.0 [MQTT-3.8.3-3] not to the publisher's own subscription
 		}
@@ -146,6 +139,12 @@ func (k *Broker) fanOut(m *Message, from *Client, sc *routeScratch, batch *trans
 		t.s.mu.Lock()
 		t.s.deliverLocked(k, d, &sc.fanout, batch)
 		t.s.mu.Unlock()
+	}
+	if delivered > 0 {
+		k.Stats.Delivered.Add(delivered)
+	}
+	if noSession > 0 {
+		k.Stats.NoSession.Add(noSession)
 	}
 }
 
