@@ -37,15 +37,6 @@ const (
 	KindBytes                   // binary: a string in plain data and in Lua
 )
 
-// Value is a scalar field's value; the field's Kind says which member
-// holds it.
-type Value struct {
-	Int   int
-	Bool  bool
-	Str   string
-	Bytes []byte
-}
-
 // Field is one scalar field of the data mapping. Fields drives ToMap and
 // FromMap, and the engine's Lua tables, so that each name and each rule
 // for when a field is present is written once.
@@ -64,18 +55,20 @@ type Field struct {
 	Bool  func(p *Packet) bool
 	Str   func(p *Packet) string
 	Bytes func(p *Packet) []byte
-	// Set stores a value read from data, where the field is present.
-	Set func(p *Packet, v Value)
+	// The setter of its Kind stores a value read from data, where the
+	// field is present.
+	SetInt   func(p *Packet, n int)
+	SetBool  func(p *Packet, b bool)
+	SetStr   func(p *Packet, s string)
+	SetBytes func(p *Packet, b []byte)
 }
 
 func intField(name string, max int, get func(p *Packet) int, set func(p *Packet, n int), when func(p *Packet, v byte) bool) Field {
-	return Field{Name: name, Kind: KindInt, Max: max, When: when, Int: get,
-		Set: func(p *Packet, v Value) { set(p, v.Int) }}
+	return Field{Name: name, Kind: KindInt, Max: max, When: when, Int: get, SetInt: set}
 }
 
 func boolField(name string, get func(p *Packet) bool, set func(p *Packet, b bool)) Field {
-	return Field{Name: name, Kind: KindBool, Bool: get,
-		Set: func(p *Packet, v Value) { set(p, v.Bool) }}
+	return Field{Name: name, Kind: KindBool, Bool: get, SetBool: set}
 }
 
 func v5Only(_ *Packet, v byte) bool { return v == V5 }
@@ -97,21 +90,21 @@ var packetFields = [16][]Field{
 				}
 				return p.ProtocolName
 			},
-			Set: func(p *Packet, v Value) { p.ProtocolName = v.Str }},
+			SetStr: func(p *Packet, s string) { p.ProtocolName = s }},
 		intField("protocol_level", 0xff, func(p *Packet) int { return int(p.ProtocolLevel) }, func(p *Packet, n int) { p.ProtocolLevel = byte(n) }, nil),
 		boolField("clean_session", func(p *Packet) bool { return p.CleanSession }, func(p *Packet, b bool) { p.CleanSession = b }),
 		intField("keep_alive", 0xffff, func(p *Packet) int { return int(p.KeepAlive) }, func(p *Packet, n int) { p.KeepAlive = uint16(n) }, nil),
 		{Name: "client_id", Kind: KindString,
-			Str: func(p *Packet) string { return p.ClientID },
-			Set: func(p *Packet, v Value) { p.ClientID = v.Str }},
+			Str:    func(p *Packet) string { return p.ClientID },
+			SetStr: func(p *Packet, s string) { p.ClientID = s }},
 		{Name: "user_name", Kind: KindString,
-			When: func(p *Packet, _ byte) bool { return p.UsernameFlag || p.Username != "" },
-			Str:  func(p *Packet) string { return p.Username },
-			Set:  func(p *Packet, v Value) { p.UsernameFlag, p.Username = true, v.Str }},
+			When:   func(p *Packet, _ byte) bool { return p.UsernameFlag || p.Username != "" },
+			Str:    func(p *Packet) string { return p.Username },
+			SetStr: func(p *Packet, s string) { p.UsernameFlag, p.Username = true, s }},
 		{Name: "password", Kind: KindBytes,
-			When:  func(p *Packet, _ byte) bool { return p.PasswordFlag || p.Password != nil },
-			Bytes: func(p *Packet) []byte { return p.Password },
-			Set:   func(p *Packet, v Value) { p.PasswordFlag, p.Password = true, v.Bytes }},
+			When:     func(p *Packet, _ byte) bool { return p.PasswordFlag || p.Password != nil },
+			Bytes:    func(p *Packet) []byte { return p.Password },
+			SetBytes: func(p *Packet, b []byte) { p.PasswordFlag, p.Password = true, b }},
 	},
 	CONNACK: {
 		boolField("session_present", func(p *Packet) bool { return p.SessionPresent }, func(p *Packet, b bool) { p.SessionPresent = b }),
@@ -122,11 +115,11 @@ var packetFields = [16][]Field{
 		intField("qos", 2, func(p *Packet) int { return int(p.QoS) }, func(p *Packet, n int) { p.QoS = byte(n) }, nil),
 		boolField("retain", func(p *Packet) bool { return p.Retain }, func(p *Packet, b bool) { p.Retain = b }),
 		{Name: "topic", Kind: KindString,
-			Str: func(p *Packet) string { return p.Topic },
-			Set: func(p *Packet, v Value) { p.Topic = v.Str }},
+			Str:    func(p *Packet) string { return p.Topic },
+			SetStr: func(p *Packet, s string) { p.Topic = s }},
 		{Name: "message", Kind: KindBytes,
-			Bytes: func(p *Packet) []byte { return p.Payload },
-			Set:   func(p *Packet, v Value) { p.Payload = v.Bytes }},
+			Bytes:    func(p *Packet) []byte { return p.Payload },
+			SetBytes: func(p *Packet, b []byte) { p.Payload = b }},
 		intField("message_id", 0xffff, func(p *Packet) int { return int(p.PacketID) }, func(p *Packet, n int) { p.PacketID = uint16(n) },
 			func(p *Packet, _ byte) bool { return p.QoS > 0 }),
 	},
@@ -319,21 +312,20 @@ func FromMap(m Map) (*Packet, error) {
 		if v, ok := m[f.Name]; !ok || v == nil {
 			continue
 		}
-		var v Value
 		switch f.Kind {
 		case KindInt:
-			v.Int = c.int(f.Name, 0)
-			if v.Int > f.Max {
+			n := c.int(f.Name, 0)
+			if n > f.Max {
 				c.fail(f.Name, fmt.Sprintf("an integer 0..%d", f.Max), m[f.Name])
 			}
+			f.SetInt(p, n)
 		case KindBool:
-			v.Bool = c.bool(f.Name)
+			f.SetBool(p, c.bool(f.Name))
 		case KindString:
-			v.Str = c.str(f.Name)
+			f.SetStr(p, c.str(f.Name))
 		case KindBytes:
-			v.Bytes = []byte(c.str(f.Name))
+			f.SetBytes(p, []byte(c.str(f.Name)))
 		}
-		f.Set(p, v)
 	}
 	if c.err != nil {
 		return nil, c.err

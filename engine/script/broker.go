@@ -87,7 +87,7 @@ func (b *binding) accept(L *lua.LState) int {
 	if c == nil {
 		return closed(L)
 	}
-	p := b.packetArg(L, 2, t, codec.CONNECT, true)
+	p, _ := b.packetArg(L, 2, t, codec.CONNECT, true)
 	if p.Will != nil && p.Will.Topic == "" {
 		L.ArgError(2, "will.topic must be a topic name")
 	}
@@ -108,7 +108,7 @@ func (b *binding) accept(L *lua.LState) int {
 // packet (one per VM: bindings run under the VM's lock, and the broker
 // copies what it keeps), through the data mapping. With requireType the
 // table's type (or cmd) must be want; otherwise it may be left out.
-func (b *binding) packetArg(L *lua.LState, n int, t *lua.LTable, want codec.Type, requireType bool) *codec.Packet {
+func (b *binding) packetArg(L *lua.LState, n int, t *lua.LTable, want codec.Type, requireType bool) (p *codec.Packet, compounds bool) {
 	typ := t.RawGetString("type")
 	if typ == lua.LNil {
 		typ = t.RawGetString("cmd")
@@ -116,25 +116,26 @@ func (b *binding) packetArg(L *lua.LState, n int, t *lua.LTable, want codec.Type
 	if typ != lua.LNumber(want) && (requireType || typ != lua.LNil) {
 		L.ArgError(n, want.String()+" data expected")
 	}
-	p := &b.vm.scratch
+	p = &b.vm.scratch
 	*p = codec.Packet{Type: want}
-	if err := readTable(t, p); err != nil {
+	compounds, err := readTable(t, p)
+	if err != nil {
 		L.ArgError(n, err.Error())
 	}
-	return p
+	return p, compounds
 }
 
 // messageArg reads argument n, a PUBLISH table, as a message to route,
 // and its message_id.
 func (b *binding) messageArg(L *lua.LState, n int, t *lua.LTable) (*broker.Message, uint16) {
-	p := b.packetArg(L, n, t, codec.PUBLISH, false)
+	p, compounds := b.packetArg(L, n, t, codec.PUBLISH, false)
 	check := codec.Packet{Type: codec.PUBLISH, Topic: p.Topic, QoS: p.QoS, PacketID: 1}
 	if err := check.Check(codec.V311); err != nil {
 		L.ArgError(n, err.Error())
 	}
 	// The payload aliases the Lua string's bytes, which nothing writes.
 	m := &broker.Message{Topic: p.Topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, Owned: true}
-	if t.RawGetString("properties") != lua.LNil {
+	if compounds {
 		props := p.Properties
 		// Per-hop properties are not forwarded (5.0 §3.3.2.3.4, §3.3.4).
 		props.Clear(codec.PropTopicAlias)

@@ -234,7 +234,7 @@ func TablePacket(t *lua.LTable, version byte) (*codec.Packet, error) {
 		return nil, fmt.Errorf("type: want a packet type 1..15, got %s", typ.String())
 	}
 	p := &codec.Packet{Type: codec.Type(n)}
-	if err := readTable(t, p); err != nil {
+	if _, err := readTable(t, p); err != nil {
 		return nil, err
 	}
 	if p.Type == codec.CONNECT && t.RawGetString("protocol_level") == lua.LNil {
@@ -257,10 +257,11 @@ func TablePacket(t *lua.LTable, version byte) (*codec.Packet, error) {
 }
 
 // readTable fills p, whose Type is set, from a Lua table: the scalar
-// fields of codec.Fields(p.Type), then the compound ones. Binary fields
-// alias the Lua strings' bytes, which are never written (Go strings are
-// immutable): the packet must not be written either.
-func readTable(t *lua.LTable, p *codec.Packet) error {
+// fields of codec.Fields(p.Type), then the compound ones; it reports
+// whether any compound field was there. Binary fields alias the Lua
+// strings' bytes, which are never written (Go strings are immutable): the
+// packet must not be written either.
+func readTable(t *lua.LTable, p *codec.Packet) (compounds bool, err error) {
 	fields := codec.Fields(p.Type)
 	for i := range fields {
 		f := &fields[i]
@@ -268,57 +269,55 @@ func readTable(t *lua.LTable, p *codec.Packet) error {
 		if lv == lua.LNil {
 			continue
 		}
-		var v codec.Value
 		switch f.Kind {
 		case codec.KindInt:
+			n := 0
 			switch x := lv.(type) {
 			case lua.LNumber:
 				if x < 0 || x > lua.LNumber(f.Max) || x != lua.LNumber(int64(x)) {
-					return fmt.Errorf("%s: want an integer 0..%d, got %s", f.Name, f.Max, x.String())
+					return false, fmt.Errorf("%s: want an integer 0..%d, got %s", f.Name, f.Max, x.String())
 				}
-				v.Int = int(x)
+				n = int(x)
 			case lua.LBool:
 				if x {
-					v.Int = 1
+					n = 1
 				}
 			default:
-				return fmt.Errorf("%s: want an integer, got %s", f.Name, lv.Type())
+				return false, fmt.Errorf("%s: want an integer, got %s", f.Name, lv.Type())
 			}
+			f.SetInt(p, n)
 		case codec.KindBool:
 			switch x := lv.(type) {
 			case lua.LBool:
-				v.Bool = bool(x)
+				f.SetBool(p, bool(x))
 			case lua.LNumber:
 				// Simps scripts write flags as 0/1.
-				v.Bool = x != 0
+				f.SetBool(p, x != 0)
 			default:
-				return fmt.Errorf("%s: want a boolean, got %s", f.Name, lv.Type())
+				return false, fmt.Errorf("%s: want a boolean, got %s", f.Name, lv.Type())
 			}
 		case codec.KindString, codec.KindBytes:
 			s, ok := lv.(lua.LString)
 			if !ok {
-				return fmt.Errorf("%s: want a string, got %s", f.Name, lv.Type())
+				return false, fmt.Errorf("%s: want a string, got %s", f.Name, lv.Type())
 			}
 			if f.Kind == codec.KindString {
-				v.Str = string(s)
+				f.SetStr(p, string(s))
 			} else {
-				v.Bytes = unsafe.Slice(unsafe.StringData(string(s)), len(s))
+				f.SetBytes(p, unsafe.Slice(unsafe.StringData(string(s)), len(s)))
 			}
 		}
-		f.Set(p, v)
 	}
-	names := codec.CompoundNames(p.Type)
-	present := false
-	for _, name := range names {
+	for _, name := range codec.CompoundNames(p.Type) {
 		if t.RawGetString(name) != lua.LNil {
-			present = true
+			compounds = true
 			break
 		}
 	}
-	if !present {
-		return nil
+	if !compounds {
+		return false, nil
 	}
-	return codec.SetCompounds(p, func(name string) (any, error) {
+	return true, codec.SetCompounds(p, func(name string) (any, error) {
 		lv := t.RawGetString(name)
 		if lv == lua.LNil {
 			return nil, nil
