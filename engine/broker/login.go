@@ -13,8 +13,9 @@ import (
 // Logins checks passwords for scripts (broker.authenticate): bcrypt, with
 // the defences a password check on a network service needs.
 //
-//   - An unknown user costs what a known one does: the password is checked
-//     against a dummy hash of the default cost, so the time of a refusal
+//   - An unknown user costs what a user with a default-cost hash (what
+//     `broker passwd` makes) does: the password is checked against a
+//     dummy hash of that cost, so the time of a refusal
 //     does not tell which user names exist.
 //   - Failures are counted per source address and per user name over a
 //     window; past the limit, logins from that address (or for that user)

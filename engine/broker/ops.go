@@ -282,7 +282,7 @@ func (k *Broker) sendRetained(s *Session, c *Client, ds []delivery, batch *trans
 		if c.t.Closing() {
 			return len(ds)
 		}
-		if c.t.Pressed() || s.backlogged() {
+		if c.t.Pressed() || s.Backlogged() {
 			return i
 		}
 		if cur, ok := k.retained.Get(d.msg.Topic); !ok || cur != d.msg {
@@ -305,9 +305,9 @@ func (k *Broker) waitForRoom(s *Session, c *Client) bool {
 		case c.t.Closing() || s.conn.Load() != c:
 			return false
 		case c.t.Pressed():
-			c.t.WaitDrained(transport.PressureWait)
-		case s.backlogged():
-			s.WaitDrained(transport.PressureWait)
+			transport.Wait(c.t)
+		case s.Backlogged():
+			transport.Wait(s)
 		default:
 			return true
 		}
@@ -403,9 +403,6 @@ func (k *Broker) Kick(clientID string, code codec.ReasonCode, reason string) boo
 	c.CloseWithCode(transport.CloseScript, code, reason)
 	return true
 }
-
-// Connections returns the number of live connections.
-func (k *Broker) Connections() int64 { return k.tr.Stats.Connections.Load() }
 
 // TransportStats returns the counters of the transport the broker serves.
 func (k *Broker) TransportStats() *transport.Stats { return k.tr.Stats }

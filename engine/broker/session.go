@@ -198,32 +198,33 @@ func (s *Session) deliverLocked(k *Broker, d delivery, f *codec.Fanout, batch *t
 // WaitDrained implements transport.Pressure: it returns when the session's
 // queue is down to its low-water mark, the session is offline or ended,
 // or the timeout passed.
-//
-// A connected session whose queue is still over its high-water mark when
-// the timeout passes, and that acknowledged nothing meanwhile, is stuck:
-// its connection is cut off as a slow consumer, so that its publishers
-// wait for it no longer. A persistent session keeps its QoS 1/2 backlog
-// offline, within max_queued.
 func (s *Session) WaitDrained(timeout time.Duration) {
-	s.mu.Lock()
-	before := s.acks
-	s.mu.Unlock()
 	s.drained.Wait(&s.mu, func() bool { return s.ended || s.conn.Load() == nil || len(s.queue) <= queueLowWater }, timeout)
-	s.mu.Lock()
-	c := s.conn.Load()
-	stuck := !s.ended && c != nil && s.acks == before && len(s.queue) > queueHighWater
-	s.mu.Unlock()
-	if stuck {
-		c.t.CutOff()
-	}
 }
 
-// backlogged reports whether the session's queue is over its high-water
-// mark.
-func (s *Session) backlogged() bool {
+// Progress implements transport.Pressure: the acknowledgements of the
+// session's deliveries so far.
+func (s *Session) Progress() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.queue) > queueHighWater
+	return int64(s.acks)
+}
+
+// Backlogged implements transport.Pressure: the session is connected and
+// its queue is over its high-water mark.
+func (s *Session) Backlogged() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.ended && s.conn.Load() != nil && len(s.queue) > queueHighWater
+}
+
+// CutOff implements transport.Pressure: the session's connection is
+// closed as a slow consumer; a persistent session keeps its QoS 1/2
+// backlog offline, within max_queued.
+func (s *Session) CutOff() {
+	if c := s.conn.Load(); c != nil {
+		c.t.CutOff()
+	}
 }
 
 // SameClient implements transport.Pressure.

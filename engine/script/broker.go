@@ -378,7 +378,7 @@ func (b *binding) stats(L *lua.LState) int {
 		"published": k.Stats.Published.Load(), "delivered": k.Stats.Delivered.Load(),
 		"dropped": k.Stats.Dropped.Load(), "takeovers": k.Stats.Takeovers.Load(), "wills_sent": k.Stats.WillsSent.Load(),
 		"retained": int64(k.RetainedCount()), "subscriptions": int64(k.SubscriptionCount()),
-		"connections": k.Connections(), "sessions_refused": k.Stats.SessionsRefused.Load(),
+		"connections": k.TransportStats().Connections.Load(), "sessions_refused": k.Stats.SessionsRefused.Load(),
 		"logins_limited": k.Logins.Refused(),
 		"slow_consumers": k.TransportStats().SlowConsumers.Load(),
 	} {

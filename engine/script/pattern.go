@@ -194,7 +194,14 @@ func (m *matcher) match(s, p int) int {
 	if m.depth > maxDepth {
 		m.fail("pattern too complex")
 	}
-	defer func() { m.depth-- }()
+	// No defer: this runs for every item a quantifier tries. A failure
+	// panics out of the whole match, which then starts over.
+	r := m.doMatch(s, p)
+	m.depth--
+	return r
+}
+
+func (m *matcher) doMatch(s, p int) int {
 	pat := m.pat
 	for {
 		m.tick()

@@ -152,3 +152,31 @@ func BenchmarkPatternMatch(b *testing.B) {
 		})
 	}
 }
+
+// TestFrontierPattern: %f, which gopher-lua lacks (the differential test
+// skips it), against Lua 5.1's results.
+func TestFrontierPattern(t *testing.T) {
+	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	defer L.Close()
+	openSandbox(L)
+	for code, want := range map[string]string{
+		`return (string.gsub("THE (quick) fox", "%f[%a]%a+", "X"))`:            "X (X) X",
+		`return (select(2, string.gsub("THE (quick) fox", "%f[%a]%a+", "X")))`: "3",
+		`return (string.find("hello world", "%f[%w]%w+", 2))`:                  "7",
+		`return string.match("a1b22c333", "%f[%d]%d+%f[%D]")`:                  "1",
+		`return (string.gsub("key=value", "%f[%w]", "|"))`:                     "|key=|value",
+		`return tostring(string.find("abc", "%f[%a]", 2))`:                     "nil",
+	} {
+		if err := L.DoString(code); err != nil {
+			t.Errorf("%s: %v", code, err)
+			continue
+		}
+		if got := L.Get(-1).String(); got != want {
+			t.Errorf("%s: got %q, want %q", code, got, want)
+		}
+		L.SetTop(0)
+	}
+	if err := L.DoString(`string.find("x", "%f")`); err == nil || !strings.Contains(err.Error(), "missing '['") {
+		t.Errorf("%%f without a set: %v", err)
+	}
+}

@@ -26,10 +26,32 @@ type Pressure interface {
 	// WaitDrained returns when the queue is back under its low-water
 	// mark, the receiver is gone, or the timeout passed.
 	WaitDrained(timeout time.Duration)
+	// Progress is a count that grows as the receiver takes in what is
+	// queued for it (bytes written, acknowledgements).
+	Progress() int64
+	// Backlogged reports whether the receiver is still there with its
+	// queue over its high-water mark.
+	Backlogged() bool
+	// CutOff closes the receiver's connection as a slow consumer.
+	CutOff()
 	// SameClient reports whether the receiver belongs to connection c: a
 	// reader never waits for its own client, which cannot drain while
 	// the reader waits.
 	SameClient(c *Conn) bool
+}
+
+// Wait waits for a receiver under pressure, PressureWait at most. A
+// receiver still backlogged when the wait ends, that took in nothing
+// during it, is stuck (its peer stopped reading or acknowledging): it is
+// cut off as a slow consumer, so that its senders wait for it no longer.
+// A receiver that reads slowly slows its senders down; one that stopped
+// holds them for one wait at most.
+func Wait(p Pressure) {
+	before := p.Progress()
+	p.WaitDrained(PressureWait)
+	if p.Progress() == before && p.Backlogged() {
+		p.CutOff()
+	}
 }
 
 // Drained lets senders under backpressure wait, holding no lock, until a
@@ -148,7 +170,7 @@ func (b *Batch) Flush() {
 func (b *Batch) flushAndWait() {
 	b.flushOwn()
 	for _, p := range b.takePressure() {
-		p.WaitDrained(PressureWait)
+		Wait(p)
 	}
 }
 

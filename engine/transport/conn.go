@@ -190,7 +190,7 @@ func (c *Conn) appendVia(enc Encoder, batch *Batch, sizeCheck bool) error {
 	if len(out)+c.writing > c.t.cfg.MaxOutbound {
 		c.out = out[:n]
 		c.mu.Unlock()
-		c.slowConsumer()
+		c.CutOff()
 		return ErrFull
 	}
 	c.out = out
@@ -212,24 +212,21 @@ func (c *Conn) highWater() int { return c.t.cfg.MaxOutbound / 4 }
 func (c *Conn) lowWater() int  { return c.t.cfg.MaxOutbound / 8 }
 
 // WaitDrained waits until the outbound queue is under the low-water mark,
-// the connection closes, or the timeout passes. A connection whose queue
-// is still over its high-water mark when the timeout passes, and that
-// took in nothing of it meanwhile, is stuck (its peer stopped reading):
-// it is cut off as a slow consumer, so that the publishers feeding it
-// wait for it no longer. A peer that reads slowly slows its publishers
-// down; one that stopped reading stops them for one timeout at most.
+// the connection closes, or the timeout passes. Senders call it through
+// Wait, which cuts a stuck connection off.
 func (c *Conn) WaitDrained(timeout time.Duration) {
-	before := c.written.Load()
 	c.drained.Wait(&c.mu, func() bool { return c.closing || len(c.out)+c.writing < c.lowWater() }, timeout)
-	if c.written.Load() != before {
-		return
-	}
+}
+
+// Progress is the bytes written to the socket so far.
+func (c *Conn) Progress() int64 { return c.written.Load() }
+
+// Backlogged reports whether the connection is open with more queued,
+// the part being written included, than its high-water mark.
+func (c *Conn) Backlogged() bool {
 	c.mu.Lock()
-	stuck := !c.closing && len(c.out)+c.writing > c.highWater()
-	c.mu.Unlock()
-	if stuck {
-		c.CutOff()
-	}
+	defer c.mu.Unlock()
+	return !c.closing && len(c.out)+c.writing > c.highWater()
 }
 
 // Pressed reports whether the outbound queue is over its high-water
@@ -242,8 +239,6 @@ func (c *Conn) Pressed() bool {
 
 // SameClient reports whether c is other.
 func (c *Conn) SameClient(other *Conn) bool { return c == other }
-
-func (c *Conn) slowConsumer() { c.CutOff() }
 
 // CutOff closes the connection as a slow consumer, counted once: the
 // layer above calls it for a receiver that stopped taking its messages.

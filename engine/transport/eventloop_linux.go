@@ -496,7 +496,7 @@ func (l *loop) flush(c *Conn) bool {
 	rc.deadline.Store(0)
 	go func() {
 		for _, p := range wait {
-			p.WaitDrained(PressureWait)
+			Wait(p)
 		}
 		rc.deadline.Store(c.readDeadline())
 		rc.resume()
