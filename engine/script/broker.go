@@ -52,7 +52,12 @@ type binding struct {
 // "closed" and returns nil.
 func (b *binding) conn(L *lua.LState, n int) *broker.Client {
 	fd := L.CheckInt(n)
-	c := b.k.Client(fd)
+	// Most calls act on the connection whose handler is running: no
+	// lookup of the shared fd map for them.
+	c := b.vm.cur
+	if c == nil || c.FD != fd {
+		c = b.k.Client(fd)
+	}
 	if c == nil || c.Closing() {
 		return nil
 	}
