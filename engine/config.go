@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"fmt"
 	"runtime"
 	"time"
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/script"
+	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
 )
 
@@ -16,8 +18,16 @@ type Config struct {
 	// LuaLib is the folder of Lua modules shipped with the broker
 	// (lualib/); it is on the module path after Scripts.
 	LuaLib string
-	// Listen lists the TCP addresses to listen on (host:port).
+	// Listen lists listener URLs (mqtt://host:port, mqtts://, ws://,
+	// wss://, unix://path; see transport.ParseListenURL) or bare
+	// host:port addresses (mqtt).
 	Listen []string
+	// Listeners are listeners described field by field (config.lua's
+	// listeners list); they open after those of Listen.
+	Listeners []transport.ListenerConfig
+	// TLS are the certificate files of TLS listeners that name none of
+	// their own (the --tls-* flags).
+	TLS transport.TLSFiles
 	// Workers is the number of Lua VMs (default: number of CPUs).
 	Workers int
 	// MaxPacketSize is the largest packet accepted, fixed header included
@@ -81,7 +91,7 @@ func (c *Config) withDefaults() Config {
 	if out.Scripts == "" {
 		out.Scripts = "./scripts"
 	}
-	if len(out.Listen) == 0 {
+	if len(out.Listen) == 0 && len(out.Listeners) == 0 {
 		out.Listen = []string{":1883"}
 	}
 	if out.Workers <= 0 {
@@ -124,4 +134,45 @@ func (c *Config) withDefaults() Config {
 		out.Log = logrus.New()
 	}
 	return out
+}
+
+// listeners returns every listener the configuration names, with the TLS
+// defaults applied, each checked (its certificate files read) so that a
+// bad one is reported before anything opens.
+func (c *Config) listeners() ([]transport.ListenerConfig, error) {
+	var out []transport.ListenerConfig
+	for _, u := range c.Listen {
+		lc, err := transport.ParseListenURL(u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, lc)
+	}
+	out = append(out, c.Listeners...)
+	for i := range out {
+		lc := &out[i]
+		if lc.TLSEnabled() {
+			if lc.TLS.Cert == "" && lc.TLS.Key == "" {
+				lc.TLS.Cert, lc.TLS.Key = c.TLS.Cert, c.TLS.Key
+			}
+			if lc.TLS.CA == "" {
+				lc.TLS.CA = c.TLS.CA
+			}
+			if lc.TLS.ClientAuth == "" {
+				lc.TLS.ClientAuth = c.TLS.ClientAuth
+			}
+			if lc.TLS.MinVersion == "" {
+				lc.TLS.MinVersion = c.TLS.MinVersion
+			}
+		}
+		if err := lc.Check(); err != nil {
+			return nil, err
+		}
+		if lc.TLSEnabled() {
+			if err := transport.CheckTLS(lc.TLS); err != nil {
+				return nil, fmt.Errorf("listener %s: %w", lc.URL(), err)
+			}
+		}
+	}
+	return out, nil
 }

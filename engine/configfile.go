@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/script"
+	"github.com/mqttlua/broker/engine/transport"
 )
 
 // FileConfig is what scripts/config.lua returns, the counterpart of Simps'
@@ -15,6 +17,11 @@ import (
 //
 //	return {
 //	  ip = "0.0.0.0", port = 1883,
+//	  listeners = {
+//	    "mqtt://0.0.0.0:1883",
+//	    { url = "mqtts://:8883", cert = "server.pem", key = "server.key" },
+//	    { url = "ws://:8083/mqtt", origins = { "example.com" } },
+//	  },
 //	  receiveCallbacks = { [mqtt.CONNECT] = "onMqConnect", ... },
 //	  settings = { worker_num = 2, package_max_length = 1048576 },
 //	}
@@ -22,6 +29,7 @@ import (
 // Fields left out keep the defaults; command-line flags override it.
 type FileConfig struct {
 	Listen    []string
+	Listeners []transport.ListenerConfig
 	Callbacks map[codec.Type]string
 	Settings  map[string]any
 }
@@ -47,6 +55,19 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 			p = 1883
 		}
 		fc.Listen = []string{net.JoinHostPort(host, strconv.Itoa(int(p)))}
+	}
+	if ls, ok := m["listeners"]; ok {
+		list, ok := ls.([]any)
+		if !ok {
+			return nil, bad("listeners must be a list of URLs or tables with a url")
+		}
+		for i, v := range list {
+			lc, err := listenerFromFile(v)
+			if err != nil {
+				return nil, bad("listeners[%d]: %v", i+1, err)
+			}
+			fc.Listeners = append(fc.Listeners, lc)
+		}
 	}
 	if cbs, ok := m["receiveCallbacks"].(map[string]any); ok {
 		for k, v := range cbs {
@@ -88,8 +109,9 @@ func (fc *FileConfig) Apply(cfg *Config, file string) error {
 	if fc == nil {
 		return nil
 	}
-	if len(fc.Listen) > 0 {
+	if len(fc.Listen) > 0 || len(fc.Listeners) > 0 {
 		cfg.Listen = fc.Listen
+		cfg.Listeners = fc.Listeners
 	}
 	if cfg.Callbacks == nil {
 		cfg.Callbacks = map[codec.Type]string{}
@@ -142,4 +164,55 @@ func (fc *FileConfig) Apply(cfg *Config, file string) error {
 		}
 	}
 	return nil
+}
+
+// listenerFromFile reads one entry of config.lua's listeners: a URL, or a
+// table with a url and the options transport.ListenerConfig.Set knows.
+func listenerFromFile(v any) (transport.ListenerConfig, error) {
+	if u, ok := v.(string); ok {
+		return transport.ParseListenURL(u)
+	}
+	t, ok := v.(map[string]any)
+	if !ok {
+		return transport.ListenerConfig{}, fmt.Errorf("want a URL or a table with a url")
+	}
+	u, ok := t["url"].(string)
+	if !ok {
+		return transport.ListenerConfig{}, fmt.Errorf("the url is missing")
+	}
+	lc, err := transport.ParseListenURL(u)
+	if err != nil {
+		return lc, err
+	}
+	for k, v := range t {
+		if k == "url" {
+			continue
+		}
+		var s string
+		switch x := v.(type) {
+		case string:
+			s = x
+		case bool:
+			s = strconv.FormatBool(x)
+		case int64:
+			s = strconv.FormatInt(x, 10)
+		case []any:
+			// origins = { "a.example", "b.example" }
+			parts := make([]string, len(x))
+			for i, p := range x {
+				ps, ok := p.(string)
+				if !ok {
+					return lc, fmt.Errorf("%s: want a list of strings", k)
+				}
+				parts[i] = ps
+			}
+			s = strings.Join(parts, ",")
+		default:
+			return lc, fmt.Errorf("%s: want a string, number or boolean", k)
+		}
+		if err := lc.Set(k, s); err != nil {
+			return lc, err
+		}
+	}
+	return lc, nil
 }

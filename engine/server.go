@@ -37,6 +37,10 @@ type Stats struct {
 func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg.withDefaults()}
 	c := &s.cfg
+	listeners, err := c.listeners()
+	if err != nil {
+		return nil, err
+	}
 	s.broker = broker.New(broker.Config{
 		TopicAliasMaximum: c.TopicAliasMaximum, ReceiveMaximum: c.ReceiveMaximum,
 		MaxKeepAlive: c.MaxKeepAlive, MaxPacketSize: c.MaxPacketSize, MaxTopicLevels: c.MaxTopicLevels, Log: c.Log,
@@ -52,12 +56,12 @@ func New(cfg Config) (*Server, error) {
 	s.pool, s.Shared = pool, pool.Shared
 	s.broker.SetHooks(pool)
 	s.tr = transport.New(transport.Config{
-		Listen: c.Listen, Loops: c.Workers, GoroutinePerConn: c.GoroutinePerConn,
+		Listeners: listeners, Loops: c.Workers, GoroutinePerConn: c.GoroutinePerConn,
 		MaxPacketSize: c.MaxPacketSize, MaxConnections: c.MaxConnections,
 		ConnectTimeout: c.ConnectTimeout, MaxOutbound: c.MaxOutbound,
 		Log: c.Log, Open: s.broker.Open, Stats: &s.Stats.Stats,
-		Listening: func(addr net.Addr) {
-			c.Log.WithField("addr", addr.String()).Infof("listening on %s with %d Lua workers, scripts from %s", addr, c.Workers, c.Scripts)
+		Listening: func(url string, addr net.Addr) {
+			c.Log.WithField("listener", url).Infof("listening on %s with %d Lua workers, scripts from %s", url, c.Workers, c.Scripts)
 		},
 	})
 	s.broker.SetTransport(s.tr)
@@ -69,6 +73,10 @@ func New(cfg Config) (*Server, error) {
 // value (see script.Pool.Reload). If check is not nil it must approve the
 // new scripts first. On error the old scripts keep serving.
 func (s *Server) Reload(check func() error) error { return s.pool.Reload(check) }
+
+// ReloadTLS reads the TLS listeners' certificate files again (SIGHUP);
+// a listener whose files do not load keeps serving with its current ones.
+func (s *Server) ReloadTLS() error { return s.tr.ReloadTLS() }
 
 // NewVM builds a VM outside the worker pool, with the scripts loaded, for
 // tools that drive the scripts themselves (the `broker test` runner).

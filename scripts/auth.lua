@@ -17,6 +17,13 @@ auth.users = {
 }
 auth.anonymous = "loopback" -- "loopback", "allow" or "deny"
 
+-- With use_identity_as_username, a client that presents a verified TLS
+-- client certificate (a listener with a CA, see README "TLS and
+-- WebSocket") is the user its certificate's common name (CN) names, with
+-- no password asked: Mosquitto's use_identity_as_username. Clients
+-- without one go through the checks below.
+auth.use_identity_as_username = false
+
 -- The password file's users join the table (a user in both keeps the
 -- table's hash). auth.users is what auth.check consults, so code that adds
 -- users later (a test's setup, a timer reading them from elsewhere) only
@@ -34,8 +41,9 @@ end
 
 -- Plain prefix checks: string patterns are compiled on every call, and
 -- this runs for every anonymous CONNECT.
+-- A Unix socket's peer is on this machine: "unix:" and the socket path.
 local function is_loopback(addr)
-  return addr:sub(1, 4) == "127." or addr:sub(1, 5) == "[::1]"
+  return addr:sub(1, 4) == "127." or addr:sub(1, 5) == "[::1]" or addr:sub(1, 5) == "unix:"
 end
 
 -- auth.announce logs the policy once at start.
@@ -57,6 +65,14 @@ function auth.check(server, fd, data)
     -- MQTT 5 enhanced authentication: see onMqAuth in the examples for a
     -- challenge/response; this broker does not offer any method.
     return false, mqtt.BAD_AUTHENTICATION_METHOD
+  end
+  if auth.use_identity_as_username then
+    local cn = server:info(fd, "cert_cn")
+    if cn and cn ~= "" then
+      data.user_name = cn -- broker.accept records it as the user name
+      data.password = nil
+      return true
+    end
   end
   if data.user_name == nil then
     if auth.anonymous == "allow" then

@@ -27,6 +27,7 @@ import (
 
 	"github.com/mqttlua/broker/engine"
 	"github.com/mqttlua/broker/engine/scripttest"
+	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 )
@@ -74,6 +75,11 @@ func run(args []string, stderr io.Writer) int {
 			break
 		}
 		reload(srv, log, opts)
+		// Certificate rotation: new handshakes use the files as they are
+		// now; a listener whose files do not load keeps its old ones.
+		if err := srv.ReloadTLS(); err != nil {
+			log.WithError(err).Error("TLS certificates not reloaded; the listener keeps its current ones")
+		}
 	}
 	log.WithField("signal", sig.String()).Info("shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -99,7 +105,12 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	fs.SetOutput(io.Discard)
 	scripts := fs.String("scripts", "./scripts", "folder with main.lua, config.lua and the script modules")
 	lualib := fs.String("lualib", "", "folder of Lua modules shipped with the broker (default: lualib beside the scripts folder, if present)")
-	listen := fs.StringArray("listen", []string{":1883"}, "TCP address to listen on, host:port (repeatable)")
+	listen := fs.StringArray("listen", []string{":1883"}, "listener URL, repeatable: mqtt://host:port (or host:port), mqtts://host:port, ws://host:port/mqtt, wss://host:port/mqtt, unix:///path; options as a query, e.g. ?max_connections=1000&proxy_protocol=true")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate chain of the TLS listeners (mqtts://, wss://)")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	tlsCA := fs.String("tls-ca", "", "PEM bundle of the CAs client certificates must be signed by; clients must then present one (see --tls-client-auth)")
+	tlsClientAuth := fs.String("tls-client-auth", "", "with --tls-ca: required (default) or optional client certificates")
+	tlsMin := fs.String("tls-min-version", "1.2", "lowest TLS version accepted: 1.2 or 1.3")
 	workers := fs.Int("workers", runtime.NumCPU(), "number of Lua VMs; a connection is pinned to VM fd % workers")
 	maxPacket := fs.Int("max-packet-size", 1<<20, "largest packet accepted, in bytes")
 	maxConns := fs.Int("max-connections", 0, "refuse connections past this many (0: no limit)")
@@ -157,9 +168,10 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 		return nil, nil, runOpts{}, &exitError{2, err.Error()}
 	}
 	// Flags given on the command line override config.lua.
-	if fs.Changed("listen") || len(cfg.Listen) == 0 {
-		cfg.Listen = *listen
+	if fs.Changed("listen") || (len(cfg.Listen) == 0 && len(cfg.Listeners) == 0) {
+		cfg.Listen, cfg.Listeners = *listen, nil
 	}
+	cfg.TLS = transport.TLSFiles{Cert: *tlsCert, Key: *tlsKey, CA: *tlsCA, ClientAuth: *tlsClientAuth, MinVersion: *tlsMin}
 	if fs.Changed("workers") || cfg.Workers == 0 {
 		cfg.Workers = *workers
 	}

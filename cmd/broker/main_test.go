@@ -77,7 +77,7 @@ func TestSignalShutdown(t *testing.T) {
 	defer cmd.Process.Kill()
 	sc := bufio.NewScanner(stderr)
 	var addr string
-	re := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
+	re := regexp.MustCompile(`listening on mqtt://(127\.0\.0\.1:\d+)`)
 	for sc.Scan() {
 		if m := re.FindStringSubmatch(sc.Text()); m != nil {
 			addr = m[1]

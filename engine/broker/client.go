@@ -112,6 +112,12 @@ func (c *Client) RemoteAddr() net.Addr { return c.t.RemoteAddr() }
 // RemoteAddrString returns the peer's address as text, "host:port".
 func (c *Client) RemoteAddrString() string { return c.t.RemoteAddrString() }
 
+// Listener returns the URL of the listener the client connected through.
+func (c *Client) Listener() string { return c.t.Listener() }
+
+// PeerCert returns the client's verified TLS certificate, or nil.
+func (c *Client) PeerCert() *transport.PeerCert { return c.t.PeerCert() }
+
 // Batch is the write batch of the connection's reader, for output
 // queued while one of its packets is handled.
 func (c *Client) Batch() *transport.Batch { return c.t.Batch() }

@@ -48,6 +48,14 @@ func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, bat
 		persistent = expiry > 0
 	}
 
+	if p.UsernameFlag {
+		// The script's data decides the user name: it may have set one
+		// (from a client certificate, a token) other than the CONNECT's.
+		if u, _ := c.Username(); u != p.Username {
+			name := p.Username
+			c.username.Store(&name)
+		}
+	}
 	user, _ := c.Username()
 	k.mu.Lock()
 	s := k.sessions[clientID]

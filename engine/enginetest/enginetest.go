@@ -45,7 +45,8 @@ func (l *LogBuffer) String() string {
 	return l.buf.String()
 }
 
-// Start runs a server on 127.0.0.1:0 and stops it when the test ends. A
+// Start runs a server on 127.0.0.1:0 (or on the listeners cfg names) and
+// stops it when the test ends; it returns the first listener's address. A
 // nil cfg.Log logs at debug level into the returned buffer.
 func Start(t testing.TB, cfg engine.Config) (*engine.Server, string, *LogBuffer) {
 	t.Helper()
@@ -56,7 +57,9 @@ func Start(t testing.TB, cfg engine.Config) (*engine.Server, string, *LogBuffer)
 		log.SetLevel(logrus.DebugLevel)
 		cfg.Log = log
 	}
-	cfg.Listen = []string{"127.0.0.1:0"}
+	if len(cfg.Listen) == 0 && len(cfg.Listeners) == 0 {
+		cfg.Listen = []string{"127.0.0.1:0"}
+	}
 	if os.Getenv("ENGINETEST_GOROUTINE_PER_CONN") != "" {
 		// .ci/run runs the engine's tests a second time on the other
 		// transport.

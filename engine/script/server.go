@@ -171,7 +171,7 @@ func (vm *VM) serverInfo(L *lua.LState) int {
 		for i := 3; i <= top; i++ {
 			f := infoField(L.CheckString(i))
 			if f < 0 {
-				L.ArgError(i, "unknown field (known: fd, remote_addr, client_id, user_name, protocol_level, worker_id, keep_alive)")
+				L.ArgError(i, "unknown field (known: fd, remote_addr, client_id, user_name, protocol_level, worker_id, keep_alive, listener, cert_cn, cert_sans, cert_fingerprint)")
 			}
 			fields = append(fields, f)
 		}
@@ -188,7 +188,7 @@ func (vm *VM) serverInfo(L *lua.LState) int {
 	}
 	// Sized: L.NewTable preallocates 32 array and 32 hash slots, which
 	// was most of this call's cost.
-	t := L.CreateTable(0, 7)
+	t := L.CreateTable(0, 8)
 	t.RawSetString("fd", vm.infoValue(c, infoFD))
 	t.RawSetString("remote_addr", vm.infoValue(c, infoRemoteAddr))
 	t.RawSetString("client_id", vm.infoValue(c, infoClientID))
@@ -198,6 +198,14 @@ func (vm *VM) serverInfo(L *lua.LState) int {
 	t.RawSetString("protocol_level", vm.infoValue(c, infoProtocolLevel))
 	t.RawSetString("worker_id", vm.infoValue(c, infoWorkerID))
 	t.RawSetString("keep_alive", vm.infoValue(c, infoKeepAlive))
+	t.RawSetString("listener", vm.infoValue(c, infoListener))
+	if c.PeerCert() != nil {
+		ct := L.CreateTable(0, 3)
+		ct.RawSetString("cn", vm.infoValue(c, infoCertCN))
+		ct.RawSetString("sans", vm.infoValue(c, infoCertSANs))
+		ct.RawSetString("fingerprint", vm.infoValue(c, infoCertFingerprint))
+		t.RawSetString("cert", ct)
+	}
 	L.Push(t)
 	return 1
 }
@@ -211,6 +219,10 @@ const (
 	infoProtocolLevel
 	infoWorkerID
 	infoKeepAlive
+	infoListener
+	infoCertCN
+	infoCertSANs
+	infoCertFingerprint
 )
 
 // infoField returns the fact a name asks for, or -1.
@@ -230,6 +242,14 @@ func infoField(name string) int {
 		return infoWorkerID
 	case "keep_alive":
 		return infoKeepAlive
+	case "listener":
+		return infoListener
+	case "cert_cn":
+		return infoCertCN
+	case "cert_sans":
+		return infoCertSANs
+	case "cert_fingerprint":
+		return infoCertFingerprint
 	}
 	return -1
 }
@@ -253,6 +273,25 @@ func (vm *VM) infoValue(c *broker.Client, f int) lua.LValue {
 		return lua.LNumber(c.Version())
 	case infoWorkerID:
 		return lua.LNumber(c.FD % len(vm.pool.VMs()))
+	case infoListener:
+		return lua.LString(c.Listener())
+	case infoCertCN, infoCertSANs, infoCertFingerprint:
+		// nil without a verified client certificate.
+		pc := c.PeerCert()
+		if pc == nil {
+			return lua.LNil
+		}
+		switch f {
+		case infoCertCN:
+			return lua.LString(pc.CommonName)
+		case infoCertFingerprint:
+			return lua.LString(pc.Fingerprint)
+		}
+		t := vm.L.CreateTable(len(pc.SANs), 0)
+		for _, s := range pc.SANs {
+			t.Append(lua.LString(s))
+		}
+		return t
 	}
 	return lua.LNumber(c.KeepAlive())
 }

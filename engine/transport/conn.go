@@ -42,6 +42,8 @@ type Conn struct {
 	t    *Transport
 	nc   net.Conn
 	recv Receiver
+	ls   *listenerState // nil for ServeConn's
+	cert *PeerCert      // the verified client certificate, if any
 	// For a connection an event loop serves: its socket and its reader.
 	raw *rawConn
 	rd  *codec.Reader
@@ -97,14 +99,31 @@ func (c *Conn) Receiver() Receiver { return c.recv }
 // RemoteAddr returns the peer's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
-// RemoteAddrString returns the peer's address as text, "host:port"; for
-// a socket an event loop serves, without making a net.Addr first.
+// RemoteAddrString returns the peer's address as text, "host:port"
+// (behind a PROXY header, the client's as the proxy saw it; on a Unix
+// socket, "unix:" and the socket's path); for a socket an event loop
+// serves, without making a net.Addr first.
 func (c *Conn) RemoteAddrString() string {
+	if c.ls != nil && c.ls.cfg.Scheme == "unix" {
+		return "unix:" + c.ls.cfg.Addr
+	}
 	if s, ok := c.nc.(interface{ remoteAddrString() string }); ok {
 		return s.remoteAddrString()
 	}
 	return c.nc.RemoteAddr().String()
 }
+
+// Listener returns the URL of the listener the connection came from
+// ("" for ServeConn's).
+func (c *Conn) Listener() string {
+	if c.ls == nil {
+		return ""
+	}
+	return c.ls.url
+}
+
+// PeerCert returns the client's verified TLS certificate, or nil.
+func (c *Conn) PeerCert() *PeerCert { return c.cert }
 
 // SetReadTimeout sets how long each read may wait for input before the
 // Receiver is told it TimedOut (0: no limit). Until it is called the

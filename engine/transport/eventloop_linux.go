@@ -165,6 +165,7 @@ const listenerPad = -1 << 31
 type rawListener struct {
 	srv   *Transport
 	ln    net.Listener
+	ls    *listenerState
 	mu    sync.RWMutex // held for writing to close fd, which accepts hold for reading
 	fd    int          // a duplicate of the listener's descriptor: ours to close
 	shut  bool
@@ -177,7 +178,7 @@ type rawListener struct {
 
 // acceptRaw serves a TCP listener with the event loops until it is
 // closed. It reports false if the listener cannot be used this way.
-func (s *Transport) acceptRaw(ln net.Listener) bool {
+func (s *Transport) acceptRaw(ln net.Listener, ls *listenerState) bool {
 	tl, ok := ln.(*net.TCPListener)
 	if !ok || s.evl == nil {
 		return false
@@ -197,7 +198,7 @@ func (s *Transport) acceptRaw(ln net.Listener) bool {
 	if err != nil {
 		return false
 	}
-	rl := &rawListener{srv: s, ln: ln, fd: fd, done: make(chan struct{})}
+	rl := &rawListener{srv: s, ln: ln, ls: ls, fd: fd, done: make(chan struct{})}
 	s.evl.mu.Lock()
 	rl.index = len(s.evl.listeners)
 	s.evl.listeners = append(s.evl.listeners, rl)
@@ -267,7 +268,7 @@ func (rl *rawListener) accept(l *loop) {
 		fd, err := acceptFn(rl.fd, &sa)
 		switch err {
 		case 0:
-			s.serveRaw(fd, peerAddrOf(&sa), rl.ln.Addr())
+			s.serveRaw(fd, peerAddrOf(&sa), rl.ln.Addr(), rl.ls)
 			continue
 		case syscall.EAGAIN:
 			return
@@ -318,8 +319,8 @@ func (l *loop) resumeAccept(now int64) {
 
 // serveRaw is ServeConn for an accepted socket: the connection goes to an
 // event loop.
-func (s *Transport) serveRaw(fd int, peer peerAddr, laddr net.Addr) {
-	if !s.admit(peer.String) {
+func (s *Transport) serveRaw(fd int, peer peerAddr, laddr net.Addr, ls *listenerState) {
+	if !s.admit(ls, peer.String) {
 		rawClose(fd)
 		return
 	}
@@ -327,6 +328,7 @@ func (s *Transport) serveRaw(fd int, peer peerAddr, laddr net.Addr) {
 	l := s.evl.loops[id%len(s.evl.loops)]
 	rc := &rawConn{fd: fd, id: uint64(id), loop: l, peer: peer, laddr: laddr, reading: true}
 	c := newConn(s, id, rc)
+	c.ls = ls
 	c.raw = rc
 	rc.written = &c.written
 	c.rd = c.newReader()

@@ -35,7 +35,7 @@ func TestAcceptFailureBacksOff(t *testing.T) {
 	var logs bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&logs)
-	tr := New(Config{Listen: []string{"127.0.0.1:0"}, Loops: 2, MaxPacketSize: 1 << 20, ConnectTimeout: 10 * time.Second,
+	tr := New(Config{Listeners: []ListenerConfig{{Scheme: "mqtt", Addr: "127.0.0.1:0"}}, Loops: 2, MaxPacketSize: 1 << 20, ConnectTimeout: 10 * time.Second,
 		MaxOutbound: 1 << 20, Log: log, Open: func(c *Conn) Receiver { return nopReceiver{c} }})
 	if err := tr.Listen(); err != nil {
 		t.Fatal(err)

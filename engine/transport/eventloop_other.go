@@ -19,4 +19,4 @@ func (*rawConn) abort()                       {}
 func (s *Transport) startEventLoops() error      { return nil }
 func (s *Transport) stopEventLoops()             {}
 func (s *Transport) closeRawListeners()          {}
-func (s *Transport) acceptRaw(net.Listener) bool { return false }
+func (s *Transport) acceptRaw(net.Listener, *listenerState) bool { return false }

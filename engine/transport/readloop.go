@@ -286,6 +286,9 @@ func (c *Conn) finish(inLoop bool) {
 func (c *Conn) closed(reason CloseReason) {
 	defer c.t.wg.Done()
 	c.t.conns.Delete(c.FD)
+	if c.ls != nil {
+		c.ls.conns.Add(-1)
+	}
 	c.t.Stats.Connections.Add(-1)
 	c.t.Stats.Closes[reason].Add(1)
 	c.recv.Closed(reason)

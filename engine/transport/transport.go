@@ -2,8 +2,8 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -15,8 +15,8 @@ import (
 // Config configures a Transport. Every field must be set; the engine
 // applies the defaults.
 type Config struct {
-	// Listen lists the TCP addresses to listen on (host:port).
-	Listen []string
+	// Listeners lists the listeners to open.
+	Listeners []ListenerConfig
 	// Loops is the number of event loops (Linux) and the modulus of the
 	// connection-to-loop assignment: connection FD goes to loop FD % Loops.
 	Loops int
@@ -40,8 +40,8 @@ type Config struct {
 	Open func(c *Conn) Receiver
 	// Stats receives the counters; nil: the transport keeps its own.
 	Stats *Stats
-	// Listening is told each listener's address when it opens.
-	Listening func(addr net.Addr)
+	// Listening is told each listener's URL and address when it opens.
+	Listening func(url string, addr net.Addr)
 }
 
 // monoBase anchors the monotonic clock deadlines are kept in.
@@ -49,9 +49,10 @@ var monoBase = time.Now()
 
 func monoNow() int64 { return int64(time.Since(monoBase)) }
 
-// Listener is a source of connections. TCP is the one implementation
-// today; each accepted net.Conn goes to establish, and everything after
-// that is the same Conn whatever the listener.
+// Listener is a source of connections: TCP, TLS, WebSocket (over TCP or
+// TLS) or a Unix socket, each optionally behind a PROXY protocol header.
+// Each accepted net.Conn goes to establish, and everything after that is
+// the same Conn whatever the listener.
 type Listener interface {
 	// Addr is the address it listens on.
 	Addr() net.Addr
@@ -103,20 +104,17 @@ func New(cfg Config) *Transport {
 
 // Listen opens every configured listener.
 func (t *Transport) Listen() error {
-	// MQTT has its own keep alive: TCP keep-alive probes would only cost
-	// three setsockopt calls per accepted connection.
-	lc := net.ListenConfig{KeepAlive: -1}
-	for _, addr := range t.cfg.Listen {
-		ln, err := lc.Listen(context.Background(), "tcp", addr)
+	for _, lc := range t.cfg.Listeners {
+		ln, err := t.open(lc)
 		if err != nil {
 			t.closeListeners()
-			return fmt.Errorf("listen on %s: %w", addr, err)
+			return err
 		}
 		t.mu.Lock()
-		t.listeners = append(t.listeners, &tcpListener{t: t, ln: ln})
+		t.listeners = append(t.listeners, ln)
 		t.mu.Unlock()
 		if t.cfg.Listening != nil {
-			t.cfg.Listening(ln.Addr())
+			t.cfg.Listening(stateOf(ln).url, ln.Addr())
 		}
 	}
 	if eventLoopsAvailable && !t.cfg.GoroutinePerConn && t.evl == nil {
@@ -124,6 +122,34 @@ func (t *Transport) Listen() error {
 			t.closeListeners()
 			return err
 		}
+	}
+	return nil
+}
+
+// ReloadTLS reads every TLS listener's certificate files again (on
+// SIGHUP): new handshakes use them. A listener whose files do not load
+// keeps its current certificates; the error says which and why.
+func (t *Transport) ReloadTLS() error {
+	t.mu.Lock()
+	lns := append([]Listener(nil), t.listeners...)
+	t.mu.Unlock()
+	var errs []error
+	for _, ln := range lns {
+		if h := tlsOf(ln); h != nil {
+			if err := h.reload(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func tlsOf(ln Listener) *tlsHolder {
+	switch l := ln.(type) {
+	case *tlsListener:
+		return l.tls
+	case *wsListener:
+		return l.ls.tls
 	}
 	return nil
 }
@@ -149,69 +175,83 @@ func (t *Transport) Serve() {
 		wg.Add(1)
 		go func(ln Listener) {
 			defer wg.Done()
-			ln.Serve(func(nc net.Conn) { t.ServeConn(nc) })
+			ls := stateOf(ln)
+			ln.Serve(func(nc net.Conn) { t.serveConn(nc, ls) })
 		}(ln)
 	}
 	wg.Wait()
 }
 
+func stateOf(ln Listener) *listenerState {
+	switch l := ln.(type) {
+	case *tcpListener:
+		return l.ls
+	case *tlsListener:
+		return l.ls
+	case *wsListener:
+		return l.ls
+	case *plainListener:
+		return l.ls
+	}
+	return nil
+}
+
 // tcpListener is a TCP listener: on Linux its connections are accepted by
-// the event loops themselves, elsewhere (or with GoroutinePerConn) by
-// net.Listener.Accept, each getting a reader goroutine.
+// the event loops themselves (raw), elsewhere (or with GoroutinePerConn,
+// or behind a PROXY header) by net.Listener.Accept, each getting a reader
+// goroutine.
 type tcpListener struct {
-	t  *Transport
-	ln net.Listener
+	ls  *listenerState
+	ln  net.Listener
+	raw bool
 }
 
 func (l *tcpListener) Addr() net.Addr { return l.ln.Addr() }
 func (l *tcpListener) Close() error   { return l.ln.Close() }
 
 func (l *tcpListener) Serve(establish func(net.Conn)) {
-	if l.t.acceptRaw(l.ln) {
+	if l.raw && l.ls.t.acceptRaw(l.ln, l.ls) {
 		return
 	}
-	var delay time.Duration
-	for {
-		nc, err := l.ln.Accept()
-		if err != nil {
-			if l.t.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: back off as
-			// net/http does rather than spin.
-			if delay == 0 {
-				delay = 5 * time.Millisecond
-			} else if delay *= 2; delay > time.Second {
-				delay = time.Second
-			}
-			l.t.cfg.Log.WithError(err).Warn("accept failed")
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		establish(nc)
-	}
+	acceptLoop(l.ls, l.ln, establish)
 }
 
-// ServeConn serves one connection from any listener (TCP, TLS, an
-// in-memory pipe). It returns at once, with the connection (nil if
-// refused); the connection runs on its own goroutines.
-func (t *Transport) ServeConn(nc net.Conn) *Conn {
-	if !t.admit(func() string { return nc.RemoteAddr().String() }) {
+// ServeConn serves one connection from outside the listeners (an
+// in-memory pipe, a connection an embedding program accepted). It
+// returns at once, with the connection (nil if refused); the connection
+// runs on its own goroutines.
+func (t *Transport) ServeConn(nc net.Conn) *Conn { return t.serveConn(nc, nil) }
+
+func (t *Transport) serveConn(nc net.Conn, ls *listenerState) *Conn {
+	if !t.admit(ls, func() string { return nc.RemoteAddr().String() }) {
 		nc.Close()
 		return nil
 	}
 	c := newConn(t, int(t.nextFD.Add(1)), nc)
+	c.ls = ls
+	switch x := nc.(type) {
+	case *tls.Conn:
+		st := x.ConnectionState()
+		c.cert = peerCert(&st)
+	case *wsConn:
+		c.cert = peerCert(x.state)
+	}
 	t.track(c)
+	if _, fragile := nc.(interface{ fragileDeadlines() }); fragile {
+		// A pooled reader's short deadline would end it: a goroutine
+		// of its own.
+		go c.readLoop()
+		return c
+	}
 	// The writer goroutine starts when there is something to write.
 	t.readers.serve(c, t.stop)
 	return c
 }
 
 // admit reports whether a new connection may be served: not while
-// shutting down, nor past MaxConnections (counted and logged with the
-// peer's address, which remote gives).
-func (t *Transport) admit(remote func() string) bool {
+// shutting down, nor past MaxConnections or its listener's own maximum
+// (counted and logged with the peer's address, which remote gives).
+func (t *Transport) admit(ls *listenerState, remote func() string) bool {
 	if t.closing.Load() {
 		return false
 	}
@@ -220,6 +260,13 @@ func (t *Transport) admit(remote func() string) bool {
 		t.cfg.Log.WithField("remote", remote()).Warnf("connection refused: %d connections is the maximum", max)
 		return false
 	}
+	if ls != nil {
+		if max := ls.cfg.MaxConnections; max > 0 && ls.conns.Load() >= int64(max) {
+			t.Stats.Refused.Add(1)
+			t.cfg.Log.WithFields(logrus.Fields{"remote": remote(), "listener": ls.url}).Warnf("connection refused: %d connections is this listener's maximum", max)
+			return false
+		}
+	}
 	return true
 }
 
@@ -227,6 +274,9 @@ func (t *Transport) admit(remote func() string) bool {
 // (goroutine or event loop); Conn.closed takes it out.
 func (t *Transport) track(c *Conn) {
 	t.conns.Store(c.FD, c)
+	if c.ls != nil {
+		c.ls.conns.Add(1)
+	}
 	t.Stats.Connections.Add(1)
 	t.Stats.ConnectionsTotal.Add(1)
 	t.wg.Add(1)
