@@ -16,7 +16,7 @@ type rawConn struct{}
 func (*rawConn) tryWrite([]byte) (int, error) { panic("unreachable") }
 func (*rawConn) abort()                       {}
 
-func (s *Transport) startEventLoops() error      { return nil }
-func (s *Transport) stopEventLoops()             {}
-func (s *Transport) closeRawListeners()          {}
+func (s *Transport) startEventLoops() error                      { return nil }
+func (s *Transport) stopEventLoops()                             {}
+func (s *Transport) closeRawListeners()                          {}
 func (s *Transport) acceptRaw(net.Listener, *listenerState) bool { return false }

@@ -2,9 +2,9 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"crypto/tls"
 	"log"
 	"net"
 	"net/http"
