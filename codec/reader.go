@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -28,6 +29,12 @@ type Reader struct {
 	// Version is the protocol level used to decode packets other than
 	// CONNECT. ReadPacket sets it when it decodes a CONNECT.
 	Version byte
+	// FirstConnect refuses a first packet that is not a CONNECT as soon
+	// as its first byte arrives ([MQTT-3.1.0-1]), rather than after the
+	// bytes its length announces: a PROXY protocol header, an HTTP
+	// request or TLS sent to a plain MQTT listener is answered at once.
+	// It clears after the first packet.
+	FirstConnect bool
 
 	buf        []byte
 	start, end int
@@ -108,6 +115,9 @@ func (r *Reader) buffered() (hdr, total int, err error) {
 	if r.buf == nil {
 		return 0, 0, nil
 	}
+	if r.FirstConnect && r.end > r.start && Type(r.buf[r.start]>>4) != CONNECT {
+		return 0, 0, notConnect(r.buf[r.start:r.end])
+	}
 	remaining, h, err := parseHeader(r.buf[r.start:r.end])
 	if err != nil || h == 0 {
 		return 0, 0, err
@@ -124,12 +134,28 @@ func (r *Reader) buffered() (hdr, total int, err error) {
 	return h, total, nil
 }
 
+// notConnect is the error for a first packet that is not a CONNECT,
+// naming what the bytes look like when they are a known other protocol.
+func notConnect(b []byte) error {
+	reason := "the first packet is not CONNECT"
+	switch {
+	case bytes.HasPrefix(b, []byte("PROXY ")) || bytes.HasPrefix(b, []byte("\r\n\r\n\x00\r\nQUIT\n")):
+		reason += " but a PROXY protocol header (enable proxy_protocol on this listener if a proxy is in front)"
+	case bytes.HasPrefix(b, []byte("GET ")):
+		reason += " but an HTTP request (WebSocket clients need a ws:// or wss:// listener)"
+	case b[0] == 0x16:
+		reason += " but looks like a TLS handshake (TLS clients need an mqtts:// listener)"
+	}
+	return &Error{Code: ProtocolError, Field: "type", Reason: reason, Spec: "MQTT-3.1.0-1"}
+}
+
 func tooLarge(total, max int) error {
 	return &Error{Code: PacketTooLarge, Field: "remaining_length",
 		Reason: fmt.Sprintf("packet of %d bytes exceeds the maximum of %d", total, max), Spec: "5.0:MQTT-3.1.2-24"}
 }
 
 func (r *Reader) decode(p *Packet, hdr, total int) error {
+	r.FirstConnect = false
 	b := r.buf[r.start : r.start+total]
 	r.start += total
 	if r.start == r.end {

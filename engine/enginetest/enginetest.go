@@ -105,6 +105,15 @@ func Dial(t testing.TB, addr string, level byte) *Client {
 	return &Client{t: t, Conn: conn, r: r, Level: level}
 }
 
+// Wrap makes a Client of a connection dialled otherwise (TLS, WebSocket,
+// a Unix socket).
+func Wrap(t testing.TB, conn net.Conn, level byte) *Client {
+	t.Cleanup(func() { conn.Close() })
+	r := codec.NewReader(conn, 0)
+	r.Version = level
+	return &Client{t: t, Conn: conn, r: r, Level: level}
+}
+
 // Send encodes and writes p.
 func (c *Client) Send(p *codec.Packet) {
 	c.t.Helper()

@@ -223,13 +223,13 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.Close(websocket.StatusProtocolError, "the mqtt subprotocol is required")
 		return
 	}
-	// A message (frame) may hold several packets or part of one; a
-	// single one larger than the largest packet is refused, and the
-	// connection closed (1009, message too big).
-	c.SetReadLimit(int64(ls.t.cfg.MaxPacketSize))
 	// [MQTT-6.0.0-1] binary frames only: NetConn closes the connection
 	// (1003) on any other.
 	nc := websocket.NetConn(context.Background(), c, websocket.MessageBinary)
+	// A message may hold several packets or part of one; one larger than
+	// the largest packet is refused and the connection closed (1009,
+	// message too big). Set after NetConn, which lifts the limit.
+	c.SetReadLimit(int64(ls.t.cfg.MaxPacketSize))
 	if est := l.establish.Load(); est != nil {
 		(*est)(&wsConn{Conn: nc, state: r.TLS})
 	}

@@ -116,6 +116,7 @@ func (c *Conn) idleTimeout(err error) bool {
 func (c *Conn) newReader() *codec.Reader {
 	r := codec.NewReader(nil, 0)
 	r.MaxPacketSize = c.t.cfg.MaxPacketSize
+	r.FirstConnect = true
 	return r
 }
 
