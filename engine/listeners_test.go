@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -554,5 +555,83 @@ func TestPahoOverWebSocketAndTLS(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// copyScripts copies the default scripts' top-level files to a temporary
+// folder, applying edits (old -> new, each must match) to the named
+// files.
+func copyScripts(t *testing.T, edits map[string][][2]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(repoDir(), "scripts")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
+		for _, ed := range edits[e.Name()] {
+			if !strings.Contains(s, ed[0]) {
+				t.Fatalf("%s has no %q", e.Name(), ed[0])
+			}
+			s = strings.Replace(s, ed[0], ed[1], 1)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestMosquittoTLS: mosquitto_pub and mosquitto_sub over TLS with client
+// certificates required, the default scripts using the certificate's CN
+// as the user name (auth.use_identity_as_username) and an ACL that lets
+// only alice in; without a certificate the handshake is refused.
+func TestMosquittoTLS(t *testing.T) {
+	sub := enginetest.MosquittoTool(t, "mosquitto_sub")
+	pub := enginetest.MosquittoTool(t, "mosquitto_pub")
+	certs := enginetest.MakeCerts(t, "broker")
+	scripts := copyScripts(t, map[string][][2]string{
+		"auth.lua": {{"auth.use_identity_as_username = false", "auth.use_identity_as_username = true"}},
+		"acl.lua":  {{`acl.default = "allow"`, `acl.default = "deny"`}, {"acl.rules = {", `acl.rules = { { action = "allow", user = "alice", topic = "tls/#" },`}},
+	})
+	srv, _, _ := startServer(t, engine.Config{Scripts: scripts, Listeners: []transport.ListenerConfig{{Scheme: "mqtts", Addr: "127.0.0.1:0",
+		TLS: transport.TLSFiles{Cert: certs.ServerCert, Key: certs.ServerKey, CA: certs.CA, ClientAuth: "required"}}}})
+	_, port, _ := net.SplitHostPort(srv.Addrs()[0].String())
+	tlsArgs := []string{"-h", "127.0.0.1", "-p", port, "--cafile", certs.CA, "-V", "mqttv5"}
+	withCert := append(append([]string{}, tlsArgs...), "--cert", certs.ClientCert, "--key", certs.ClientKey)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	s := exec.CommandContext(ctx, sub, append(withCert, "-t", "tls/#", "-C", "2", "-v", "-q", "1", "-i", "tls-sub")...)
+	s.Stdout, s.Stderr = &out, &out
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // mosquitto_sub subscribes
+	for i, q := range []string{"0", "1"} {
+		o, err := exec.CommandContext(ctx, pub, append(withCert, "-t", "tls/t", "-m", "m"+q, "-q", q, "-i", fmt.Sprint("tls-pub", i))...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("mosquitto_pub with a certificate: %v %s", err, o)
+		}
+	}
+	if err := s.Wait(); err != nil {
+		t.Fatalf("mosquitto_sub: %v %s", err, out.String())
+	}
+	if out.String() != "tls/t m0\ntls/t m1\n" {
+		t.Fatalf("mosquitto_sub got %q", out.String())
+	}
+	// Without a certificate: no connection.
+	if o, err := exec.CommandContext(ctx, pub, append(tlsArgs, "-t", "tls/t", "-m", "nope")...).CombinedOutput(); err == nil {
+		t.Fatalf("mosquitto_pub without a certificate connected: %s", o)
 	}
 }
