@@ -558,37 +558,19 @@ func TestPahoOverWebSocketAndTLS(t *testing.T) {
 	}
 }
 
-// copyScripts copies the default scripts' top-level files to a temporary
-// folder, applying edits (old -> new, each must match) to the named
-// files.
-func copyScripts(t *testing.T, edits map[string][][2]string) string {
+// editScripts copies the default scripts, applying edits (old -> new,
+// each must match) to the named files.
+func editScripts(t *testing.T, edits map[string][][2]string) string {
 	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join(repoDir(), "scripts")
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := string(b)
-		for _, ed := range edits[e.Name()] {
-			if !strings.Contains(s, ed[0]) {
-				t.Fatalf("%s has no %q", e.Name(), ed[0])
+	return enginetest.CopyScripts(t, func(name, src string) string {
+		for _, ed := range edits[name] {
+			if !strings.Contains(src, ed[0]) {
+				t.Fatalf("%s has no %q", name, ed[0])
 			}
-			s = strings.Replace(s, ed[0], ed[1], 1)
+			src = strings.Replace(src, ed[0], ed[1], 1)
 		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+		return src
+	})
 }
 
 // TestMosquittoTLS: mosquitto_pub and mosquitto_sub over TLS with client
@@ -599,7 +581,7 @@ func TestMosquittoTLS(t *testing.T) {
 	sub := enginetest.MosquittoTool(t, "mosquitto_sub")
 	pub := enginetest.MosquittoTool(t, "mosquitto_pub")
 	certs := enginetest.MakeCerts(t, "broker")
-	scripts := copyScripts(t, map[string][][2]string{
+	scripts := editScripts(t, map[string][][2]string{
 		"auth.lua": {{"auth.use_identity_as_username = false", "auth.use_identity_as_username = true"}},
 		"acl.lua":  {{`acl.default = "allow"`, `acl.default = "deny"`}, {"acl.rules = {", `acl.rules = { { action = "allow", user = "alice", topic = "tls/#" },`}},
 	})
@@ -633,5 +615,47 @@ func TestMosquittoTLS(t *testing.T) {
 	// Without a certificate: no connection.
 	if o, err := exec.CommandContext(ctx, pub, append(tlsArgs, "-t", "tls/t", "-m", "nope")...).CombinedOutput(); err == nil {
 		t.Fatalf("mosquitto_pub without a certificate connected: %s", o)
+	}
+}
+
+// mqttjsDir returns the node_modules folder with MQTT.js (.ci/run sets
+// MQTTJS_NODE_PATH), skipping the test elsewhere and failing it in CI.
+func mqttjsDir(t *testing.T) string {
+	dir := os.Getenv("MQTTJS_NODE_PATH")
+	if dir == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("MQTTJS_NODE_PATH is needed in CI (see .ci/run)")
+		}
+		t.Skip("set MQTTJS_NODE_PATH to a node_modules folder with mqtt installed")
+	}
+	return dir
+}
+
+// TestMQTTjsWebSocket runs the MQTT.js interop checks (3.1.1 and 5.0,
+// QoS 0-2, properties, retained messages) over ws:// and wss://.
+func TestMQTTjsWebSocket(t *testing.T) {
+	dir := mqttjsDir(t)
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatal("node is needed with MQTTJS_NODE_PATH")
+	}
+	certs := enginetest.MakeCerts(t, "broker")
+	srv, _, _ := startServer(t, engine.Config{Scripts: filepath.Join(repoDir(), "scripts"), Listeners: []transport.ListenerConfig{
+		{Scheme: "ws", Addr: "127.0.0.1:0", Path: "/mqtt"},
+		{Scheme: "wss", Addr: "127.0.0.1:0", Path: "/mqtt", TLS: transport.TLSFiles{Cert: certs.ServerCert, Key: certs.ServerKey}},
+	}})
+	script := filepath.Join(repoDir(), "engine", "broker", "testdata", "mqttjs", "interop.js")
+	for i, scheme := range []string{"ws", "wss"} {
+		url := scheme + "://" + srv.Addrs()[i].String() + "/mqtt"
+		t.Run(scheme, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, node, script, url)
+			cmd.Env = append(os.Environ(), "NODE_PATH="+dir, "NODE_EXTRA_CA_CERTS="+certs.CA)
+			out, err := cmd.CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "ok" {
+				t.Fatalf("MQTT.js over %s: %v\n%s", url, err, out)
+			}
+		})
 	}
 }

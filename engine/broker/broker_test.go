@@ -2,8 +2,6 @@ package broker_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -30,22 +28,7 @@ func startBroker(t *testing.T, edit func(name, src string) string) (*engine.Serv
 // copyScripts copies the default scripts to a temporary folder, passing
 // each through edit (if not nil), and returns the folder.
 func copyScripts(tb testing.TB, edit func(name, src string) string) string {
-	tb.Helper()
-	dir := tb.TempDir()
-	for _, name := range []string{"main.lua", "auth.lua", "acl.lua"} {
-		b, err := os.ReadFile(filepath.Join(enginetest.RepoDir(), "scripts", name))
-		if err != nil {
-			tb.Fatal(err)
-		}
-		src := string(b)
-		if edit != nil {
-			src = edit(name, src)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	return dir
+	return enginetest.CopyScripts(tb, edit)
 }
 
 // collector records messages received by a Paho client.

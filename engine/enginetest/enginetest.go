@@ -233,3 +233,25 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// CopyScripts copies the default scripts (main.lua, auth.lua, acl.lua) to
+// a temporary folder, passing each through edit (if not nil), and
+// returns the folder.
+func CopyScripts(tb testing.TB, edit func(name, src string) string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	for _, name := range []string{"main.lua", "auth.lua", "acl.lua"} {
+		b, err := os.ReadFile(filepath.Join(RepoDir(), "scripts", name))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		src := string(b)
+		if edit != nil {
+			src = edit(name, src)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dir
+}

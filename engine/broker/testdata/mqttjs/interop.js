@@ -1,4 +1,5 @@
-// MQTT.js against the broker: run by TestMQTTjs (engine/kit) as
+// MQTT.js against the broker: run by TestMQTTjs (engine/broker) and, over
+// ws:// and wss://, TestMQTTjsWebSocket (engine) as
 //   node interop.js mqtt://127.0.0.1:PORT
 // with the mqtt package on NODE_PATH. It exits 0 and prints "ok" when every
 // check passed, else prints what failed and exits 1.
