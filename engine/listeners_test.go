@@ -659,3 +659,76 @@ func TestMQTTjsWebSocket(t *testing.T) {
 		})
 	}
 }
+
+// TestLingeringClose: a 5.0 client that overruns its receive maximum
+// and keeps sending gets to read the DISCONNECT 0x93 that ends it, over
+// TCP and TLS: the broker half-closes and drains its input instead of
+// closing at once (which makes the kernel answer the client's data with a
+// reset that can destroy the DISCONNECT unread).
+func TestLingeringClose(t *testing.T) {
+	certs := enginetest.MakeCerts(t, "broker")
+	srv, _, _ := startServer(t, engine.Config{Scripts: filepath.Join("testdata", "listeners"), ReceiveMaximum: 2, Listeners: []transport.ListenerConfig{
+		{Scheme: "mqtt", Addr: "127.0.0.1:0"},
+		{Scheme: "mqtts", Addr: "127.0.0.1:0", TLS: transport.TLSFiles{Cert: certs.ServerCert, Key: certs.ServerKey}},
+	}})
+	for i, name := range []string{"tcp", "tls"} {
+		t.Run(name, func(t *testing.T) {
+			for round := range 5 {
+				var nc net.Conn
+				var err error
+				if name == "tls" {
+					nc, err = dialTLS(t, srv.Addrs()[i].String(), certs.ClientTLS(t, "", ""))
+				} else {
+					nc, err = net.Dial("tcp", srv.Addrs()[i].String())
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := enginetest.Wrap(t, nc, codec.V5)
+				c.Connect(fmt.Sprint("overrun-", round))
+				// QoS 2 PUBLISHes never released, sent on and on: the
+				// third is one too many.
+				stop := make(chan struct{})
+				sent := make(chan struct{})
+				go func() {
+					defer close(sent)
+					var batch []byte
+					for id := 1; id <= 64; id++ {
+						batch = append(batch, encode(t, &codec.Packet{Type: codec.PUBLISH, Topic: "flood", QoS: 2, PacketID: uint16(id), Payload: make([]byte, 1024)}, codec.V5)...)
+					}
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						nc.SetWriteDeadline(time.Now().Add(time.Second))
+						if _, err := nc.Write(batch); err != nil {
+							return
+						}
+					}
+				}()
+				var last *codec.Packet
+				for {
+					p, err := c.Next(5 * time.Second)
+					if err != nil {
+						if last == nil || last.Type != codec.DISCONNECT {
+							t.Fatalf("round %d: the connection ended with %v before a DISCONNECT (last packet %v)", round, err, last)
+						}
+						break
+					}
+					last = p
+					if p.Type == codec.DISCONNECT {
+						break
+					}
+				}
+				close(stop)
+				<-sent
+				if last.ReasonCode != codec.ReceiveMaximumExceeded {
+					t.Fatalf("DISCONNECT reason %#x, want 0x93", byte(last.ReasonCode))
+				}
+				nc.Close()
+			}
+		})
+	}
+}

@@ -67,6 +67,13 @@ type Conn struct {
 	peerReason   CloseReason // the reason for a close by the peer, if set
 	closing      bool
 	reason       CloseReason
+	// closingNow mirrors closing for the reader, which checks it per
+	// packet without the lock.
+	closingNow atomic.Bool
+	// lingering is set by shut (before done closes) when the socket was
+	// half-closed to linger: the reader then discards input for a while
+	// before closing it (see linger.go).
+	lingering bool
 	writing      int // bytes the writer is writing now
 	shutOnce     sync.Once
 	drained      Drained // senders waiting for the queue to fall under low water
@@ -299,6 +306,7 @@ func (c *Conn) closeWith(reason CloseReason, last Encoder) bool {
 		return false
 	}
 	c.closing = true
+	c.closingNow.Store(true)
 	c.reason = reason
 	c.drained.Signal() // senders waiting for this queue go on
 	if last != nil && reason != CloseSlowConsumer {
@@ -324,11 +332,7 @@ func (c *Conn) closeWith(reason CloseReason, last Encoder) bool {
 const closeWriteGrace = 2 * time.Second
 
 // Closing reports whether the connection is closing or closed.
-func (c *Conn) Closing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closing
-}
+func (c *Conn) Closing() bool { return c.closingNow.Load() }
 
 // Reason returns why the connection closed (CloseNone while it is open).
 func (c *Conn) Reason() CloseReason {

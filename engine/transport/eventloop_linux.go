@@ -345,6 +345,7 @@ func (s *Transport) serveRaw(fd int, peer peerAddr, laddr net.Addr, ls *listener
 		s.cfg.Log.WithError(err).Warn("epoll_ctl add failed")
 		c.mu.Lock()
 		c.closing, c.reason = true, CloseNetworkError
+		c.closingNow.Store(true)
 		c.mu.Unlock()
 		rc.closeFd()
 		c.closed(CloseNetworkError)
@@ -509,6 +510,9 @@ func (l *loop) flush(c *Conn) bool {
 // readDeadline is the connection's next read deadline on the loops'
 // clock (see Conn.readWait); 0 for none.
 func (c *Conn) readDeadline() int64 {
+	if c.closingNow.Load() {
+		return 1 // long past: a lingering close waits for the loop to let go
+	}
 	if t := c.readWait(); t > 0 {
 		return monoNow() + int64(t)
 	}
@@ -574,6 +578,7 @@ type rawConn struct {
 	reading   bool          // the loop still reads the socket
 	paused    bool          // backpressure: input is left unread
 	shut      bool          // the writer is done and shut the socket down
+	linger    bool          // shut down for writing only, to linger once the loop lets go
 	closed    bool          // fd is closed
 	wready    chan struct{} // output edges for a waiting writer; made on first wait
 	wdeadline time.Time
@@ -692,22 +697,37 @@ func (rc *rawConn) resume() {
 	rawEpollCtl(rc.loop.epfd, syscall.EPOLL_CTL_MOD, rc.fd, &ev)
 }
 
-// Close is the writer role's close (Conn.shut): the descriptor closes now
-// if the loop no longer reads it; otherwise the socket is shut down, the
-// loop sees the end of input and closes it.
+// Close is the writer role's close; see closeLinger.
 func (rc *rawConn) Close() error {
+	rc.closeLinger(false)
+	return nil
+}
+
+// closeLinger is the writer role's close (Conn.shut): the descriptor
+// closes now if the loop no longer reads it; otherwise the socket is
+// shut down, the loop sees the end of input and closes it. With linger,
+// only the write side is shut down, the loop lets go of the socket at its
+// next sweep, and it lingers (linger.go) before it closes.
+func (rc *rawConn) closeLinger(linger bool) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if rc.shut || rc.closed {
-		return nil
+		return
 	}
 	rc.shut = true
+	rc.linger = linger
+	if linger {
+		rawShutdownWrite(rc.fd)
+	}
 	if !rc.reading {
 		rc.closeFdLocked()
-		return nil
+		return
+	}
+	if linger {
+		rc.deadline.Store(1) // long past: the next sweep ends the reading
+		return
 	}
 	rawShutdown(rc.fd)
-	return nil
 }
 
 // abort cuts the connection off from any goroutine: the socket is shut
@@ -731,7 +751,15 @@ func (rc *rawConn) closeFdLocked() {
 		return
 	}
 	rc.closed = true
-	rawClose(rc.fd) // also takes it out of the epoll set
+	if rc.linger {
+		// Out of the loop's set, into Go's poller, to linger.
+		rawEpollCtl(rc.loop.epfd, syscall.EPOLL_CTL_DEL, rc.fd, nil)
+		t := rc.loop.srv
+		t.lingerWG.Add(1)
+		go t.lingerFd(rc.fd)
+	} else {
+		rawClose(rc.fd) // also takes it out of the epoll set
+	}
 	l := rc.loop
 	l.mu.Lock()
 	delete(l.conns, rc.id)

@@ -162,11 +162,16 @@ func (c *Conn) handleBuffered(r *codec.Reader) bool {
 		case err != nil:
 			c.readError(err, p)
 		case ok:
+			if c.closingNow.Load() {
+				// Closing (from another goroutine, or lingering): what
+				// the peer still sends is not handled.
+				return false
+			}
 			c.t.Stats.PacketsIn.Add(1)
 			c.recv.Packet(p)
 			c.ranHandler = true
 		}
-		if err != nil || c.Closing() {
+		if err != nil || c.closingNow.Load() {
 			return false
 		}
 		if !ok {
@@ -196,6 +201,11 @@ func (c *Conn) beforeRead(pooled bool) {
 		}
 	}
 	c.nc.SetReadDeadline(d)
+	if c.closingNow.Load() {
+		// shut may have set the deadline that wakes this reader just
+		// before the line above replaced it.
+		c.nc.SetReadDeadline(time.Now())
+	}
 }
 
 // readWait is how long the next read may wait (0: no limit). Until the
@@ -226,6 +236,9 @@ func (c *Conn) failRead(err error) {
 // readError hands a read or decode error to the layer above, which
 // answers as the protocol says; a broken connection is just closed.
 func (c *Conn) readError(err error, p *codec.Packet) {
+	if c.closingNow.Load() {
+		return // closing already: nothing to answer, nobody to tell
+	}
 	var ce *codec.Error
 	var ne net.Error
 	switch {
@@ -250,6 +263,7 @@ func (c *Conn) finish(inLoop bool) {
 	c.mu.Lock()
 	if !c.closing {
 		c.closing, c.reason = true, CloseNetworkError
+		c.closingNow.Store(true)
 	}
 	if c.peerReason != CloseNone && (c.reason == CloseNetworkError || c.reason == CloseClientDisconnect) {
 		c.reason = c.peerReason
@@ -279,7 +293,13 @@ func (c *Conn) finish(inLoop bool) {
 	} else {
 		<-c.done
 	}
+	if c.lingering {
+		c.t.lingerWG.Add(1) // before closed, which Shutdown's wait follows
+	}
 	c.closed(reason)
+	if c.lingering {
+		c.linger()
+	}
 }
 
 // closed removes the connection once its socket is closed, and tells the

@@ -70,6 +70,9 @@ type Transport struct {
 	conns  sync.Map // fd (int) -> *Conn
 	nextFD atomic.Int64
 	wg     sync.WaitGroup // connection goroutines
+	// lingerWG counts sockets lingering after their connection ended
+	// (linger.go), which Shutdown waits for too.
+	lingerWG sync.WaitGroup
 
 	// Stats are the transport's counters (Config.Stats, or its own).
 	Stats *Stats
@@ -317,7 +320,7 @@ func (t *Transport) Shutdown(ctx context.Context, goodbye func(*Conn)) error {
 		return true
 	})
 	done := make(chan struct{})
-	go func() { t.wg.Wait(); close(done) }()
+	go func() { t.wg.Wait(); t.lingerWG.Wait(); close(done) }()
 	var err error
 	select {
 	case <-done:

@@ -1,5 +1,7 @@
 package transport
 
+import "time"
+
 // writeLoop writes whatever is queued in one call per round, so a burst of
 // packets costs one syscall. It never holds mu during the write. Bytes
 // queued through a Batch wait for its flush, whose signal starts a round.
@@ -127,10 +129,24 @@ func (c *Conn) write(buf []byte, off int) bool {
 // takes of the queue.
 const writeChunk = 64 << 10
 
-// shut closes the socket, once; it ends the reader's wait too.
+// shut closes the socket once everything queued is written; it ends the
+// reader's wait too. When the broker ends the connection, the socket is
+// only half-closed and lingers (see linger.go).
 func (c *Conn) shut() {
 	c.shutOnce.Do(func() {
-		c.nc.Close()
+		c.mu.Lock()
+		reason := c.reason
+		c.mu.Unlock()
+		if c.raw != nil {
+			c.raw.closeLinger(lingers(reason))
+		} else if cw := closeWriter(c.nc); cw != nil && lingers(reason) && cw.CloseWrite() == nil {
+			c.lingering = true
+			// Wake the reader: it tells the layer above the connection
+			// closed, then lingers.
+			c.nc.SetReadDeadline(time.Now())
+		} else {
+			c.nc.Close()
+		}
 		close(c.done)
 	})
 }
