@@ -74,9 +74,9 @@ type Conn struct {
 	// half-closed to linger: the reader then discards input for a while
 	// before closing it (see linger.go).
 	lingering bool
-	writing      int // bytes the writer is writing now
-	shutOnce     sync.Once
-	drained      Drained // senders waiting for the queue to fall under low water
+	writing   int // bytes the writer is writing now
+	shutOnce  sync.Once
+	drained   Drained // senders waiting for the queue to fall under low water
 	// The writer goroutine runs only while there is something to write,
 	// so an idle connection costs one goroutine, not two.
 	writerOn     bool          // a writer (goroutine, or the reader writing its own) is writing
