@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -730,5 +732,114 @@ func TestLingeringClose(t *testing.T) {
 				nc.Close()
 			}
 		})
+	}
+}
+
+// chromium returns the path of a Chromium binary, skipping the test when
+// there is none outside CI (.ci/run installs the Debian package).
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is needed in CI (see .ci/run)")
+	}
+	t.Skip("chromium not installed (apt-get install chromium)")
+	return ""
+}
+
+// TestBrowserWebSocket: a real browser. Headless Chromium opens a page
+// that loads MQTT.js's browser bundle, connects over ws:// to the
+// default scripts, subscribes, and answers what it receives; a Go client
+// on plain TCP talks to it, and the page's DOM (--dump-dom) shows the
+// exchange.
+func TestBrowserWebSocket(t *testing.T) {
+	bundle := filepath.Join(mqttjsDir(t), "mqtt", "dist", "mqtt.min.js")
+	browser := chromium(t)
+	srv, _, logs := startServer(t, engine.Config{Scripts: filepath.Join(repoDir(), "scripts"), Listeners: []transport.ListenerConfig{
+		{Scheme: "ws", Addr: "127.0.0.1:0", Path: "/mqtt"},
+		{Scheme: "mqtt", Addr: "127.0.0.1:0"},
+	}})
+	wsURL := "ws://" + srv.Addrs()[0].String() + "/mqtt"
+
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	page := http.NewServeMux()
+	html, err := os.ReadFile(filepath.Join("testdata", "browser", "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page.HandleFunc("/page", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(html)
+	})
+	page.HandleFunc("/mqtt.min.js", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, bundle) })
+	page.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-time.After(30 * time.Second):
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	web := httptest.NewServer(page)
+	defer web.Close()
+	defer releaseOnce.Do(func() { close(release) }) // before Close, which waits for /hold
+
+	got := make(chan paho3.Message, 10)
+	goc := paho3.NewClient(paho3.NewClientOptions().AddBroker("tcp://" + srv.Addrs()[1].String()).SetClientID("go-side"))
+	if tok := goc.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer goc.Disconnect(100)
+	answers := map[string]byte{"browser/ready": 1, "browser/out": 1}
+	if tok := goc.SubscribeMultiple(answers, func(_ paho3.Client, m paho3.Message) { got <- m }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var dom, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+		"--no-first-run", "--user-data-dir="+t.TempDir(), "--enable-logging=stderr", "--log-level=0", "--dump-dom", web.URL+"/page?broker="+wsURL)
+	cmd.Stdout, cmd.Stderr = &dom, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	expect := func(topic string) string {
+		t.Helper()
+		select {
+		case m := <-got:
+			if m.Topic() != topic {
+				t.Fatalf("got %s %q, want %s", m.Topic(), m.Payload(), topic)
+			}
+			return string(m.Payload())
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no %s from the browser; its stderr:\n%s\nthe broker's log:\n%s", topic, stderr.String(), logs)
+		}
+		return ""
+	}
+	ua := expect("browser/ready")
+	if !strings.Contains(ua, "Chrome") {
+		t.Fatalf("the page's user agent %q", ua)
+	}
+	if tok := goc.Publish("browser/in", 1, false, "hello from go"); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	if answer := expect("browser/out"); answer != "got hello from go" {
+		t.Fatalf("the browser answered %q", answer)
+	}
+	// The page marks the answer done when its PUBACK arrives.
+	time.Sleep(300 * time.Millisecond)
+	releaseOnce.Do(func() { close(release) })
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{`<p id="status">answered hello from go</p>`, `<li>browser/in: hello from go</li>`} {
+		if !strings.Contains(dom.String(), want) {
+			t.Fatalf("the page's DOM has no %s:\n%s", want, dom.String())
+		}
 	}
 }
