@@ -9,9 +9,10 @@
 //	  |               timer, broker); it implements broker.Hooks
 //	engine/broker     MQTT: each connection's protocol state (a Client), sessions,
 //	  |               QoS flows, retained messages, wills, routing; no Lua
-//	engine/transport  listeners, event loops and read loops, outbound queues and
-//	                  their writers, backpressure, close reasons; no Lua, no MQTT
-//	                  policy
+//	engine/transport  listeners (mqtt, mqtts, ws, wss, unix; PROXY headers),
+//	                  event loops and read loops, outbound queues and their
+//	                  writers, backpressure, close reasons and the lingering
+//	                  close; no Lua, no MQTT policy
 //	engine/topic and codec are leaves every layer may use.
 //
 // # The path of a PUBLISH
@@ -20,8 +21,10 @@
 //
 //  1. transport: an event loop (Linux, plain TCP: epoll, one loop per
 //     worker, connection fd goes to loop fd % workers) or the
-//     connection's reader goroutine (other listeners, other platforms,
-//     Config.GoroutinePerConn) reads the socket and decodes every whole
+//     connection's reader goroutine (TLS, WebSocket, Unix sockets and
+//     PROXY-header listeners, other platforms, Config.GoroutinePerConn)
+//     reads the socket (for TLS and WebSocket: the plaintext stream the
+//     tls or websocket library unwraps) and decodes every whole
 //     packet with codec.Reader, handing each to the connection's
 //     transport.Receiver, which is its broker.Client.
 //  2. broker: Client.Packet applies the protocol rules (first packet

@@ -2,12 +2,17 @@ package main
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/mqttlua/broker/codec"
 )
 
@@ -32,11 +37,41 @@ const (
 	smallBuf = 512
 )
 
+// dialConn opens the connection addr names: host:port or mqtt://host:port
+// (TCP), mqtts://host:port (TLS, the certificate not checked: a loopback
+// benchmark), ws://host:port/path or wss://host:port/path (WebSocket,
+// subprotocol mqtt, one binary message per flush).
+func dialConn(addr string) (net.Conn, error) {
+	scheme, rest, ok := strings.Cut(addr, "://")
+	if !ok {
+		scheme, rest = "mqtt", addr
+	}
+	insecure := &tls.Config{InsecureSkipVerify: true}
+	switch scheme {
+	case "mqtt", "tcp":
+		return net.DialTimeout("tcp", rest, 5*time.Second)
+	case "mqtts", "ssl":
+		return tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", rest, insecure)
+	case "ws", "wss":
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		opts := &websocket.DialOptions{Subprotocols: []string{"mqtt"},
+			HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: insecure}}}
+		ws, _, err := websocket.Dial(ctx, addr, opts)
+		if err != nil {
+			return nil, err
+		}
+		ws.SetReadLimit(-1)
+		return websocket.NetConn(context.Background(), ws, websocket.MessageBinary), nil
+	}
+	return nil, fmt.Errorf("--addr %q: want host:port or an mqtt://, mqtts://, ws:// or wss:// URL", addr)
+}
+
 // dial connects and completes the MQTT handshake. bufSize sizes the
 // write buffer and the reader's first buffer (which grows if a packet
 // needs it).
 func dial(addr, id string, level byte, bufSize int) (*client, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	conn, err := dialConn(addr)
 	if err != nil {
 		return nil, err
 	}

@@ -48,7 +48,7 @@ type config struct {
 func main() {
 	var cfg config
 	var qos, level int
-	pflag.StringVar(&cfg.addr, "addr", "127.0.0.1:1883", "broker address (loopback)")
+	pflag.StringVar(&cfg.addr, "addr", "127.0.0.1:1883", "broker address (loopback): host:port, or mqtt://, mqtts://, ws://host:port/path, wss://host:port/path")
 	pflag.StringVar(&cfg.scenario, "scenario", "fanin", "fanin, fanout, pairs, latency, connect or idle")
 	pflag.IntVar(&qos, "qos", 0, "QoS of publications and subscriptions (0 or 1)")
 	pflag.IntVar(&cfg.publishers, "publishers", 8, "publishers (fanin)")
@@ -67,7 +67,11 @@ func main() {
 	if cfg.size < headerLen {
 		cfg.size = headerLen
 	}
-	if !strings.HasPrefix(cfg.addr, "127.") && !strings.HasPrefix(cfg.addr, "localhost:") && !strings.HasPrefix(cfg.addr, "[::1]") {
+	hostPort := cfg.addr
+	if _, rest, ok := strings.Cut(cfg.addr, "://"); ok {
+		hostPort = rest
+	}
+	if !strings.HasPrefix(hostPort, "127.") && !strings.HasPrefix(hostPort, "localhost:") && !strings.HasPrefix(hostPort, "[::1]") {
 		fmt.Fprintln(os.Stderr, "mqtt-bench: only loopback addresses are allowed")
 		os.Exit(2)
 	}

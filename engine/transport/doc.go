@@ -3,11 +3,20 @@
 // as framing (codec.Reader decodes whole packets); it holds no Lua and no
 // MQTT policy, and may import codec only.
 //
-// A Listener accepts net.Conns (TCP today; TLS, WebSocket and Unix
-// sockets are further implementations) and every one becomes the same
-// Conn. On Linux, TCP connections are read by event loops (epoll, one
-// loop per worker: eventloop_linux.go); elsewhere, and for other
-// listeners, each connection has a reader goroutine (readloop.go).
+// A Listener (listeners.go, from a ListenerConfig or a URL:
+// listenconfig.go) accepts net.Conns: TCP, TLS (tls.go: the handshake on
+// its own goroutine before the connection is served, certificates
+// reloadable), WebSocket (an HTTP server upgrading one path, through
+// github.com/coder/websocket) or a Unix socket, each optionally behind a
+// PROXY protocol header; every one becomes the same Conn. On Linux, plain
+// TCP connections are read by event loops (epoll, one loop per worker:
+// eventloop_linux.go); elsewhere, and for the other listeners, each
+// connection has a reader goroutine (readloop.go).
+//
+// When the broker ends a connection, its socket lingers (linger.go): the
+// last packet written, the write side shut down, input discarded for a
+// bounded time, then closed, so that the peer reads the last packet
+// rather than a reset.
 //
 // Data flows up through the connection's Receiver, which the layer above
 // makes for each new connection (Config.Open): Packet for each decoded
