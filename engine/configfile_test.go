@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,4 +53,50 @@ end
 		t.Fatalf("got %s", p.Topic)
 	}
 	c.Expect(codec.PINGRESP)
+}
+
+// TestConfigFileListeners: config.lua's listeners list, URLs or tables
+// with options, and its mistakes reported with the file's name.
+func TestConfigFileListeners(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.lua")
+	osWriteFile(path, `
+return {
+  listeners = {
+    "mqtt://127.0.0.1:0",
+    { url = "ws://127.0.0.1:0/ws", origins = { "a.example", "b.example" }, max_connections = 7 },
+    { url = "mqtt://127.0.0.1:0", proxy_protocol = true },
+  },
+}
+`)
+	fc, err := engine.LoadConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := engine.Config{}
+	if err := fc.Apply(&cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Listeners) != 3 {
+		t.Fatalf("listeners: %+v", cfg.Listeners)
+	}
+	ws := cfg.Listeners[1]
+	if ws.Scheme != "ws" || ws.Path != "/ws" || ws.MaxConnections != 7 || strings.Join(ws.AllowedOrigins, ",") != "a.example,b.example" {
+		t.Fatalf("the ws listener: %+v", ws)
+	}
+	if !cfg.Listeners[2].ProxyProtocol {
+		t.Fatalf("proxy_protocol not set: %+v", cfg.Listeners[2])
+	}
+	for _, bad := range []struct{ src, want string }{
+		{`return { listeners = "mqtt://:1883" }`, "listeners must be a list"},
+		{`return { listeners = { { port = 1883 } } }`, "listeners[1]: the url is missing"},
+		{`return { listeners = { { url = "mqtt://:1883", colour = "blue" } } }`, `listeners[1]: unknown option "colour"`},
+		{`return { listeners = { "gopher://:70" } }`, `unknown scheme "gopher"`},
+	} {
+		osWriteFile(path, bad.src)
+		_, err := engine.LoadConfigFile(path)
+		if err == nil || !strings.Contains(err.Error(), bad.want) || !strings.Contains(err.Error(), "config.lua") {
+			t.Errorf("%s: want an error naming config.lua with %q, got %v", bad.src, bad.want, err)
+		}
+	}
 }

@@ -41,6 +41,10 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{"missing scripts", []string{"--scripts", filepath.Join(dir, "none")}, "scripts folder does not exist"},
 		{"syntax error", []string{"--scripts", broken}, "broken/main.lua:3: "},
 		{"bad config", []string{"--scripts", badCfg}, "config.lua: settings.worker_num must be a number"},
+		{"bad listener", []string{"--scripts", "../../scripts", "--listen", "mqtt:/x"}, `listener "mqtt:/x"`},
+		{"TLS without a certificate", []string{"--scripts", "../../scripts", "--listen", "mqtts://127.0.0.1:0"}, "TLS needs a certificate and a key"},
+		{"unreadable certificate", []string{"--scripts", "../../scripts", "--listen", "mqtts://127.0.0.1:0", "--tls-cert", filepath.Join(dir, "no.pem"), "--tls-key", filepath.Join(dir, "no.key")}, filepath.Join(dir, "no.pem")},
+		{"bad client auth", []string{"--scripts", "../../scripts", "--listen", "wss://127.0.0.1:0/mqtt", "--tls-cert", "x", "--tls-key", "y", "--tls-client-auth", "maybe"}, `client_auth "maybe"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -70,7 +70,7 @@ func (lc *ListenerConfig) TLSEnabled() bool { return lc.Scheme == "mqtts" || lc.
 // key, ca, client_auth, min_tls, origins (comma-separated).
 func ParseListenURL(s string) (ListenerConfig, error) {
 	if !strings.Contains(s, "://") {
-		if _, _, err := net.SplitHostPort(s); err != nil {
+		if _, port, err := net.SplitHostPort(s); err != nil || !validPort(port) {
 			return ListenerConfig{}, fmt.Errorf("listener %q: want a URL (mqtt://host:port, mqtts://, ws://, wss://, unix://) or host:port", s)
 		}
 		return ListenerConfig{Scheme: "mqtt", Addr: s}, nil
@@ -94,6 +94,9 @@ func ParseListenURL(s string) (ListenerConfig, error) {
 		if port == "" {
 			port = defaultPorts[lc.Scheme]
 		}
+		if !validPort(port) {
+			return lc, fmt.Errorf("listener %q: %q is not a port number", s, port)
+		}
 		lc.Addr = net.JoinHostPort(host, port)
 		if lc.Scheme == "ws" || lc.Scheme == "wss" {
 			lc.Path = u.Path
@@ -112,6 +115,11 @@ func ParseListenURL(s string) (ListenerConfig, error) {
 		}
 	}
 	return lc, nil
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 0 && n <= 65535
 }
 
 // Set sets one option by the name config.lua and URL queries use.
