@@ -40,6 +40,10 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// HandlerTimeout bounds one handler or timer call (default 1 s).
 	HandlerTimeout time.Duration
+	// ScriptMemory is each Lua worker's memory budget in bytes: what a
+	// call may allocate and what a worker may keep between calls
+	// (default 256 MiB; negative: none). See script/membudget.go.
+	ScriptMemory int64
 	// MaxOutbound bounds a connection's queued outbound bytes (default
 	// 4 MiB); past it the connection is closed as a slow consumer.
 	MaxOutbound int
@@ -105,6 +109,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.HandlerTimeout <= 0 {
 		out.HandlerTimeout = time.Second
+	}
+	if out.ScriptMemory == 0 {
+		out.ScriptMemory = 256 << 20
 	}
 	if out.MaxOutbound <= 0 {
 		out.MaxOutbound = 4 << 20

@@ -102,7 +102,8 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 
 // Apply copies the file's values into cfg. Settings understood:
 // worker_num, package_max_length, max_connections, connect_timeout and
-// handler_timeout (seconds), max_outbound (bytes), and for MQTT 5
+// handler_timeout (seconds), max_outbound (bytes), script_memory (MiB
+// per Lua worker, 0: no budget), and for MQTT 5
 // topic_alias_maximum, receive_maximum, max_keep_alive (seconds), and
 // max_topic_levels (0: no limit).
 func (fc *FileConfig) Apply(cfg *Config, file string) error {
@@ -154,6 +155,12 @@ func (fc *FileConfig) Apply(cfg *Config, file string) error {
 			cfg.ReceiveMaximum = int(n)
 		case "max_keep_alive":
 			cfg.MaxKeepAlive = int(n)
+		case "script_memory":
+			// MiB; 0: no budget.
+			cfg.ScriptMemory = int64(n * (1 << 20))
+			if n == 0 {
+				cfg.ScriptMemory = -1
+			}
 		case "max_topic_levels":
 			cfg.MaxTopicLevels = int(n)
 			if n == 0 {

@@ -116,6 +116,7 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	maxConns := fs.Int("max-connections", 0, "refuse connections past this many (0: no limit)")
 	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "time a new connection has to send CONNECT")
 	handlerTimeout := fs.Duration("handler-timeout", time.Second, "deadline of one Lua handler call")
+	scriptMemory := fs.Int("script-memory", 256, "memory budget of each Lua worker in MiB: a call allocating more fails (its client is closed), a worker keeping more is rebuilt from the scripts; 0: no budget")
 	maxOutbound := fs.Int("max-outbound", 4<<20, "bytes queued for one connection before it is cut off as a slow consumer")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -186,6 +187,12 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	}
 	if fs.Changed("handler-timeout") || cfg.HandlerTimeout == 0 {
 		cfg.HandlerTimeout = *handlerTimeout
+	}
+	if fs.Changed("script-memory") || cfg.ScriptMemory == 0 {
+		cfg.ScriptMemory = int64(*scriptMemory) << 20
+		if *scriptMemory <= 0 {
+			cfg.ScriptMemory = -1
+		}
 	}
 	if fs.Changed("max-outbound") || cfg.MaxOutbound == 0 {
 		cfg.MaxOutbound = *maxOutbound

@@ -36,6 +36,9 @@ type Config struct {
 	Setup, SetupName string
 	// Errors counts handler failures (nil: not counted).
 	Errors *atomic.Int64
+	// MemoryBudget bounds, in bytes, what one VM may allocate in a call
+	// and keep between calls (membudget.go); 0 or less: no budget.
+	MemoryBudget int64
 }
 
 // Pool is the workers: one VM per worker running the scripts, the
@@ -51,8 +54,11 @@ type Pool struct {
 	// Shared is the key-value store every VM sees as `shared`.
 	Shared *SharedStore
 
-	reloadMu sync.Mutex // serialises Reload
+	reloadMu sync.Mutex // serialises Reload and the rebuild of a VM
 	stop     chan struct{}
+	// lastRetainedCheck is when the watchdog last walked the idle VMs
+	// (watchdog goroutine only).
+	lastRetainedCheck time.Time
 	stopOnce sync.Once
 }
 
@@ -219,9 +225,11 @@ func (s *Pool) lockVM(fd int) *VM {
 // VMs returns the current VM pool.
 func (s *Pool) VMs() []*VM { return *s.vms.Load() }
 
-// watchdog enforces the handler deadline on every VM.
+// watchdog enforces the handler deadline and the memory budget on every
+// VM. It ticks often enough to stop an allocation loop early (at about a
+// gigabyte a second, 25 ms is 25 MB).
 func (s *Pool) watchdog() {
-	period := s.cfg.HandlerTimeout / 10
+	period := min(s.cfg.HandlerTimeout/10, 25*time.Millisecond)
 	if period < 10*time.Millisecond {
 		period = 10 * time.Millisecond
 	}
@@ -235,6 +243,7 @@ func (s *Pool) watchdog() {
 			for _, vm := range s.VMs() {
 				vm.watchdog(now, s.cfg.HandlerTimeout)
 			}
+			s.checkMemory(now)
 		}
 	}
 }

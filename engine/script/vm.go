@@ -51,6 +51,10 @@ type VM struct {
 	busySince atomic.Int64
 	ctxMu     sync.Mutex
 	cancel    func()
+	// overBudget is set when the watchdog stopped the call for the
+	// memory budget; mem is the watchdog's own record of the call.
+	overBudget atomic.Bool
+	mem        memWatch
 
 	timers timerSet
 
@@ -202,6 +206,10 @@ func (vm *VM) pcall(nargs, nret int) error {
 	if vm.L.Context().Err() != nil {
 		le.Timeout = true
 		le.Msg = fmt.Sprintf("handler ran past its deadline of %s", vm.pool.cfg.HandlerTimeout)
+		if vm.overBudget.Swap(false) {
+			le.Timeout, le.OverBudget = false, true
+			le.Msg = budgetError(vm.pool.cfg.MemoryBudget)
+		}
 		vm.resetContext()
 	}
 	return le
@@ -211,8 +219,9 @@ func (vm *VM) pcall(nargs, nret int) error {
 // deadline.
 type LuaError struct {
 	Msg       string // includes the script's file:line when Lua knows it
-	Traceback string
-	Timeout   bool
+	Traceback  string
+	Timeout    bool
+	OverBudget bool // stopped over its memory budget
 }
 
 func (e *LuaError) Error() string { return e.Msg }
