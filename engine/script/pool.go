@@ -59,7 +59,7 @@ type Pool struct {
 	// lastRetainedCheck is when the watchdog last walked the idle VMs
 	// (watchdog goroutine only).
 	lastRetainedCheck time.Time
-	stopOnce sync.Once
+	stopOnce          sync.Once
 }
 
 // New compiles the scripts and starts the VMs, whose bindings act on b.

@@ -218,7 +218,7 @@ func (vm *VM) pcall(nargs, nret int) error {
 // LuaError is an error raised by a script, or a handler that ran past its
 // deadline.
 type LuaError struct {
-	Msg       string // includes the script's file:line when Lua knows it
+	Msg        string // includes the script's file:line when Lua knows it
 	Traceback  string
 	Timeout    bool
 	OverBudget bool // stopped over its memory budget
