@@ -104,9 +104,13 @@ func (s *Pool) checkRetained(budget int64) {
 		if size > budget {
 			s.cfg.Log.WithField("worker", vm.ID).Warnf("Lua worker %d keeps about %d MiB, over its memory budget of %d MiB: rebuilt from the scripts (its Lua globals and module state start afresh)",
 				vm.ID, size>>20, budget>>20)
-			if err := s.rebuildVM(vm); err != nil {
-				s.cfg.Log.WithError(err).WithField("worker", vm.ID).Error("rebuilding the Lua worker failed; it keeps running")
-			}
+			// On its own goroutine: the new worker's onWorkerStart runs
+			// under the deadline this watchdog enforces.
+			go func(vm *VM) {
+				if err := s.rebuildVM(vm); err != nil {
+					s.cfg.Log.WithError(err).WithField("worker", vm.ID).Error("rebuilding the Lua worker failed; it keeps running")
+				}
+			}(vm)
 		}
 	}
 }
