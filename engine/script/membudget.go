@@ -12,7 +12,7 @@ import (
 // hook of its own, so a VM's memory is measured from outside, by the
 // watchdog, at no cost to the handlers:
 //
-//   - During a call: the heap's growth since the watchdog first saw the
+//   - During a call: the bytes allocated since the watchdog first saw the
 //     call running. Past the budget, the VM that has been running longest
 //     is stopped, as a handler past its deadline is: its call fails with
 //     a Lua error, and its client is closed.
@@ -23,26 +23,28 @@ import (
 //     is lost; connections, sessions and shared values live in Go and
 //     stay).
 //
-// The heap is the whole process's, so a call is charged with what other
-// goroutines allocate meanwhile; handlers that run for milliseconds
+// The counts are the whole process's, so a call is charged with what
+// other goroutines allocate meanwhile; handlers that run for milliseconds
 // allocate little, which makes the longest-running VM the one to blame.
 
-// heapSample reads the bytes of heap objects (live, and dead not yet
-// swept), which a growing Lua state grows and a collection brings down.
-var heapSample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+// heapSamples read the bytes allocated since the process started (which
+// only grow, whatever the collector frees meanwhile: a call's share is
+// the difference) and the bytes of heap objects now (live, and dead not
+// yet swept: whether walking the idle VMs is worth it).
+var heapSamples = []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
 
-func heapBytes() int64 {
-	metrics.Read(heapSample)
-	if heapSample[0].Value.Kind() != metrics.KindUint64 {
-		return 0
+func heapBytes() (allocated, inUse int64) {
+	metrics.Read(heapSamples)
+	if heapSamples[0].Value.Kind() != metrics.KindUint64 || heapSamples[1].Value.Kind() != metrics.KindUint64 {
+		return 0, 0
 	}
-	return int64(heapSample[0].Value.Uint64())
+	return int64(heapSamples[0].Value.Uint64()), int64(heapSamples[1].Value.Uint64())
 }
 
 // memWatch is the watchdog's memory of one VM's running call.
 type memWatch struct {
 	call int64 // the busySince of the call being watched
-	base int64 // the heap when the watchdog first saw it
+	base int64 // the bytes allocated when the watchdog first saw it
 }
 
 // retainedCheckEvery spaces the walks of idle VMs.
@@ -54,7 +56,7 @@ func (s *Pool) checkMemory(now time.Time) {
 	if budget <= 0 {
 		return
 	}
-	heap := heapBytes()
+	allocated, heap := heapBytes()
 	var culprit *VM
 	for _, vm := range s.VMs() {
 		call := vm.busySince.Load()
@@ -64,10 +66,10 @@ func (s *Pool) checkMemory(now time.Time) {
 			continue
 		}
 		if w.call != call {
-			w.call, w.base = call, heap
+			w.call, w.base = call, allocated
 			continue
 		}
-		if heap-w.base > budget && (culprit == nil || call < culprit.mem.call) {
+		if allocated-w.base > budget && (culprit == nil || call < culprit.mem.call) {
 			culprit = vm
 		}
 	}
@@ -102,15 +104,16 @@ func (s *Pool) checkRetained(budget int64) {
 		}
 		vm.mu.Unlock()
 		if size > budget {
-			s.cfg.Log.WithField("worker", vm.ID).Warnf("Lua worker %d keeps about %d MiB, over its memory budget of %d MiB: rebuilt from the scripts (its Lua globals and module state start afresh)",
-				vm.ID, size>>20, budget>>20)
 			// On its own goroutine: the new worker's onWorkerStart runs
 			// under the deadline this watchdog enforces.
-			go func(vm *VM) {
+			go func(vm *VM, size int64) {
 				if err := s.rebuildVM(vm); err != nil {
-					s.cfg.Log.WithError(err).WithField("worker", vm.ID).Error("rebuilding the Lua worker failed; it keeps running")
+					s.cfg.Log.WithError(err).WithField("worker", vm.ID).Error("a Lua worker over its memory budget could not be rebuilt; it keeps running")
+					return
 				}
-			}(vm)
+				s.cfg.Log.WithField("worker", vm.ID).Warnf("Lua worker %d kept about %d MiB, over its memory budget of %d MiB: rebuilt from the scripts (its Lua globals and module state start afresh)",
+					vm.ID, size>>20, budget>>20)
+			}(vm, size)
 		}
 	}
 }
