@@ -40,6 +40,13 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// HandlerTimeout bounds one handler or timer call (default 1 s).
 	HandlerTimeout time.Duration
+	// HTTPAddr is the operators' HTTP listener (/metrics, /healthz,
+	// /readyz), host:port; empty: none. HTTPToken is the bearer token it
+	// requires (needed off loopback).
+	HTTPAddr, HTTPToken string
+	// SysInterval is how often the $SYS topics are published (default
+	// 10 s; negative: never).
+	SysInterval time.Duration
 	// ScriptMemory is each Lua worker's memory budget in bytes: what a
 	// call may allocate and what a worker may keep between calls
 	// (default 256 MiB; negative: none). See script/membudget.go.
@@ -109,6 +116,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.HandlerTimeout <= 0 {
 		out.HandlerTimeout = time.Second
+	}
+	if out.SysInterval == 0 {
+		out.SysInterval = 10 * time.Second
 	}
 	if out.ScriptMemory == 0 {
 		out.ScriptMemory = 256 << 20

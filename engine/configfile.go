@@ -103,7 +103,8 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 // Apply copies the file's values into cfg. Settings understood:
 // worker_num, package_max_length, max_connections, connect_timeout and
 // handler_timeout (seconds), max_outbound (bytes), script_memory (MiB
-// per Lua worker, 0: no budget), and for MQTT 5
+// per Lua worker, 0: no budget), sys_interval (seconds, 0: no $SYS
+// topics), and for MQTT 5
 // topic_alias_maximum, receive_maximum, max_keep_alive (seconds), and
 // max_topic_levels (0: no limit).
 func (fc *FileConfig) Apply(cfg *Config, file string) error {
@@ -155,6 +156,12 @@ func (fc *FileConfig) Apply(cfg *Config, file string) error {
 			cfg.ReceiveMaximum = int(n)
 		case "max_keep_alive":
 			cfg.MaxKeepAlive = int(n)
+		case "sys_interval":
+			// seconds; 0: no $SYS topics.
+			cfg.SysInterval = time.Duration(n * float64(time.Second))
+			if n == 0 {
+				cfg.SysInterval = -1
+			}
 		case "script_memory":
 			// MiB; 0: no budget.
 			cfg.ScriptMemory = int64(n * (1 << 20))

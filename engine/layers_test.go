@@ -22,7 +22,8 @@ func TestLayers(t *testing.T) {
 		"engine/transport": {"codec"},
 		"engine/broker":    {"codec", "engine/topic", "engine/transport"},
 		"engine/script":    {"codec", "engine/topic", "engine/transport", "engine/broker", "lualib"},
-		"engine":           {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib"},
+		"engine/observe":   {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib"},
+		"engine":           {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "engine/observe", "lualib"},
 		"lualib":           {},
 	}
 	noLua := map[string]bool{"codec": true, "engine/topic": true, "engine/transport": true, "engine/broker": true}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"net"
 	"sync/atomic"
+	"time"
 
 	"github.com/mqttlua/broker/engine/broker"
+	"github.com/mqttlua/broker/engine/observe"
 	"github.com/mqttlua/broker/engine/script"
 	"github.com/mqttlua/broker/engine/transport"
 )
@@ -23,7 +25,14 @@ type Server struct {
 	Stats Stats
 
 	shut atomic.Bool
+
+	http    *observe.Server
+	stopSys func()
 }
+
+// Version is the broker's version, for $SYS/broker/version (set at
+// build time with -ldflags "-X github.com/mqttlua/broker/engine.Version=...").
+var Version = "dev"
 
 // Stats are counters, safe to read at any time: the transport's, and the
 // scripts' errors.
@@ -39,6 +48,9 @@ func New(cfg Config) (*Server, error) {
 	c := &s.cfg
 	listeners, err := c.listeners()
 	if err != nil {
+		return nil, err
+	}
+	if err := observe.CheckHTTP(observe.HTTPConfig{Addr: c.HTTPAddr, Token: c.HTTPToken}); err != nil {
 		return nil, err
 	}
 	s.broker = broker.New(broker.Config{
@@ -85,8 +97,35 @@ func (s *Server) NewVM(id int) (*script.VM, error) { return s.pool.NewVM(id) }
 // Config returns the server's configuration with defaults applied.
 func (s *Server) Config() Config { return s.cfg }
 
-// Listen opens every configured listener. It logs one line per address.
-func (s *Server) Listen() error { return s.tr.Listen() }
+// Listen opens every configured listener (one log line each), the
+// operators' HTTP listener if configured, and starts publishing $SYS.
+func (s *Server) Listen() error {
+	if err := s.tr.Listen(); err != nil {
+		return err
+	}
+	src := observe.Sources{Transport: s.tr, Broker: s.broker, Scripts: s.pool, ScriptErrors: &s.Stats.ScriptErrors,
+		Version: Version, Started: time.Now()}
+	h, err := observe.Listen(src, observe.HTTPConfig{Addr: s.cfg.HTTPAddr, Token: s.cfg.HTTPToken, Ready: func() bool { return !s.shut.Load() }})
+	if err != nil {
+		return err
+	}
+	if h != nil {
+		s.http = h
+		s.cfg.Log.WithField("addr", h.Addr()).Infof("metrics at %s/metrics", h.URL())
+	}
+	if s.cfg.SysInterval > 0 {
+		s.stopSys = observe.StartSys(src, s.cfg.SysInterval)
+	}
+	return nil
+}
+
+// HTTPAddr returns the address of the operators' HTTP listener, or "".
+func (s *Server) HTTPAddr() string {
+	if s.http == nil {
+		return ""
+	}
+	return s.http.Addr()
+}
 
 // Addrs returns the addresses the server listens on.
 func (s *Server) Addrs() []net.Addr { return s.tr.Addrs() }
@@ -112,6 +151,12 @@ func (s *Server) Broker() *broker.Broker { return s.broker }
 func (s *Server) Shutdown(ctx context.Context) error {
 	if s.shut.Swap(true) {
 		return nil
+	}
+	if s.stopSys != nil {
+		s.stopSys()
+	}
+	if s.http != nil {
+		s.http.Close()
 	}
 	err := s.tr.Shutdown(ctx, func(t *transport.Conn) {
 		t.Receiver().(*broker.Client).Close(transport.CloseServerShutdown)

@@ -118,6 +118,9 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	handlerTimeout := fs.Duration("handler-timeout", time.Second, "deadline of one Lua handler call")
 	scriptMemory := fs.Int("script-memory", 256, "memory budget of each Lua worker in MiB: a call allocating more fails (its client is closed), a worker keeping more is rebuilt from the scripts; 0: no budget")
 	maxOutbound := fs.Int("max-outbound", 4<<20, "bytes queued for one connection before it is cut off as a slow consumer")
+	httpAddr := fs.String("http", "", "operators' HTTP listener, host:port (e.g. 127.0.0.1:8080): Prometheus /metrics, /healthz, /readyz; off by default")
+	httpTokenFile := fs.String("http-token-file", "", "file holding the bearer token --http requires (or the MQTTLUA_HTTP_TOKEN environment variable); needed when --http is not on loopback")
+	sysInterval := fs.Duration("sys-interval", 10*time.Second, "how often the $SYS/broker/... topics are published; 0: never")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
@@ -199,6 +202,24 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	}
 	if *goroutines {
 		cfg.GoroutinePerConn = true
+	}
+	cfg.HTTPAddr = *httpAddr
+	cfg.HTTPToken = os.Getenv("MQTTLUA_HTTP_TOKEN")
+	if *httpTokenFile != "" {
+		b, err := os.ReadFile(*httpTokenFile)
+		if err != nil {
+			return nil, nil, runOpts{}, &exitError{2, "--http-token-file: " + err.Error()}
+		}
+		cfg.HTTPToken = strings.TrimSpace(string(b))
+		if cfg.HTTPToken == "" {
+			return nil, nil, runOpts{}, &exitError{2, "--http-token-file: " + *httpTokenFile + " is empty"}
+		}
+	}
+	if fs.Changed("sys-interval") || cfg.SysInterval == 0 {
+		cfg.SysInterval = *sysInterval
+		if *sysInterval <= 0 {
+			cfg.SysInterval = -1
+		}
 	}
 	for name, v := range map[string]int{"workers": cfg.Workers, "max-packet-size": cfg.MaxPacketSize, "max-outbound": cfg.MaxOutbound} {
 		if v <= 0 {

@@ -420,3 +420,38 @@ func (k *Broker) RetainedCount() int { return k.retained.Len() }
 
 // SubscriptionCount returns the number of subscriptions.
 func (k *Broker) SubscriptionCount() int { return k.subs.Len() }
+
+// SessionCounts are the sessions and what waits in them, for metrics.
+type SessionCounts struct {
+	Online, Offline int // sessions with and without a connection
+	Persistent      int // sessions that outlive their connection
+	Inflight        int // QoS 1/2 deliveries sent and not yet acknowledged
+	Queued          int // deliveries waiting beyond the in-flight window or for a connection
+}
+
+// Sessions counts the sessions. It visits each under its lock: for a
+// scrape every few seconds, not the message path.
+func (k *Broker) Sessions() SessionCounts {
+	k.mu.Lock()
+	sessions := make([]*Session, 0, len(k.sessions))
+	for _, s := range k.sessions {
+		sessions = append(sessions, s)
+	}
+	k.mu.Unlock()
+	var n SessionCounts
+	for _, s := range sessions {
+		s.mu.Lock()
+		if s.conn.Load() != nil {
+			n.Online++
+		} else {
+			n.Offline++
+		}
+		if s.persistent {
+			n.Persistent++
+		}
+		n.Inflight += len(s.inflight)
+		n.Queued += len(s.queue)
+		s.mu.Unlock()
+	}
+	return n
+}

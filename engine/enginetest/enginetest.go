@@ -68,6 +68,11 @@ func Start(t testing.TB, cfg engine.Config) (*engine.Server, string, *LogBuffer)
 	if cfg.Workers == 0 {
 		cfg.Workers = 2
 	}
+	if cfg.SysInterval == 0 {
+		// $SYS's retained messages would be in every count; the tests
+		// of $SYS set an interval.
+		cfg.SysInterval = -1
+	}
 	srv, err := engine.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -35,7 +35,7 @@ func (h *clientHooks) Packet(p *codec.Packet) (bool, broker.Verdict) {
 		return false, broker.VerdictNone
 	}
 	L := vm.L
-	vm.cur, vm.handling = c, p.Type
+	vm.cur, vm.handling, vm.slot = c, p.Type, int(p.Type&15)
 	L.Push(fn)
 	L.Push(vm.server)
 	L.Push(h.fdValue)
@@ -47,7 +47,7 @@ func (h *clientHooks) Packet(p *codec.Packet) (bool, broker.Verdict) {
 		ret = L.Get(-1)
 		L.Pop(1)
 	}
-	vm.cur, vm.handling = nil, 0
+	vm.cur, vm.handling, vm.slot = nil, 0, -1
 	vm.mu.Unlock()
 	if err != nil {
 		s.scriptFailed(c, s.callbackName(p.Type), err)
@@ -72,13 +72,13 @@ func (h *clientHooks) Closed(reason transport.CloseReason) {
 		vm.mu.Unlock()
 		return
 	}
-	vm.cur, vm.where = c, "onClose"
+	vm.cur, vm.where, vm.slot = c, "onClose", slotClose
 	vm.L.Push(fn)
 	vm.L.Push(vm.server)
 	vm.L.Push(h.fdValue)
 	vm.L.Push(reasonValue(reason))
 	err := vm.pcall(3, 0)
-	vm.cur, vm.where = nil, ""
+	vm.cur, vm.where, vm.slot = nil, "", -1
 	vm.mu.Unlock()
 	// The connection's reader has stopped: write what onClose queued for
 	// others now.

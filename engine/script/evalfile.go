@@ -22,7 +22,7 @@ func EvalFile(path string) (map[string]any, error) {
 	if err != nil {
 		return nil, err
 	}
-	vm := &VM{pool: &Pool{cfg: Config{Log: logrus.New(), HandlerTimeout: time.Second}, Shared: NewSharedStore()}}
+	vm := &VM{pool: &Pool{cfg: Config{Log: logrus.New(), HandlerTimeout: time.Second}, Shared: NewSharedStore()}, slot: -1}
 	vm.L = lua.NewState(lua.Options{SkipOpenLibs: true})
 	defer vm.L.Close()
 	vm.openLibs()

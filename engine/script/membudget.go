@@ -134,7 +134,7 @@ func (s *Pool) rebuildVM(old *VM) error {
 	}
 	vm.mu.Lock()
 	if fn := vm.global("onWorkerStart"); fn != nil {
-		vm.where = "onWorkerStart"
+		vm.where, vm.slot = "onWorkerStart", slotWorkerStart
 		vm.L.Push(fn)
 		vm.L.Push(vm.server)
 		vm.L.Push(vm.idValue)
@@ -144,7 +144,7 @@ func (s *Pool) rebuildVM(old *VM) error {
 			return err
 		}
 	}
-	vm.where = ""
+	vm.where, vm.slot = "", -1
 	vm.mu.Unlock()
 	next := append([]*VM(nil), vms...)
 	next[old.ID] = vm

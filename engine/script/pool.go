@@ -50,6 +50,8 @@ type Pool struct {
 
 	sc  atomic.Pointer[scripts]
 	vms atomic.Pointer[[]*VM]
+	// workers are each worker's counters (stats.go), kept across reloads.
+	workers []workerStats
 
 	// Shared is the key-value store every VM sees as `shared`.
 	Shared *SharedStore
@@ -66,7 +68,7 @@ type Pool struct {
 // A script that does not load is reported as a *ScriptError naming its
 // file and line.
 func New(cfg Config, b *broker.Broker) (*Pool, error) {
-	s := &Pool{cfg: cfg, broker: b, Shared: NewSharedStore(), stop: make(chan struct{})}
+	s := &Pool{cfg: cfg, broker: b, Shared: NewSharedStore(), stop: make(chan struct{}), workers: make([]workerStats, max(cfg.Workers, 1))}
 	if s.cfg.Errors == nil {
 		s.cfg.Errors = new(atomic.Int64)
 	}
@@ -165,7 +167,7 @@ func (s *Pool) startVMs(sc *scripts) ([]*VM, error) {
 	for _, vm := range vms {
 		vm.mu.Lock()
 		if fn := vm.global("onWorkerStart"); fn != nil {
-			vm.where = "onWorkerStart"
+			vm.where, vm.slot = "onWorkerStart", slotWorkerStart
 			vm.L.Push(fn)
 			vm.L.Push(vm.server)
 			vm.L.Push(vm.idValue)
@@ -177,7 +179,7 @@ func (s *Pool) startVMs(sc *scripts) ([]*VM, error) {
 				return nil, scriptErrorOf(err, sc.mainPath)
 			}
 		}
-		vm.where = ""
+		vm.where, vm.slot = "", -1
 		vm.mu.Unlock()
 	}
 	return vms, nil
@@ -214,7 +216,14 @@ func (s *Pool) vm(fd int) *VM {
 func (s *Pool) lockVM(fd int) *VM {
 	for {
 		vm := s.vm(fd)
-		vm.mu.Lock()
+		if !vm.mu.TryLock() {
+			// Taken: how long connections wait for their worker is
+			// what a slow handler costs the others.
+			t0 := time.Now()
+			vm.mu.Lock()
+			vm.stats.waitNanos.Add(uint64(time.Since(t0)))
+			vm.stats.waits.Add(1)
+		}
 		if !vm.closed {
 			return vm
 		}

@@ -109,10 +109,10 @@ func (vm *VM) fire(id int, fn *lua.LFunction, repeat bool, d time.Duration) {
 		vm.mu.Unlock()
 		return
 	}
-	vm.where = "a timer"
+	vm.where, vm.slot = "a timer", slotTimer
 	vm.L.Push(fn)
 	err := vm.pcall(0, 0)
-	vm.where = ""
+	vm.where, vm.slot = "", -1
 	vm.mu.Unlock()
 	if err != nil {
 		vm.pool.scriptFailed(nil, "timer", err)

@@ -60,6 +60,11 @@ type VM struct {
 
 	// scratch is the packet bindings read tables into (mu held).
 	scratch codec.Packet
+
+	// stats are the worker's counters (stats.go); slot is the handler the
+	// next pcall runs (-1: not counted, e.g. the scripts' top level).
+	stats *workerStats
+	slot  int
 }
 
 // openLibs opens the sandboxed standard library (sandbox.go), print to
@@ -107,7 +112,12 @@ func (vm *VM) luaPrint(L *lua.LState) int {
 
 // newVM creates a VM, opens its libraries and modules, and runs main.lua.
 func newVM(pool *Pool, id int, sc *scripts) (*VM, error) {
-	vm := &VM{ID: id, idValue: lua.LNumber(id), pool: pool, where: "the scripts' top level"}
+	vm := &VM{ID: id, idValue: lua.LNumber(id), pool: pool, where: "the scripts' top level", slot: -1}
+	if id >= 0 && id < len(pool.workers) {
+		vm.stats = &pool.workers[id]
+	} else {
+		vm.stats = &workerStats{} // a tool's VM (NewVM): counted apart
+	}
 	vm.L = lua.NewState(lua.Options{SkipOpenLibs: true, CallStackSize: 200, RegistrySize: 1024 * 4, RegistryMaxSize: 1024 * 256})
 	vm.openLibs()
 	vm.openBindings()
@@ -192,12 +202,25 @@ func (c *stopCtx) Err() error {
 // pcall runs the function and arguments on the stack under the handler
 // deadline. A failure is returned as a *LuaError. mu must be held.
 func (vm *VM) pcall(nargs, nret int) error {
-	vm.busySince.Store(time.Now().UnixNano())
+	start := time.Now()
+	vm.busySince.Store(start.UnixNano())
 	err := vm.L.PCall(nargs, nret, nil)
 	vm.busySince.Store(0)
 	if err == nil {
+		if vm.slot >= 0 {
+			vm.stats.record(vm.slot, time.Since(start), nil)
+		}
 		return nil
 	}
+	lerr := vm.callError(err)
+	if vm.slot >= 0 {
+		vm.stats.record(vm.slot, time.Since(start), lerr)
+	}
+	return lerr
+}
+
+// callError makes a failed call's error a *LuaError.
+func (vm *VM) callError(err error) *LuaError {
 	le := &LuaError{Msg: err.Error()}
 	if ae, ok := err.(*lua.ApiError); ok {
 		le.Msg = ae.Object.String()

@@ -125,6 +125,9 @@ func (c *Conn) newReader() *codec.Reader {
 //go:noinline
 func (c *Conn) afterRead(r *codec.Reader, n int, err error) bool {
 	r.Advance(n)
+	if n > 0 {
+		c.t.Stats.BytesIn.Add(int64(n))
+	}
 	if err != nil && n == 0 {
 		if err == io.EOF && r.Buffered() > 0 {
 			err = io.ErrUnexpectedEOF
@@ -167,7 +170,7 @@ func (c *Conn) handleBuffered(r *codec.Reader) bool {
 				// the peer still sends is not handled.
 				return false
 			}
-			c.t.Stats.PacketsIn.Add(1)
+			c.t.Stats.PacketsIn[p.Type&15].Add(1)
 			c.recv.Packet(p)
 			c.ranHandler = true
 		}

@@ -89,9 +89,13 @@ type Transport struct {
 type Stats struct {
 	ConnectionsTotal atomic.Int64
 	Connections      atomic.Int64
+	ConnectionsPeak  atomic.Int64 // the most connections at once
 	Refused          atomic.Int64 // connections past MaxConnections
-	PacketsIn        atomic.Int64
-	SlowConsumers    atomic.Int64
+	// PacketsIn counts decoded packets by type (index: the packet type).
+	PacketsIn     [16]atomic.Int64
+	BytesIn       atomic.Int64 // bytes read from clients (after TLS and WebSocket framing)
+	BytesOut      atomic.Int64 // bytes written to clients (before TLS and WebSocket framing)
+	SlowConsumers atomic.Int64
 	DroppedTooLarge  atomic.Int64 // packets over a peer's maximum packet size
 	Closes           [NumCloseReasons]atomic.Int64
 }
@@ -280,7 +284,9 @@ func (t *Transport) track(c *Conn) {
 	if c.ls != nil {
 		c.ls.conns.Add(1)
 	}
-	t.Stats.Connections.Add(1)
+	now := t.Stats.Connections.Add(1)
+	for peak := t.Stats.ConnectionsPeak.Load(); now > peak && !t.Stats.ConnectionsPeak.CompareAndSwap(peak, now); peak = t.Stats.ConnectionsPeak.Load() {
+	}
 	t.Stats.ConnectionsTotal.Add(1)
 	t.wg.Add(1)
 }
@@ -338,6 +344,19 @@ func (t *Transport) Shutdown(ctx context.Context, goodbye func(*Conn)) error {
 	close(t.stop)
 	t.stopEventLoops()
 	return err
+}
+
+// ListenerConnections calls f with each listener's URL and live
+// connections, in the order they were configured.
+func (t *Transport) ListenerConnections(f func(url string, n int64)) {
+	t.mu.Lock()
+	lns := append([]Listener(nil), t.listeners...)
+	t.mu.Unlock()
+	for _, ln := range lns {
+		if ls := stateOf(ln); ls != nil {
+			f(ls.url, ls.conns.Load())
+		}
+	}
 }
 
 // EventLoops reports whether the event loops serve TCP connections.

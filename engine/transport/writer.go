@@ -38,6 +38,7 @@ func (c *Conn) writeRounds(handOff bool) {
 				return
 			}
 			c.written.Add(int64(n))
+			c.t.Stats.BytesOut.Add(int64(n))
 			if off = n; off < len(buf) {
 				c.t.wg.Add(1)
 				go func() {
@@ -114,6 +115,7 @@ func (c *Conn) write(buf []byte, off int) bool {
 		if c.raw == nil {
 			c.written.Add(int64(n))
 		}
+		c.t.Stats.BytesOut.Add(int64(n))
 		if err != nil {
 			c.Close(CloseNetworkError)
 			c.shut()
