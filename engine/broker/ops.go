@@ -254,7 +254,9 @@ func (k *Broker) deliverRetained(s *Session, c *Client, d delivery, batch *trans
 		return
 	}
 	s.mu.Lock()
-	s.deliverLocked(k, d, nil, batch)
+	if s.deliverLocked(k, d, nil, batch) {
+		k.Stats.Delivered.Add(1)
+	}
 	s.mu.Unlock()
 }
 

@@ -137,7 +137,9 @@ func (k *Broker) fanOut(m *Message, from *Client, sc *routeScratch, batch *trans
 		}
 		m.own()
 		t.s.mu.Lock()
-		t.s.deliverLocked(k, d, &sc.fanout, batch)
+		if t.s.deliverLocked(k, d, &sc.fanout, batch) {
+			delivered++
+		}
 		t.s.mu.Unlock()
 	}
 	if delivered > 0 {
@@ -334,7 +336,9 @@ func (k *Broker) redistribute(ds []delivery) {
 		}
 		k.Stats.Redistributed.Add(1)
 		s.mu.Lock()
-		s.deliverLocked(k, d, nil, nil)
+		if s.deliverLocked(k, d, nil, nil) {
+			k.Stats.Delivered.Add(1)
+		}
 		s.mu.Unlock()
 	}
 }

@@ -179,9 +179,11 @@ func (s *Session) window(k *Broker, c *Client) int {
 
 // deliverLocked sends or queues one QoS 1/2 delivery. f, if not nil, is
 // the routing's shared encoding of the message. mu must be held.
-func (s *Session) deliverLocked(k *Broker, d delivery, f *codec.Fanout, batch *transport.Batch) {
+// It reports whether the delivery went to the connection now (for the
+// Delivered count; a queued one counts when it is sent).
+func (s *Session) deliverLocked(k *Broker, d delivery, f *codec.Fanout, batch *transport.Batch) bool {
 	if s.ended {
-		return
+		return false
 	}
 	c := s.conn.Load()
 	if c == nil || len(s.queue) > 0 || len(s.inflight) >= s.window(k, c) {
@@ -190,9 +192,9 @@ func (s *Session) deliverLocked(k *Broker, d delivery, f *codec.Fanout, batch *t
 		if c != nil && batch != nil && len(s.queue) > queueHighWater {
 			batch.AddPressure(s)
 		}
-		return
+		return false
 	}
-	s.sendLocked(k, c, d, f, batch)
+	return s.sendLocked(k, c, d, f, batch)
 }
 
 // WaitDrained implements transport.Pressure: it returns when the session's
@@ -240,10 +242,11 @@ func (s *Session) releaseWaitersLocked() {
 
 // sendLocked assigns a packet id, records the delivery in flight and
 // encodes it into the connection's queue.
-func (s *Session) sendLocked(k *Broker, c *Client, d delivery, f *codec.Fanout, batch *transport.Batch) {
+// It reports whether the delivery was queued to the connection.
+func (s *Session) sendLocked(k *Broker, c *Client, d delivery, f *codec.Fanout, batch *transport.Batch) bool {
 	if d.msg.expired(time.Now()) {
 		k.Stats.Expired.Add(1)
-		return
+		return false
 	}
 	id := s.nextIDLocked()
 	if s.inflight == nil {
@@ -253,6 +256,7 @@ func (s *Session) sendLocked(k *Broker, c *Client, d delivery, f *codec.Fanout, 
 	s.order = append(s.order, id)
 	switch err := k.send(c, d, false, id, f, batch); err {
 	case nil:
+		return true
 	case transport.ErrTooLarge:
 		// Over the client's Maximum Packet Size: dropped, never sent.
 		delete(s.inflight, id)
@@ -261,6 +265,7 @@ func (s *Session) sendLocked(k *Broker, c *Client, d delivery, f *codec.Fanout, 
 		// The connection is closing; the message stays in flight and is
 		// sent again, with DUP, when the session resumes.
 	}
+	return false
 }
 
 func (s *Session) enqueueLocked(k *Broker, d delivery) {
@@ -295,7 +300,9 @@ func (s *Session) drainLocked(k *Broker, batch *transport.Batch) {
 	for n < len(s.queue) && len(s.inflight) < w {
 		d := s.queue[n]
 		s.queue[n] = delivery{}
-		s.sendLocked(k, c, d, nil, batch)
+		if s.sendLocked(k, c, d, nil, batch) {
+			k.Stats.Delivered.Add(1)
+		}
 		n++
 	}
 	if n > 0 {

@@ -1,0 +1,213 @@
+package engine_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine"
+)
+
+// scrape fetches /metrics and returns its sample lines by series
+// ("name{labels}" -> value text).
+func scrape(t *testing.T, base, token string) map[string]string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %d %s", resp.StatusCode, body)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		out[line[:i]] = line[i+1:]
+	}
+	return out
+}
+
+// TestMetrics: the Prometheus metrics count real traffic exactly:
+// packets by type, messages routed and delivered, handler calls and
+// their durations, connections per listener, sessions, retained
+// messages and close reasons.
+func TestMetrics(t *testing.T) {
+	srv, addr, _ := startServer(t, engine.Config{Scripts: filepath.Join(repoDir(), "scripts"), HTTPAddr: "127.0.0.1:0"})
+	base := "http://" + srv.HTTPAddr()
+	sub := dialRaw(t, addr, codec.V311)
+	sub.Connect("metrics-sub")
+	sub.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "m/#", QoS: 1}}})
+	sub.Expect(codec.SUBACK)
+	pub := dialRaw(t, addr, codec.V5)
+	pub.Connect("metrics-pub")
+	for i := range 5 {
+		pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "m/x", Payload: []byte(fmt.Sprint(i))})
+	}
+	for i := range 3 {
+		pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "m/y", QoS: 1, PacketID: uint16(i + 1), Payload: []byte("q")})
+		pub.Expect(codec.PUBACK)
+	}
+	pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "m/retained", Retain: true, Payload: []byte("kept")})
+	for range 9 {
+		if p := sub.Expect(codec.PUBLISH); p.QoS == 1 {
+			sub.Send(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID})
+		}
+	}
+	listener := srv.Addrs()[0].String()
+	want := map[string]string{
+		`mqttlua_packets_received_total{type="CONNECT"}`:                               "2",
+		`mqttlua_packets_received_total{type="SUBSCRIBE"}`:                             "1",
+		`mqttlua_packets_received_total{type="PUBLISH"}`:                               "9",
+		`mqttlua_packets_received_total{type="PUBACK"}`:                                "3",
+		`mqttlua_messages_published_total`:                                             "9",
+		`mqttlua_messages_delivered_total`:                                             "9",
+		`mqttlua_lua_handler_calls_total{handler="onMqConnect"}`:                       "2",
+		`mqttlua_lua_handler_calls_total{handler="onMqSubscribe"}`:                     "1",
+		`mqttlua_lua_handler_calls_total{handler="onMqPublish"}`:                       "9",
+		`mqttlua_lua_handler_errors_total{handler="onMqPublish"}`:                      "0",
+		`mqttlua_lua_handler_duration_seconds_count{handler="onMqPublish"}`:            "9",
+		`mqttlua_lua_handler_duration_seconds_bucket{handler="onMqPublish",le="+Inf"}`: "9",
+		`mqttlua_connections{listener="mqtt://` + listener + `"}`:                      "2",
+		`mqttlua_connections_total`:                                                    "2",
+		`mqttlua_sessions{state="online"}`:                                             "2",
+		`mqttlua_retained_messages`:                                                    "1",
+		`mqttlua_subscriptions`:                                                        "1",
+	}
+	var got map[string]string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got = scrape(t, base, "")
+		var wrong []string
+		for k, v := range want {
+			if got[k] != v {
+				wrong = append(wrong, fmt.Sprintf("%s = %q, want %q", k, got[k], v))
+			}
+		}
+		if len(wrong) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics:\n%s", strings.Join(wrong, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A clean DISCONNECT is counted by its reason.
+	pub.Send(&codec.Packet{Type: codec.DISCONNECT})
+	waitFor(t, "the close counted", func() bool {
+		got = scrape(t, base, "")
+		return got[`mqttlua_closes_total{reason="client_disconnect"}`] == "1" && got[`mqttlua_connections{listener="mqtt://`+listener+`"}`] == "1"
+	})
+	if got[`mqttlua_lua_worker_busy_seconds_total{worker="0"}`] == "" || got["mqttlua_uptime_seconds"] == "" {
+		t.Fatalf("worker and uptime metrics missing: %v", got)
+	}
+}
+
+// TestMetricsToken: with a token, /metrics wants it (401 without, or
+// with a wrong one); the health checks do not. Off loopback a token is
+// required to start.
+func TestMetricsToken(t *testing.T) {
+	srv, _, _ := startServer(t, engine.Config{Scripts: filepath.Join(repoDir(), "scripts"), HTTPAddr: "127.0.0.1:0", HTTPToken: "s3cret"})
+	base := "http://" + srv.HTTPAddr()
+	for _, tc := range []struct {
+		path, auth string
+		want       int
+	}{
+		{"/metrics", "", 401},
+		{"/metrics", "Bearer wrong", 401},
+		{"/metrics", "Bearer s3cret", 200},
+		{"/healthz", "", 200},
+		{"/readyz", "", 200},
+	} {
+		req, _ := http.NewRequest("GET", base+tc.path, nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s with %q: %d, want %d", tc.path, tc.auth, resp.StatusCode, tc.want)
+		}
+	}
+	_, err := engine.New(engine.Config{Scripts: filepath.Join(repoDir(), "scripts"), HTTPAddr: "0.0.0.0:0"})
+	if err == nil || !strings.Contains(err.Error(), "token is required") {
+		t.Fatalf("a non-loopback --http without a token: %v", err)
+	}
+}
+
+// TestSysTopics: $SYS/broker/... carries Mosquitto's topics, retained,
+// with exact values for the traffic, refreshed every interval; a "#"
+// subscriber does not get them [MQTT-4.7.2-1].
+func TestSysTopics(t *testing.T) {
+	_, addr, _ := startServer(t, engine.Config{Scripts: filepath.Join(repoDir(), "scripts"), SysInterval: 100 * time.Millisecond})
+	all := dialRaw(t, addr, codec.V311)
+	all.Connect("hash-sub")
+	all.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "#"}}})
+	all.Expect(codec.SUBACK)
+	pub := dialRaw(t, addr, codec.V311)
+	pub.Connect("sys-pub")
+	for range 4 {
+		pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "t", Payload: []byte("x")})
+	}
+	for range 4 {
+		if p := all.Expect(codec.PUBLISH); p.Topic != "t" {
+			t.Fatalf("the # subscriber got %s", p.Topic)
+		}
+	}
+	time.Sleep(250 * time.Millisecond) // two ticks with the traffic in
+	sys := dialRaw(t, addr, codec.V311)
+	sys.Connect("sys-sub")
+	sys.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "$SYS/broker/#"}}})
+	sys.Expect(codec.SUBACK)
+	// The retained snapshot comes first, with RETAIN set; later ticks'
+	// messages (RETAIN 0) are not read.
+	got := map[string]string{}
+	for {
+		p, err := sys.Next(time.Second)
+		if err != nil {
+			t.Fatalf("after %d $SYS topics: %v", len(got), err)
+		}
+		if !p.Retain {
+			break
+		}
+		got[strings.TrimPrefix(p.Topic, "$SYS/broker/")] = string(p.Payload)
+	}
+	want := map[string]string{
+		"version":                   "mqttlua " + engine.Version,
+		"publish/messages/received": "4",
+		"publish/messages/sent":     "4",
+		"subscriptions/count":       "1",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("$SYS/broker/%s = %q, want %q", k, got[k], v)
+		}
+	}
+	// The snapshot is the last tick's before the SUBSCRIBE: taken before
+	// sys-sub connected (2), or, rarely, just after (3).
+	if c := got["clients/connected"]; (c != "2" && c != "3") || got["clients/maximum"] != c || got["clients/total"] != c {
+		t.Errorf("clients connected/maximum/total = %q/%q/%q, want 2 or 3 each", c, got["clients/maximum"], got["clients/total"])
+	}
+	for _, k := range []string{"uptime", "bytes/received", "bytes/sent", "messages/received", "retained messages/count", "load/publish/received/1min"} {
+		if got[k] == "" {
+			t.Errorf("$SYS/broker/%s missing", k)
+		}
+	}
+	all.ExpectNothing(300 * time.Millisecond) // no $SYS for "#"
+}
