@@ -31,7 +31,6 @@ type handlerStats struct {
 	buckets                 [18]atomic.Uint64 // calls with duration <= DurationBuckets[i] (not cumulative)
 }
 
-
 // workerStats are one worker's counters.
 type workerStats struct {
 	handlers  [numSlots]handlerStats
@@ -72,10 +71,10 @@ type HandlerStats struct {
 
 // WorkerStats is a snapshot of one worker's counters.
 type WorkerStats struct {
-	ID                   int
-	BusySeconds          float64
-	LockWaitSeconds      float64
-	LockWaits            uint64
+	ID              int
+	BusySeconds     float64
+	LockWaitSeconds float64
+	LockWaits       uint64
 }
 
 // HandlerStats returns the counters of every handler that has run.
