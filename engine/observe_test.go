@@ -211,3 +211,20 @@ func TestSysTopics(t *testing.T) {
 	}
 	all.ExpectNothing(300 * time.Millisecond) // no $SYS for "#"
 }
+
+// TestConnectionLogLines: connects and disconnects are logged at info,
+// as Mosquitto logs them: who (client id, address, protocol, user) and
+// why it ended.
+func TestConnectionLogLines(t *testing.T) {
+	_, addr, logs := startServer(t, engine.Config{Scripts: filepath.Join(repoDir(), "scripts")})
+	c := dialRaw(t, addr, codec.V5)
+	c.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "logged", CleanSession: true, KeepAlive: 30})
+	c.Send(&codec.Packet{Type: codec.DISCONNECT})
+	c.ExpectClosed()
+	for _, want := range []string{
+		`level=info msg="client connected" client_id=logged fd=1 keep_alive=30 listener="mqtt://` + addr + `" protocol=5.0 remote="127.0.0.1:`,
+		`level=info msg="connection closed" client_id=logged fd=1 reason=client_disconnect remote="127.0.0.1:`,
+	} {
+		waitFor(t, want, func() bool { return strings.Contains(logs.String(), want) })
+	}
+}

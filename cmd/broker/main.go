@@ -30,6 +30,7 @@ import (
 	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
+	"gopkg.in/natefinch/lumberjack.v2"
 )
 
 func main() {
@@ -123,6 +124,9 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	sysInterval := fs.Duration("sys-interval", 10*time.Second, "how often the $SYS/broker/... topics are published; 0: never")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logFile := fs.String("log-file", "", "also write the log to this file, rotated at --log-max-size MiB (keeping --log-max-backups old files, gzipped)")
+	logMaxSize := fs.Int("log-max-size", 100, "size in MiB at which --log-file is rotated")
+	logMaxBackups := fs.Int("log-max-backups", 5, "rotated --log-file files kept")
 	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	watchFlag := fs.Bool("watch", false, "reload the scripts when a file under --scripts changes (as on SIGHUP)")
 	testFirst := fs.Bool("test-before-reload", false, "on reload, run the script tests against the new scripts and keep the old ones if any fails")
@@ -145,6 +149,16 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 
 	log := logrus.New()
 	log.SetOutput(stderr)
+	if *logFile != "" {
+		// Checked here, so that an unwritable path is a one-line error at
+		// start rather than lost log lines.
+		f, err := os.OpenFile(*logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return nil, nil, runOpts{}, &exitError{2, "--log-file: " + err.Error()}
+		}
+		f.Close()
+		log.SetOutput(io.MultiWriter(stderr, &lumberjack.Logger{Filename: *logFile, MaxSize: *logMaxSize, MaxBackups: *logMaxBackups, Compress: true}))
+	}
 	level, err := logrus.ParseLevel(*logLevel)
 	if err != nil {
 		return nil, nil, runOpts{}, &exitError{2, fmt.Sprintf("--log-level: %q is not debug, info, warn or error", *logLevel)}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,8 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{"bad listener", []string{"--scripts", "../../scripts", "--listen", "mqtt:/x"}, `listener "mqtt:/x"`},
 		{"TLS without a certificate", []string{"--scripts", "../../scripts", "--listen", "mqtts://127.0.0.1:0"}, "TLS needs a certificate and a key"},
 		{"unreadable certificate", []string{"--scripts", "../../scripts", "--listen", "mqtts://127.0.0.1:0", "--tls-cert", filepath.Join(dir, "no.pem"), "--tls-key", filepath.Join(dir, "no.key")}, filepath.Join(dir, "no.pem")},
+		{"unwritable log file", []string{"--scripts", "../../scripts", "--log-file", filepath.Join(dir, "no", "such", "broker.log")}, "--log-file"},
+		{"public --http without a token", []string{"--scripts", "../../scripts", "--listen", "127.0.0.1:0", "--http", "0.0.0.0:0"}, "token is required"},
 		{"bad client auth", []string{"--scripts", "../../scripts", "--listen", "wss://127.0.0.1:0/mqtt", "--tls-cert", "x", "--tls-key", "y", "--tls-client-auth", "maybe"}, `client_auth "maybe"`},
 	}
 	for _, tc := range cases {
@@ -332,5 +335,29 @@ func TestGCPercentFor(t *testing.T) {
 		if got := gcPercentFor(tc.live); got != tc.want {
 			t.Errorf("live %d MB: %d%%, want %d%%", tc.live>>20, got, tc.want)
 		}
+	}
+}
+
+// TestLogFileAndHTTP: --log-file gets the log lines stderr gets, and
+// --http serves the metrics.
+func TestLogFileAndHTTP(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broker.log")
+	srv, _, _, err := setup([]string{"--scripts", "../../scripts/examples/simps", "--listen", "127.0.0.1:0", "--log-file", path, "--http", "127.0.0.1:0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + srv.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	srv.Shutdown(context.Background())
+	if !strings.Contains(string(body), "mqttlua_connections_total 0") {
+		t.Fatalf("/metrics:\n%s", body)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(b), "listening on mqtt://127.0.0.1:") {
+		t.Fatalf("log file: %v\n%s", err, b)
 	}
 }

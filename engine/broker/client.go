@@ -42,6 +42,7 @@ type Client struct {
 	disconnectExpiry    uint32
 	disconnectHasExpiry bool
 	connected           bool
+	announced           atomic.Bool // the "client connected" line was logged
 
 	// The session, set by Accept.
 	state atomic.Pointer[connState]
@@ -148,9 +149,39 @@ func (c *Client) SendVia(b []byte, batch *transport.Batch) error {
 		var p codec.Packet
 		if _, err := codec.Decode(b, c.Version(), &p); err == nil && p.ReasonCode != 0 {
 			c.Close(transport.CloseConnectRefused)
+		} else if err == nil {
+			c.announce()
 		}
 	}
 	return err
+}
+
+// announce logs, once, that the client is connected: as Mosquitto's "New
+// client connected" line, at info, with who and how.
+func (c *Client) announce() {
+	if !c.b.cfg.Log.IsLevelEnabled(logrus.InfoLevel) || c.announced.Swap(true) {
+		return
+	}
+	f := logrus.Fields{"remote": c.RemoteAddrString(), "protocol": protocolName(c.Version()), "keep_alive": c.KeepAlive()}
+	if l := c.Listener(); l != "" {
+		f["listener"] = l
+	}
+	if u, ok := c.Username(); ok {
+		f["user_name"] = u
+	}
+	c.log().WithFields(f).Info("client connected")
+}
+
+func protocolName(v byte) string {
+	switch v {
+	case codec.V31:
+		return "3.1"
+	case codec.V311:
+		return "3.1.1"
+	case codec.V5:
+		return "5.0"
+	}
+	return "unknown"
 }
 
 // SendPacketVia encodes p for the connection's protocol level straight
@@ -176,8 +207,12 @@ func (c *Client) SendPacketVia(p *codec.Packet, batch *transport.Batch) error {
 		}
 		return p.Append(dst, v)
 	}, batch)
-	if err == nil && p.Type == codec.CONNACK && p.ReasonCode != 0 {
-		c.Close(transport.CloseConnectRefused)
+	if err == nil && p.Type == codec.CONNACK {
+		if p.ReasonCode != 0 {
+			c.Close(transport.CloseConnectRefused)
+		} else {
+			c.announce()
+		}
 	}
 	return err
 }
@@ -447,19 +482,12 @@ func (c *Client) expiryAtClose() uint32 {
 }
 
 // Closed tells the script, then the session, that the connection ended.
-// An end the client did not ask for (anything but its DISCONNECT, or the
-// broker shutting down) is logged at info with the reason: a slow
-// consumer cut off, a protocol error, a timeout, a script's close.
+// Every end is logged at info with its reason, as Mosquitto logs
+// disconnections: the client's DISCONNECT, a slow consumer cut off, a
+// protocol error, a timeout, a script's close.
 func (c *Client) Closed(reason transport.CloseReason) {
-	switch reason {
-	case transport.CloseClientDisconnect, transport.CloseClientDisconnectWithWill, transport.CloseServerShutdown, transport.CloseNone:
-		if c.debug() {
-			c.log().WithField("reason", reason.String()).Debug("connection closed")
-		}
-	default:
-		if c.b.cfg.Log.IsLevelEnabled(logrus.InfoLevel) {
-			c.log().WithFields(logrus.Fields{"reason": reason.String(), "remote": c.RemoteAddrString()}).Info("connection closed")
-		}
+	if reason != transport.CloseNone && c.b.cfg.Log.IsLevelEnabled(logrus.InfoLevel) {
+		c.log().WithFields(logrus.Fields{"reason": reason.String(), "remote": c.RemoteAddrString()}).Info("connection closed")
 	}
 	if c.connected {
 		c.hooks.Closed(reason)
