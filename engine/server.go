@@ -104,7 +104,7 @@ func (s *Server) Listen() error {
 		return err
 	}
 	src := observe.Sources{Transport: s.tr, Broker: s.broker, Scripts: s.pool, ScriptErrors: &s.Stats.ScriptErrors,
-		Version: Version, Started: time.Now()}
+		Version: Version, Started: time.Now(), Reload: func() error { return s.Reload(nil) }}
 	h, err := observe.Listen(src, observe.HTTPConfig{Addr: s.cfg.HTTPAddr, Token: s.cfg.HTTPToken, Ready: func() bool { return !s.shut.Load() }})
 	if err != nil {
 		return err

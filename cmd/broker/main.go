@@ -49,6 +49,9 @@ func run(args []string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "passwd" {
 		return passwd(args[1:], os.Stdin, os.Stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "ctl" {
+		return ctl(args[1:], os.Stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "test" {
 		return runTests(args[1:], os.Stdout, stderr)
 	}
@@ -134,7 +137,7 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	goroutines := fs.Bool("goroutine-per-conn", false, "serve each TCP connection with a reader goroutine instead of the epoll event loops (Linux), as other platforms do")
 	help := fs.BoolP("help", "h", false, "show this help")
 	usage := func() string {
-		return "Usage: broker [flags]\n       broker test [--scripts DIR] [PATH...]   (runs script tests)\n       broker passwd USER < password          (prints a password-file line)\n\nRuns the MQTT broker with the Lua handlers in --scripts.\n\nFlags:\n" + fs.FlagUsages()
+		return "Usage: broker [flags]\n       broker test [--scripts DIR] [PATH...]   (runs script tests)\n       broker ctl clients|client ID|kick ID|subs|stats|reload   (talks to --http)\n       broker passwd USER < password          (prints a password-file line)\n\nRuns the MQTT broker with the Lua handlers in --scripts.\n\nFlags:\n" + fs.FlagUsages()
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, runOpts{}, &exitError{2, err.Error() + " (see broker --help)"}

@@ -361,3 +361,55 @@ func TestLogFileAndHTTP(t *testing.T) {
 		t.Fatalf("log file: %v\n%s", err, b)
 	}
 }
+
+// TestCtl: `broker ctl` against a running broker: tables for people,
+// JSON for scripts, the API's errors with exit 1, bad usage exit 2.
+func TestCtl(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600)
+	srv, _, _, err := setup([]string{"--scripts", "../../scripts", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--http-token-file", tokenFile}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	go srv.Serve()
+	c, err := net.Dial("tcp", srv.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b, _ := codec.Encode(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V311, ClientID: "ctl-client", CleanSession: true, KeepAlive: 60}, codec.V311)
+	c.Write(b)
+	r := codec.NewReader(c, 0)
+	var ack codec.Packet
+	if err := r.ReadPacket(&ack); err != nil || ack.Type != codec.CONNACK {
+		t.Fatalf("CONNACK: %v %v", ack.Type, err)
+	}
+	ctlRun := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := ctl(append([]string{"--http", srv.HTTPAddr(), "--token-file", tokenFile}, args...), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	if code, out, _ := ctlRun("clients"); code != 0 || !strings.Contains(out, "CLIENT ID") || !strings.Contains(out, "ctl-client") {
+		t.Fatalf("clients: %d\n%s", code, out)
+	}
+	if code, out, _ := ctlRun("--json", "client", "ctl-client"); code != 0 || !strings.Contains(out, `"client_id": "ctl-client"`) {
+		t.Fatalf("client --json: %d\n%s", code, out)
+	}
+	if code, out, _ := ctlRun("stats"); code != 0 || !strings.Contains(out, "connections ") {
+		t.Fatalf("stats: %d\n%s", code, out)
+	}
+	if code, _, errOut := ctlRun("kick", "nobody"); code != 1 || !strings.Contains(errOut, "404") {
+		t.Fatalf("kick nobody: %d %s", code, errOut)
+	}
+	if code, _, _ := ctlRun("kick", "ctl-client"); code != 0 {
+		t.Fatalf("kick: %d", code)
+	}
+	if code, _, errOut := ctlRun("frobnicate"); code != 2 || !strings.Contains(errOut, "want clients") {
+		t.Fatalf("bad command: %d %s", code, errOut)
+	}
+	var out, errOut bytes.Buffer
+	if code := ctl([]string{"--http", srv.HTTPAddr(), "stats"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "401") {
+		t.Fatalf("without the token: %d %s", code, errOut.String())
+	}
+}

@@ -42,7 +42,8 @@ type Client struct {
 	disconnectExpiry    uint32
 	disconnectHasExpiry bool
 	connected           bool
-	announced           atomic.Bool // the "client connected" line was logged
+	announced           atomic.Bool  // the "client connected" line was logged
+	connectedAt         atomic.Int64 // UnixNano of the CONNECT
 
 	// The session, set by Accept.
 	state atomic.Pointer[connState]
@@ -373,6 +374,7 @@ func (c *Client) Packet(p *codec.Packet) {
 			return
 		}
 		c.connected = true
+		c.connectedAt.Store(time.Now().UnixNano())
 		c.SetClientID(p.ClientID)
 		if p.UsernameFlag {
 			u := p.Username

@@ -345,15 +345,21 @@ func (k *Broker) Unsubscribe(c *Client, p *codec.Packet, batch *transport.Batch)
 	c.SendPacketVia(ack, batch)
 }
 
-// ClientInfo describes a session for scripts.
+// ClientInfo describes a session, for scripts and the admin API.
 type ClientInfo struct {
-	ClientID      string
-	FD            int // 0 when offline
-	Connected     bool
-	Persistent    bool
-	Subscriptions map[string]byte
-	Inflight      int
-	Queued        int
+	ClientID      string          `json:"client_id"`
+	FD            int             `json:"fd,omitempty"` // 0 when offline
+	Connected     bool            `json:"connected"`
+	Persistent    bool            `json:"persistent"`
+	Subscriptions map[string]byte `json:"subscriptions"` // filter -> QoS
+	Inflight      int             `json:"inflight"`
+	Queued        int             `json:"queued"`
+	// Of the connection, when connected:
+	Remote      string    `json:"remote,omitempty"`
+	Listener    string    `json:"listener,omitempty"`
+	Protocol    string    `json:"protocol,omitempty"`
+	UserName    string    `json:"user_name,omitempty"`
+	ConnectedAt time.Time `json:"connected_at,omitzero"`
 }
 
 // Clients lists every session, sorted by client identifier.
@@ -390,6 +396,11 @@ func (s *Session) info() ClientInfo {
 		Inflight: len(s.inflight), Queued: len(s.queue)}
 	if c := s.conn.Load(); c != nil {
 		ci.FD, ci.Connected = c.FD, true
+		ci.Remote, ci.Listener, ci.Protocol = c.RemoteAddrString(), c.Listener(), protocolName(c.Version())
+		ci.UserName, _ = c.Username()
+		if at := c.connectedAt.Load(); at != 0 {
+			ci.ConnectedAt = time.Unix(0, at)
+		}
 	}
 	for f, o := range s.subs {
 		ci.Subscriptions[f] = o.QoS

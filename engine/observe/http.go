@@ -49,12 +49,14 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Handler is the HTTP API: /metrics (Prometheus), /healthz, /readyz.
+// Handler is the HTTP API: /metrics (Prometheus), /healthz, /readyz, and
+// the admin API under /api/ (admin.go).
 func Handler(src Sources, cfg HTTPConfig) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewCollector(src))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	(&api{src: src}).routes(mux)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if cfg.Ready != nil && !cfg.Ready() {

@@ -28,6 +28,9 @@ type Sources struct {
 	ScriptErrors *atomic.Int64
 	Version      string
 	Started      time.Time
+	// Reload loads the scripts again (the admin API's reload); nil: not
+	// offered.
+	Reload func() error
 }
 
 // collector turns a snapshot of the sources into Prometheus metrics at

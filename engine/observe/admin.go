@@ -1,0 +1,212 @@
+package observe
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine/broker"
+	"github.com/mqttlua/broker/engine/transport"
+)
+
+// The admin API, JSON on the operators' HTTP listener, behind the same
+// token as the metrics. `broker ctl` is its command-line client.
+//
+//	GET  /api/clients?prefix=P&user=U&limit=N&after=ID   sessions, sorted by client id, paged
+//	GET  /api/clients/{id}                               one session
+//	POST /api/clients/{id}/kick?code=0x98&reason=TEXT    disconnect it (5.0 clients get the code)
+//	GET  /api/subscriptions?prefix=P&limit=N&after=ID    subscriptions, by client id
+//	GET  /api/stats                                      the counters
+//	POST /api/reload                                     reload the scripts
+
+func (h *api) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/clients", h.clients)
+	mux.HandleFunc("GET /api/clients/{id}", h.client)
+	mux.HandleFunc("POST /api/clients/{id}/kick", h.kick)
+	mux.HandleFunc("GET /api/subscriptions", h.subscriptions)
+	mux.HandleFunc("GET /api/stats", h.stats)
+	mux.HandleFunc("POST /api/reload", h.reload)
+}
+
+type api struct{ src Sources }
+
+// apiError is every error's body.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// page reads limit (default 100, at most 1000) and after.
+func page(r *http.Request) (limit int, after string, ok bool) {
+	limit = 100
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return 0, "", false
+		}
+		limit = n
+	}
+	return limit, r.URL.Query().Get("after"), true
+}
+
+// ClientsPage is a page of sessions; Next is the after= of the next page
+// ("" at the end).
+type ClientsPage struct {
+	Clients []clientJSON `json:"clients"`
+	Next    string       `json:"next,omitempty"`
+}
+
+type clientJSON = broker.ClientInfo
+
+func (h *api) clients(w http.ResponseWriter, r *http.Request) {
+	limit, after, ok := page(r)
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, apiError{"limit must be 1 to 1000"})
+		return
+	}
+	prefix, user := r.URL.Query().Get("prefix"), r.URL.Query().Get("user")
+	out := ClientsPage{Clients: []clientJSON{}}
+	for _, ci := range h.src.Broker.Clients() { // sorted by client id
+		if ci.ClientID <= after && after != "" || !strings.HasPrefix(ci.ClientID, prefix) || (user != "" && ci.UserName != user) {
+			continue
+		}
+		if len(out.Clients) == limit {
+			out.Next = out.Clients[limit-1].ClientID
+			break
+		}
+		out.Clients = append(out.Clients, ci)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *api) client(w http.ResponseWriter, r *http.Request) {
+	ci, ok := h.src.Broker.Info(r.PathValue("id"))
+	if !ok {
+		writeJSON(w, http.StatusNotFound, apiError{"no session with client id " + strconv.Quote(r.PathValue("id"))})
+		return
+	}
+	writeJSON(w, http.StatusOK, ci)
+}
+
+func (h *api) kick(w http.ResponseWriter, r *http.Request) {
+	code := codec.AdministrativeAction
+	if s := r.URL.Query().Get("code"); s != "" {
+		n, err := strconv.ParseUint(s, 0, 8)
+		if err != nil || !codec.ReasonCode(n).ValidFor(codec.DISCONNECT) {
+			writeJSON(w, http.StatusBadRequest, apiError{"code must be a DISCONNECT reason code, e.g. 0x98"})
+			return
+		}
+		code = codec.ReasonCode(n)
+	}
+	id := r.PathValue("id")
+	if !h.src.Broker.Kick(id, code, r.URL.Query().Get("reason")) {
+		writeJSON(w, http.StatusNotFound, apiError{"no connected client with client id " + strconv.Quote(id)})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"kicked": id, "code": int(code)})
+}
+
+type subscriptionJSON struct {
+	ClientID string `json:"client_id"`
+	Filter   string `json:"filter"`
+	QoS      byte   `json:"qos"`
+}
+
+func (h *api) subscriptions(w http.ResponseWriter, r *http.Request) {
+	limit, after, ok := page(r)
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, apiError{"limit must be 1 to 1000"})
+		return
+	}
+	prefix := r.URL.Query().Get("prefix")
+	out := struct {
+		Subscriptions []subscriptionJSON `json:"subscriptions"`
+		Next          string             `json:"next,omitempty"`
+	}{Subscriptions: []subscriptionJSON{}}
+	clients := 0
+	for _, ci := range h.src.Broker.Clients() {
+		if ci.ClientID <= after && after != "" || !strings.HasPrefix(ci.ClientID, prefix) || len(ci.Subscriptions) == 0 {
+			continue
+		}
+		if clients == limit {
+			out.Next = out.Subscriptions[len(out.Subscriptions)-1].ClientID
+			break
+		}
+		clients++
+		filters := make([]string, 0, len(ci.Subscriptions))
+		for f := range ci.Subscriptions {
+			filters = append(filters, f)
+		}
+		sort.Strings(filters)
+		for _, f := range filters {
+			out.Subscriptions = append(out.Subscriptions, subscriptionJSON{ci.ClientID, f, ci.Subscriptions[f]})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Stats is /api/stats: the counters an operator asks for first.
+type Stats struct {
+	Connections      int64            `json:"connections"`
+	ConnectionsTotal int64            `json:"connections_total"`
+	ConnectionsPeak  int64            `json:"connections_peak"`
+	SessionsOnline   int              `json:"sessions_online"`
+	SessionsOffline  int              `json:"sessions_offline"`
+	Inflight         int              `json:"inflight"`
+	Queued           int              `json:"queued"`
+	Subscriptions    int              `json:"subscriptions"`
+	Retained         int              `json:"retained"`
+	Published        int64            `json:"messages_published"`
+	Delivered        int64            `json:"messages_delivered"`
+	Dropped          int64            `json:"messages_dropped"`
+	BytesIn          int64            `json:"bytes_received"`
+	BytesOut         int64            `json:"bytes_sent"`
+	ScriptErrors     int64            `json:"script_errors"`
+	Closes           map[string]int64 `json:"closes"`
+	UptimeSeconds    int64            `json:"uptime_seconds"`
+	Version          string           `json:"version"`
+}
+
+func (h *api) stats(w http.ResponseWriter, r *http.Request) {
+	ts, k := h.src.Transport.Stats, h.src.Broker
+	sc := k.Sessions()
+	st := Stats{
+		Connections: ts.Connections.Load(), ConnectionsTotal: ts.ConnectionsTotal.Load(), ConnectionsPeak: ts.ConnectionsPeak.Load(),
+		SessionsOnline: sc.Online, SessionsOffline: sc.Offline, Inflight: sc.Inflight, Queued: sc.Queued,
+		Subscriptions: k.SubscriptionCount(), Retained: k.RetainedCount(),
+		Published: k.Stats.Published.Load(), Delivered: k.Stats.Delivered.Load(),
+		Dropped: k.Stats.Dropped.Load() + k.Stats.NoSession.Load() + k.Stats.Expired.Load() + ts.DroppedTooLarge.Load(),
+		BytesIn: ts.BytesIn.Load(), BytesOut: ts.BytesOut.Load(), ScriptErrors: h.src.ScriptErrors.Load(),
+		Closes: map[string]int64{}, UptimeSeconds: int64(time.Since(h.src.Started).Seconds()), Version: h.src.Version,
+	}
+	for r := range transport.NumCloseReasons {
+		if v := ts.Closes[r].Load(); v > 0 {
+			st.Closes[transport.CloseReason(r).String()] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *api) reload(w http.ResponseWriter, r *http.Request) {
+	if h.src.Reload == nil {
+		writeJSON(w, http.StatusNotImplemented, apiError{"reload is not available"})
+		return
+	}
+	if err := h.src.Reload(); err != nil {
+		// The running scripts keep serving; the error names file:line.
+		writeJSON(w, http.StatusUnprocessableEntity, apiError{err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"reloaded": true})
+}
