@@ -1,8 +1,11 @@
 -- Authentication for the default broker.
 --
 -- Users come from a Mosquitto-style password file in this folder (lines
--- "user:bcrypt-hash"; make one with `broker passwd USER >> scripts/passwd`)
--- and from the `users` table below. Passwords are only ever stored hashed.
+-- "user:hash"; make one with `broker passwd USER >> scripts/passwd`, or
+-- use a file mosquitto_passwd made: its $7$ and $6$ hashes work too) and
+-- from the `users` table below. Passwords are only ever stored hashed.
+-- (bcrypt hashes keep refusals uniform in time: an unknown user costs what
+-- a bcrypt check does; mosquitto_passwd's hashes check much faster.)
 --
 -- Clients without a user name are anonymous. Like Mosquitto 2, the broker
 -- is secure by default: anonymous clients are accepted only from the

@@ -470,6 +470,13 @@ func (b *binding) readPasswords(L *lua.LState) int {
 			L.Push(lua.LString(fmt.Sprintf("%s:%d: want user:hash", rel, i+1)))
 			return 2
 		}
+		if err := broker.CheckHashFormat(hash); err != nil {
+			// A file whose users could never log in is refused at load,
+			// not found out one refused login at a time.
+			L.Push(lua.LNil)
+			L.Push(lua.LString(fmt.Sprintf("%s:%d: user %s: %v", rel, i+1, user, err)))
+			return 2
+		}
 		t.RawSetString(user, lua.LString(hash))
 	}
 	L.Push(t)
