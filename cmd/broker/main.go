@@ -137,10 +137,13 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	goroutines := fs.Bool("goroutine-per-conn", false, "serve each TCP connection with a reader goroutine instead of the epoll event loops (Linux), as other platforms do")
 	help := fs.BoolP("help", "h", false, "show this help")
 	usage := func() string {
-		return "Usage: broker [flags]\n       broker test [--scripts DIR] [PATH...]   (runs script tests)\n       broker ctl clients|client ID|kick ID|subs|stats|reload   (talks to --http)\n       broker passwd USER < password          (prints a password-file line)\n\nRuns the MQTT broker with the Lua handlers in --scripts.\n\nFlags:\n" + fs.FlagUsages()
+		return "Usage: broker [flags]\n       broker test [--scripts DIR] [PATH...]   (runs script tests)\n       broker ctl clients|client ID|kick ID|subs|stats|reload   (talks to --http)\n       broker passwd USER < password          (prints a password-file line)\n\nRuns the MQTT broker with the Lua handlers in --scripts.\n\nEvery flag can also come from the environment as MQTTLUA_ and its name in\ncapitals with _ for - (MQTTLUA_LISTEN, MQTTLUA_LOG_LEVEL; several --listen\nURLs separated by spaces). A flag on the command line wins over the\nenvironment, which wins over scripts/config.lua, which wins over the default.\n\nFlags:\n" + fs.FlagUsages()
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, runOpts{}, &exitError{2, err.Error() + " (see broker --help)"}
+	}
+	if err := flagsFromEnv(fs, os.Getenv); err != nil {
+		return nil, nil, runOpts{}, &exitError{2, err.Error()}
 	}
 	if *help {
 		fmt.Fprint(stderr, usage())
@@ -326,4 +329,36 @@ func snapshot(dir string) string {
 		return nil
 	})
 	return b.String()
+}
+
+// envPrefix starts the environment variables flags can be set from.
+const envPrefix = "MQTTLUA_"
+
+// flagsFromEnv sets each flag not given on the command line from its
+// environment variable, if set: MQTTLUA_ and the flag's name in capitals
+// with _ for -. A flag set so counts as given, so it wins over
+// config.lua. Repeatable flags take space-separated values.
+func flagsFromEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed || f.Name == "help" {
+			return
+		}
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		values := []string{v}
+		if f.Value.Type() == "stringArray" {
+			values = strings.Fields(v)
+		}
+		for _, one := range values {
+			if e := fs.Set(f.Name, one); e != nil {
+				err = fmt.Errorf("%s=%q: %v", name, v, e)
+				return
+			}
+		}
+	})
+	return err
 }

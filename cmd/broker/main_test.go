@@ -413,3 +413,27 @@ func TestCtl(t *testing.T) {
 		t.Fatalf("without the token: %d %s", code, errOut.String())
 	}
 }
+
+// TestFlagsFromEnvironment: MQTTLUA_ variables set flags not given on
+// the command line (which win), several --listen URLs included; a bad
+// value is a one-line error naming the variable.
+func TestFlagsFromEnvironment(t *testing.T) {
+	t.Setenv("MQTTLUA_LISTEN", "127.0.0.1:0 ws://127.0.0.1:0/mqtt")
+	t.Setenv("MQTTLUA_WORKERS", "3")
+	t.Setenv("MQTTLUA_MAX_PACKET_SIZE", "4096")
+	srv, _, _, err := setup([]string{"--scripts", "../../scripts/examples/simps", "--max-packet-size", "8192"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	cfg := srv.Config()
+	if cfg.Workers != 3 || cfg.MaxPacketSize != 8192 || len(srv.Addrs()) != 2 {
+		t.Fatalf("workers %d (want 3 from the environment), max packet size %d (want the flag's 8192), %d listeners (want 2)",
+			cfg.Workers, cfg.MaxPacketSize, len(srv.Addrs()))
+	}
+	t.Setenv("MQTTLUA_WORKERS", "many")
+	var stderr bytes.Buffer
+	if code := run([]string{"--scripts", "../../scripts/examples/simps"}, &stderr); code != 2 || !strings.Contains(stderr.String(), `MQTTLUA_WORKERS="many"`) {
+		t.Fatalf("bad environment value: exit %d, %q", code, stderr.String())
+	}
+}
