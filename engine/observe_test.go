@@ -1,9 +1,12 @@
 package engine_test
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -226,5 +229,80 @@ func TestConnectionLogLines(t *testing.T) {
 		`level=info msg="connection closed" client_id=logged fd=1 reason=client_disconnect remote="127.0.0.1:`,
 	} {
 		waitFor(t, want, func() bool { return strings.Contains(logs.String(), want) })
+	}
+}
+
+// TestDashboardInBrowser: headless Chromium loads the dashboard of a
+// broker with live traffic; its DOM shows the connections, a chart with
+// the message rate, the busiest handlers and the client list with kick
+// buttons.
+func TestDashboardInBrowser(t *testing.T) {
+	browser := chromium(t)
+	srv, addr, _ := startServer(t, engine.Config{Scripts: filepath.Join(repoDir(), "scripts"), HTTPAddr: "127.0.0.1:0"})
+	sub := dialRaw(t, addr, codec.V311)
+	sub.Connect("dash-sub")
+	sub.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "dash/#"}}})
+	sub.Expect(codec.SUBACK)
+	go func() { // the subscriber reads everything
+		for {
+			if _, err := sub.Next(30 * time.Second); err != nil {
+				return
+			}
+		}
+	}()
+	pub := dialRaw(t, addr, codec.V311)
+	pub.Connect("dash-pub")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			b, _ := codec.Encode(&codec.Packet{Type: codec.PUBLISH, Topic: "dash/x", Payload: []byte(fmt.Sprint(i))}, codec.V311)
+			if _, err := pub.Conn.Write(b); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var dom, stderr bytes.Buffer
+	// Virtual time runs the page's one-second polling five times without
+	// waiting five seconds (its fetches pause the virtual clock).
+	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+		"--no-first-run", "--user-data-dir="+t.TempDir(), "--virtual-time-budget=5000", "--dump-dom", "http://"+srv.HTTPAddr()+"/")
+	cmd.Stdout, cmd.Stderr = &dom, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	page := dom.String()
+	for _, want := range []string{
+		`<b id="connections">2</b>`,
+		`data-client-id="dash-sub"`, `<td>dash/#</td>`, `data-client-id="dash-pub"`, `<button>kick</button>`,
+		`<td>onMqPublish</td>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("the dashboard has no %s:\n%s", want, page)
+		}
+	}
+	// The message-rate line rises off the bottom of the chart (y 155 is
+	// a rate of 0).
+	i := strings.Index(page, `id="line-rate"`)
+	j := strings.Index(page[i:], `points="`) + i + len(`points="`)
+	points := strings.Fields(page[j : j+strings.IndexByte(page[j:], '"')])
+	rose := false
+	for _, p := range points {
+		if _, y, ok := strings.Cut(p, ","); ok && y != "155.0" {
+			rose = true
+		}
+	}
+	if len(points) < 2 || !rose {
+		t.Fatalf("the chart shows no traffic: %v", points)
 	}
 }

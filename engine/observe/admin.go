@@ -21,6 +21,7 @@ import (
 //	POST /api/clients/{id}/kick?code=0x98&reason=TEXT    disconnect it (5.0 clients get the code)
 //	GET  /api/subscriptions?prefix=P&limit=N&after=ID    subscriptions, by client id
 //	GET  /api/stats                                      the counters
+//	GET  /api/handlers                                   Lua handlers by total time, most first
 //	POST /api/reload                                     reload the scripts
 
 func (h *api) routes(mux *http.ServeMux) {
@@ -29,6 +30,7 @@ func (h *api) routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/clients/{id}/kick", h.kick)
 	mux.HandleFunc("GET /api/subscriptions", h.subscriptions)
 	mux.HandleFunc("GET /api/stats", h.stats)
+	mux.HandleFunc("GET /api/handlers", h.handlers)
 	mux.HandleFunc("POST /api/reload", h.reload)
 }
 
@@ -196,6 +198,24 @@ func (h *api) stats(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *api) handlers(w http.ResponseWriter, r *http.Request) {
+	type handlerJSON struct {
+		Name     string  `json:"name"`
+		Calls    uint64  `json:"calls"`
+		Errors   uint64  `json:"errors"`
+		Timeouts uint64  `json:"timeouts"`
+		Seconds  float64 `json:"seconds"`
+	}
+	out := struct {
+		Handlers []handlerJSON `json:"handlers"`
+	}{Handlers: []handlerJSON{}}
+	for _, hs := range h.src.Scripts.HandlerStats() {
+		out.Handlers = append(out.Handlers, handlerJSON{hs.Name, hs.Calls, hs.Errors, hs.Timeouts, hs.Seconds})
+	}
+	sort.Slice(out.Handlers, func(i, j int) bool { return out.Handlers[i].Seconds > out.Handlers[j].Seconds })
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (h *api) reload(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package observe
 
 import (
 	"crypto/subtle"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+//go:embed dashboard/index.html
+var dashboardHTML []byte
 
 // HTTPConfig configures the operators' HTTP listener.
 type HTTPConfig struct {
@@ -49,14 +53,21 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Handler is the HTTP API: /metrics (Prometheus), /healthz, /readyz, and
-// the admin API under /api/ (admin.go).
+// Handler is the HTTP API: the dashboard at /, /metrics (Prometheus),
+// /healthz, /readyz, and the admin API under /api/ (admin.go).
 func Handler(src Sources, cfg HTTPConfig) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewCollector(src))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	(&api{src: src}).routes(mux)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		// The dashboard is a static page: it asks for the token itself
+		// when the API wants one.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		w.Write(dashboardHTML)
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if cfg.Ready != nil && !cfg.Ready() {
@@ -70,7 +81,7 @@ func Handler(src Sources, cfg HTTPConfig) http.Handler {
 	}
 	want := []byte("Bearer " + cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" &&
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && r.URL.Path != "/" &&
 			subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mqttlua"`)
 			http.Error(w, "a bearer token is required", http.StatusUnauthorized)
