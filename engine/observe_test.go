@@ -117,6 +117,53 @@ func TestMetrics(t *testing.T) {
 	if got[`mqttlua_lua_worker_busy_seconds_total{worker="0"}`] == "" || got["mqttlua_uptime_seconds"] == "" {
 		t.Fatalf("worker and uptime metrics missing: %v", got)
 	}
+
+	// Sessions: a persistent one goes offline with a QoS 1 message
+	// queued and a QoS 0 one not kept; a client id connects twice (a
+	// takeover).
+	p := dialRaw(t, addr, codec.V311)
+	p.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "persist", CleanSession: false, KeepAlive: 60})
+	p.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "p/#", QoS: 1}}})
+	p.Expect(codec.SUBACK)
+	p.Send(&codec.Packet{Type: codec.DISCONNECT})
+	p.ExpectClosed()
+	waitFor(t, "persist offline", func() bool { return scrape(t, base, "")[`mqttlua_sessions{state="offline"}`] == "1" })
+	sub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "p/a", QoS: 1, PacketID: 9, Payload: []byte("kept")})
+	sub.Expect(codec.PUBACK)
+	sub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "p/b", Payload: []byte("not kept")})
+	d1 := dialRaw(t, addr, codec.V311)
+	d1.Connect("twice")
+	d2 := dialRaw(t, addr, codec.V311)
+	d2.Connect("twice")
+	d1.ExpectClosed()
+	more := map[string]string{
+		`mqttlua_sessions_persistent`:                           "1",
+		`mqttlua_sessions{state="offline"}`:                     "1",
+		`mqttlua_session_messages{state="queued"}`:              "1",
+		`mqttlua_messages_dropped_total{reason="offline_qos0"}`: "1",
+		`mqttlua_takeovers_total`:                               "1",
+		`mqttlua_closes_total{reason="session_taken_over"}`:     "1",
+		`mqttlua_connections_peak`:                              "3",
+		`mqttlua_connections_total`:                             "5",
+		`mqttlua_subscriptions`:                                 "2",
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		got = scrape(t, base, "")
+		var wrong []string
+		for k, v := range more {
+			if got[k] != v {
+				wrong = append(wrong, fmt.Sprintf("%s = %q, want %q", k, got[k], v))
+			}
+		}
+		if len(wrong) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session metrics:\n%s", strings.Join(wrong, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestMetricsToken: with a token, /metrics wants it (401 without, or
