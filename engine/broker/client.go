@@ -208,6 +208,13 @@ func (c *Client) SendPacketVia(p *codec.Packet, batch *transport.Batch) error {
 		}
 		return p.Append(dst, v)
 	}, batch)
+	if err == nil {
+		// Deliveries (PUBLISH through Broker.send) are counted as
+		// Delivered, in bulk; everything else one by one here.
+		if tr := c.b.tr; tr != nil {
+			tr.Stats.PacketsOut[p.Type&15].Add(1)
+		}
+	}
 	if err == nil && p.Type == codec.CONNACK {
 		if p.ReasonCode != 0 {
 			c.Close(transport.CloseConnectRefused)

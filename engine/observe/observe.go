@@ -61,6 +61,7 @@ var metricDefs = []metricDef{
 	{"connections_refused_total", "Connections refused past a connection limit.", nil},
 	{"closes_total", "Connections ended, by reason.", []string{"reason"}},
 	{"packets_received_total", "MQTT packets received, by type.", []string{"type"}},
+	{"packets_sent_total", "MQTT packets sent, by type (PUBLISH: deliveries to subscribers and what scripts send).", []string{"type"}},
 	{"bytes_received_total", "Bytes received from clients (inside TLS and WebSocket).", nil},
 	{"bytes_sent_total", "Bytes written to clients (inside TLS and WebSocket).", nil},
 	{"messages_published_total", "PUBLISH messages routed (from clients, wills and scripts).", nil},
@@ -112,6 +113,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for t := codec.CONNECT; t <= codec.AUTH; t++ {
 		counter("packets_received_total", float64(ts.PacketsIn[t].Load()), t.String())
+	}
+	for t := codec.CONNECT; t <= codec.AUTH; t++ {
+		n := ts.PacketsOut[t].Load()
+		if t == codec.PUBLISH {
+			n += c.src.Broker.Stats.Delivered.Load()
+		}
+		counter("packets_sent_total", float64(n), t.String())
 	}
 	counter("bytes_received_total", float64(ts.BytesIn.Load()))
 	counter("bytes_sent_total", float64(ts.BytesOut.Load()))

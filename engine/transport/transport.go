@@ -92,7 +92,10 @@ type Stats struct {
 	ConnectionsPeak  atomic.Int64 // the most connections at once
 	Refused          atomic.Int64 // connections past MaxConnections
 	// PacketsIn counts decoded packets by type (index: the packet type).
-	PacketsIn       [16]atomic.Int64
+	PacketsIn [16]atomic.Int64
+	// PacketsOut counts the packets the layer above queued, by type, as
+	// it reports them: the transport sees only bytes.
+	PacketsOut      [16]atomic.Int64
 	BytesIn         atomic.Int64 // bytes read from clients (after TLS and WebSocket framing)
 	BytesOut        atomic.Int64 // bytes written to clients (before TLS and WebSocket framing)
 	SlowConsumers   atomic.Int64
