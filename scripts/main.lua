@@ -51,15 +51,15 @@ function onMqPublish(server, fd, fromId, data)
   -- two comparisons, no function call on the per-message path.)
   local topic = data.topic
   if topic >= "$" and topic < "%" then
-    log.info("publish to a $ topic denied", { topic = data.topic })
+    log.info("publish to a $ topic denied", { topic = topic })
     ack(fd, data, mqtt.NOT_AUTHORIZED)
     return
   end
   -- 4. Authorize. A denied PUBLISH is acknowledged and dropped, as 3.1.1
   -- requires (5.0 clients see 0x87 in the acknowledgement). acl.allowed
   -- answers at once when there are no rules, and remembers decisions.
-  if not acl_allowed(server, fd, data.topic, "write") then
-    log.debug("publish denied", { topic = data.topic })
+  if not acl_allowed(server, fd, topic, "write") then
+    log.debug("publish denied", { topic = topic })
     ack(fd, data, mqtt.NOT_AUTHORIZED)
     return
   end
