@@ -44,6 +44,30 @@ func scrape(t *testing.T, base, token string) map[string]string {
 	return out
 }
 
+// waitMetrics scrapes until every series in want has its value (the
+// counters catch up with the traffic within moments), failing with the
+// differences after 5 s; it returns the last scrape.
+func waitMetrics(t *testing.T, base string, want map[string]string) map[string]string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := scrape(t, base, "")
+		var wrong []string
+		for k, v := range want {
+			if got[k] != v {
+				wrong = append(wrong, fmt.Sprintf("%s = %q, want %q", k, got[k], v))
+			}
+		}
+		if len(wrong) == 0 {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics:\n%s", strings.Join(wrong, "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestMetrics: the Prometheus metrics count real traffic exactly:
 // packets by type, messages routed and delivered, handler calls and
 // their durations, connections per listener, sessions, retained
@@ -90,24 +114,7 @@ func TestMetrics(t *testing.T) {
 		`mqttlua_retained_messages`:                                                    "1",
 		`mqttlua_subscriptions`:                                                        "1",
 	}
-	var got map[string]string
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got = scrape(t, base, "")
-		var wrong []string
-		for k, v := range want {
-			if got[k] != v {
-				wrong = append(wrong, fmt.Sprintf("%s = %q, want %q", k, got[k], v))
-			}
-		}
-		if len(wrong) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics:\n%s", strings.Join(wrong, "\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	got := waitMetrics(t, base, want)
 	// A clean DISCONNECT is counted by its reason.
 	pub.Send(&codec.Packet{Type: codec.DISCONNECT})
 	waitFor(t, "the close counted", func() bool {
@@ -147,23 +154,7 @@ func TestMetrics(t *testing.T) {
 		`mqttlua_connections_total`:                             "5",
 		`mqttlua_subscriptions`:                                 "2",
 	}
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		got = scrape(t, base, "")
-		var wrong []string
-		for k, v := range more {
-			if got[k] != v {
-				wrong = append(wrong, fmt.Sprintf("%s = %q, want %q", k, got[k], v))
-			}
-		}
-		if len(wrong) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("session metrics:\n%s", strings.Join(wrong, "\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitMetrics(t, base, more)
 }
 
 // TestMetricsToken: with a token, /metrics wants it (401 without, or

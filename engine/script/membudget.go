@@ -132,20 +132,10 @@ func (s *Pool) rebuildVM(old *VM) error {
 	if err != nil {
 		return err
 	}
-	vm.mu.Lock()
-	if fn := vm.global("onWorkerStart"); fn != nil {
-		vm.where, vm.slot = "onWorkerStart", slotWorkerStart
-		vm.L.Push(fn)
-		vm.L.Push(vm.server)
-		vm.L.Push(vm.idValue)
-		if err := vm.pcall(2, 0); err != nil {
-			vm.mu.Unlock()
-			vm.close()
-			return err
-		}
+	if err := vm.workerStart(); err != nil {
+		vm.close()
+		return err
 	}
-	vm.where, vm.slot = "", -1
-	vm.mu.Unlock()
 	next := append([]*VM(nil), vms...)
 	next[old.ID] = vm
 	s.vms.Store(&next)

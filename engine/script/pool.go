@@ -165,22 +165,12 @@ func (s *Pool) startVMs(sc *scripts) ([]*VM, error) {
 		vms[i] = vm
 	}
 	for _, vm := range vms {
-		vm.mu.Lock()
-		if fn := vm.global("onWorkerStart"); fn != nil {
-			vm.where, vm.slot = "onWorkerStart", slotWorkerStart
-			vm.L.Push(fn)
-			vm.L.Push(vm.server)
-			vm.L.Push(vm.idValue)
-			if err := vm.pcall(2, 0); err != nil {
-				vm.mu.Unlock()
-				for _, v := range vms {
-					v.close()
-				}
-				return nil, scriptErrorOf(err, sc.mainPath)
+		if err := vm.workerStart(); err != nil {
+			for _, v := range vms {
+				v.close()
 			}
+			return nil, scriptErrorOf(err, sc.mainPath)
 		}
-		vm.where, vm.slot = "", -1
-		vm.mu.Unlock()
 	}
 	return vms, nil
 }
@@ -268,3 +258,20 @@ func (s *Pool) handlerName(t codec.Type) string {
 
 // callbackName returns the handler name for a packet type.
 func (s *Pool) callbackName(t codec.Type) string { return s.callbackNames[t] }
+
+// workerStart runs the scripts' onWorkerStart(server, workerId), if they
+// define one, on a VM no connection uses yet.
+func (vm *VM) workerStart() error {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	fn := vm.global("onWorkerStart")
+	if fn == nil {
+		return nil
+	}
+	vm.where, vm.slot = "onWorkerStart", slotWorkerStart
+	defer func() { vm.where, vm.slot = "", -1 }()
+	vm.L.Push(fn)
+	vm.L.Push(vm.server)
+	vm.L.Push(vm.idValue)
+	return vm.pcall(2, 0)
+}
