@@ -14,8 +14,9 @@ import (
 	"github.com/mqttlua/broker/engine/enginetest"
 )
 
-// call makes one admin API request and decodes the answer.
-func call(t *testing.T, method, url, token string) (int, map[string]any) {
+// request makes one HTTP request with the bearer token (if any) and
+// returns the status and body.
+func request(t *testing.T, method, url, token string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
 	if token != "" {
@@ -27,9 +28,16 @@ func call(t *testing.T, method, url, token string) (int, map[string]any) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+// call makes one admin API request and decodes the answer.
+func call(t *testing.T, method, url, token string) (int, map[string]any) {
+	t.Helper()
+	code, body := request(t, method, url, token)
 	var v map[string]any
 	json.Unmarshal(body, &v)
-	return resp.StatusCode, v
+	return code, v
 }
 
 // TestAdminAPI: clients (paged, filtered), one client, kick (the client
