@@ -37,6 +37,10 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
+// stdout is where --help, --version and the subcommands' answers go
+// (errors go to stderr); a variable for the tests.
+var stdout io.Writer = os.Stdout
+
 // exitError carries an exit status with a one-line message.
 type exitError struct {
 	code int
@@ -47,10 +51,10 @@ func (e *exitError) Error() string { return e.msg }
 
 func run(args []string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "passwd" {
-		return passwd(args[1:], os.Stdin, os.Stdout, stderr)
+		return passwd(args[1:], os.Stdin, stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "ctl" {
-		return ctl(args[1:], os.Stdout, stderr)
+		return ctl(args[1:], stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "test" {
 		return runTests(args[1:], os.Stdout, stderr)
@@ -69,6 +73,7 @@ func run(args []string, stderr io.Writer) int {
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	log.WithFields(logrus.Fields{"pid": os.Getpid(), "version": engine.Version}).Info("broker started; SIGHUP reloads the scripts and certificates, SIGINT or SIGTERM stops it")
 	go srv.Serve()
 	if opts.watch {
 		go watch(opts.scripts, time.Second, func() { reload(srv, log, opts) })
@@ -136,6 +141,7 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	gcPercent := fs.Int("gc-percent", 0, "fixed Go garbage collection target (as GOGC): the heap grows by this percentage of the live heap between collections; 0 (the default) adapts it to the live heap, unless the GOGC environment variable is set")
 	goroutines := fs.Bool("goroutine-per-conn", false, "serve each TCP connection with a reader goroutine instead of the epoll event loops (Linux), as other platforms do")
 	help := fs.BoolP("help", "h", false, "show this help")
+	version := fs.Bool("version", false, "print the version and exit")
 	usage := func() string {
 		return "Usage: broker [flags]\n       broker test [--scripts DIR] [PATH...]   (runs script tests)\n       broker ctl clients|client ID|kick ID|subs|stats|reload   (talks to --http)\n       broker passwd [-c|-b|-D|-U] [FILE] USER   (password files, as mosquitto_passwd; see broker passwd --help)\n\nRuns the MQTT broker with the Lua handlers in --scripts.\n\nEvery flag can also come from the environment as MQTTLUA_ and its name in\ncapitals with _ for - (MQTTLUA_LISTEN, MQTTLUA_LOG_LEVEL; several --listen\nURLs separated by spaces). A flag on the command line wins over the\nenvironment, which wins over scripts/config.lua, which wins over the default.\n\nFlags:\n" + fs.FlagUsages()
 	}
@@ -146,7 +152,11 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 		return nil, nil, runOpts{}, &exitError{2, err.Error()}
 	}
 	if *help {
-		fmt.Fprint(stderr, usage())
+		fmt.Fprint(stdout, usage())
+		return nil, nil, runOpts{}, &exitError{0, ""}
+	}
+	if *version {
+		fmt.Fprintf(stdout, "mqttlua %s (%s)\n", engine.Version, runtime.Version())
 		return nil, nil, runOpts{}, &exitError{0, ""}
 	}
 	if fs.NArg() > 0 {

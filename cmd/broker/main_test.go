@@ -63,8 +63,15 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		})
 	}
 	var stderr bytes.Buffer
-	if code := run([]string{"--help"}, &stderr); code != 0 || !strings.Contains(stderr.String(), "--max-packet-size") {
-		t.Fatalf("--help: exit %d, %q", code, stderr.String())
+	var out bytes.Buffer
+	stdout = &out
+	defer func() { stdout = os.Stdout }()
+	if code := run([]string{"--help"}, &stderr); code != 0 || !strings.Contains(out.String(), "--max-packet-size") || stderr.Len() != 0 {
+		t.Fatalf("--help: exit %d, stdout %q, stderr %q", code, out.String(), stderr.String())
+	}
+	out.Reset()
+	if code := run([]string{"--version"}, &stderr); code != 0 || !strings.HasPrefix(out.String(), "mqttlua ") {
+		t.Fatalf("--version: exit %d, %q", code, out.String())
 	}
 }
 
