@@ -45,6 +45,32 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 	bad := func(format string, a ...any) error {
 		return &script.ScriptError{File: path, Msg: fmt.Sprintf(format, a...)}
 	}
+	// Simps' config/servers.php keeps each server under its name:
+	// `return { mqtt = { ip = ..., port = ..., receiveCallbacks = ... } }`.
+	if inner, ok := m["mqtt"].(map[string]any); ok {
+		for k := range m {
+			if k != "mqtt" {
+				return nil, bad("%q beside mqtt: the file configures the MQTT server only (keys go inside mqtt = { ... })", k)
+			}
+		}
+		m = inner
+	}
+	for k, v := range m {
+		switch k {
+		case "ip", "port", "listeners", "receiveCallbacks", "settings", "mode", "sock_type":
+			// mode and sock_type are Swoole's process mode and socket
+			// type: one process, TCP, here; accepted as Simps writes them.
+		case "callbacks":
+			// Swoole's server events; Simps' MQTT example leaves them empty.
+			if t, ok := v.(map[string]any); !ok || len(t) > 0 {
+				if l, isList := v.([]any); !isList || len(l) > 0 {
+					return nil, bad("callbacks (Swoole server events) are not supported: use onWorkerStart and onClose in main.lua")
+				}
+			}
+		default:
+			return nil, bad("%q is not a known key (ip, port, listeners, receiveCallbacks, settings, mode, sock_type, callbacks)", k)
+		}
+	}
 	if ip, port := m["ip"], m["port"]; ip != nil || port != nil {
 		host, _ := ip.(string)
 		p, ok := port.(int64)
@@ -69,7 +95,16 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 			fc.Listeners = append(fc.Listeners, lc)
 		}
 	}
-	if cbs, ok := m["receiveCallbacks"].(map[string]any); ok {
+	cbs, ok := m["receiveCallbacks"].(map[string]any)
+	if list, isList := m["receiveCallbacks"].([]any); isList {
+		// Keys 1..n only ({ [mqtt.CONNECT] = ... } alone is one): a list
+		// to the reader, whose index is the packet type.
+		cbs, ok = map[string]any{}, true
+		for i, v := range list {
+			cbs[strconv.Itoa(i+1)] = v
+		}
+	}
+	if ok {
 		for k, v := range cbs {
 			t, ok := codec.TypeByName(k)
 			if !ok {
@@ -79,13 +114,9 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 				}
 				t = codec.Type(n)
 			}
-			name, ok := v.(string)
-			if l, isList := v.([]any); isList && len(l) > 0 {
-				// Simps style: {Class, "method"}: the method is the handler.
-				name, ok = l[len(l)-1].(string)
-			}
-			if !ok {
-				return nil, bad("receiveCallbacks[%s]: want a handler name", k)
+			name, err := callbackName(v)
+			if err != nil {
+				return nil, bad("receiveCallbacks[%s]: %v", t, err)
 			}
 			fc.Callbacks[t] = name
 		}
@@ -229,4 +260,28 @@ func listenerFromFile(v any) (transport.ListenerConfig, error) {
 		}
 	}
 	return lc, nil
+}
+
+// callbackName reads a receiveCallbacks entry: the name of a global
+// function ("onMqConnect"), or, as Simps' [Class::class, 'method'], a
+// module and one of its functions ({ "handlers", "onConnect" }: the
+// function is require("handlers").onConnect), named "module:function"
+// for the script layer.
+func callbackName(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		if x == "" {
+			return "", fmt.Errorf("an empty handler name")
+		}
+		return x, nil
+	case []any:
+		if len(x) == 2 {
+			mod, ok1 := x[0].(string)
+			fn, ok2 := x[1].(string)
+			if ok1 && ok2 && mod != "" && fn != "" {
+				return mod + ":" + fn, nil
+			}
+		}
+	}
+	return "", fmt.Errorf(`want a function name, or { "module", "function" }`)
 }

@@ -10,28 +10,39 @@ import (
 	"github.com/mqttlua/broker/engine"
 )
 
-// TestConfigFile: a Simps-style config.lua renames handlers and sets
-// limits, and the renamed handler is the one that runs.
+// TestConfigFile: the Simps document's config/servers.php, transcribed
+// to Lua as written (the mqtt wrapper, [class, method] callbacks as
+// { module, function }, Swoole's keys), renames handlers and sets
+// limits, and the renamed handlers are the ones that run.
 func TestConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	osWriteFile(filepath.Join(dir, "config.lua"), `
 return {
-  ip = "127.0.0.1", port = 0,
-  receiveCallbacks = {
-    [mqtt.CONNECT] = "myConnect",
-    [mqtt.PINGREQ] = { "App\\Events\\MqttServer", "myPing" },
+  mqtt = {
+    ip = "127.0.0.1",
+    port = 0,
+    mode = 2, sock_type = 1,
+    callbacks = {},
+    receiveCallbacks = {
+      [mqtt.CONNECT] = "myConnect",
+      [mqtt.PINGREQ] = { "handlers", "myPing" },
+    },
+    settings = { worker_num = 3, package_max_length = 4096, handler_timeout = 0.5, open_mqtt_protocol = true },
   },
-  settings = { worker_num = 3, package_max_length = 4096, handler_timeout = 0.5, open_mqtt_protocol = true },
 }
 `)
 	osWriteFile(filepath.Join(dir, "main.lua"), `
 function myConnect(server, fd, fromId, data)
   server:send(fd, { type = mqtt.CONNACK, code = 0 })
 end
-function myPing(server, fd, fromId, data)
+`)
+	osWriteFile(filepath.Join(dir, "handlers.lua"), `
+local M = {}
+function M.myPing(server, fd, fromId, data)
   server:send(fd, { type = mqtt.PUBLISH, topic = "pong/" .. fromId, message = "" })
   return true
 end
+return M
 `)
 	fc, err := engine.LoadConfigFile(filepath.Join(dir, "config.lua"))
 	if err != nil {
@@ -42,7 +53,7 @@ end
 		t.Fatal(err)
 	}
 	if cfg.Workers != 3 || cfg.MaxPacketSize != 4096 || cfg.HandlerTimeout != 500*time.Millisecond ||
-		cfg.Listen[0] != "127.0.0.1:0" || cfg.Callbacks[codec.CONNECT] != "myConnect" || cfg.Callbacks[codec.PINGREQ] != "myPing" {
+		cfg.Listen[0] != "127.0.0.1:0" || cfg.Callbacks[codec.CONNECT] != "myConnect" || cfg.Callbacks[codec.PINGREQ] != "handlers:myPing" {
 		t.Fatalf("config: %+v", cfg)
 	}
 	_, addr, _ := startServer(t, cfg)
@@ -53,6 +64,40 @@ end
 		t.Fatalf("got %s", p.Topic)
 	}
 	c.Expect(codec.PINGRESP)
+}
+
+// TestConfigFileSimpsMistakes: what a ported Simps config gets wrong is
+// an error naming config.lua at start, not silent defaults.
+func TestConfigFileSimpsMistakes(t *testing.T) {
+	dir := t.TempDir()
+	osWriteFile(filepath.Join(dir, "main.lua"), "function onMqConnect(server, fd) server:send(fd, { type = mqtt.CONNACK }) end\n")
+	for _, tc := range []struct{ config, want string }{
+		// Only key 1: read as a list, still receiveCallbacks.
+		{`return { receiveCallbacks = { [mqtt.CONNECT] = "onMqConect" } }`, "receiveCallbacks[CONNECT] names onMqConect, which the scripts do not define"},
+		{`return { mqtt = { receiveCallbacks = { [mqtt.PUBLISH] = { "App\\Events\\MqttServer", "onMqPublish" } } } }`, `receiveCallbacks[PUBLISH]: module "App\\Events\\MqttServer"`},
+		{`return { receiveCallbacks = { [mqtt.PUBLISH] = { "nomod" } } }`, `want a function name, or { "module", "function" }`},
+		{`return { mqtt = { port = 1883 }, http = { port = 80 } }`, `"http" beside mqtt`},
+		{`return { colour = "blue" }`, `"colour" is not a known key`},
+		{`return { callbacks = { start = "x" } }`, "callbacks (Swoole server events) are not supported"},
+	} {
+		osWriteFile(filepath.Join(dir, "config.lua"), tc.config)
+		fc, err := engine.LoadConfigFile(filepath.Join(dir, "config.lua"))
+		if err == nil {
+			cfg := engine.Config{Scripts: dir, Listen: []string{"127.0.0.1:0"}}
+			if err = fc.Apply(&cfg, "config.lua"); err == nil {
+				_, err = engine.New(cfg)
+			}
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "config.lua") {
+			t.Errorf("%s:\n want an error naming config.lua with %q, got %v", tc.config, tc.want, err)
+		}
+	}
+	// The one-key receiveCallbacks that names a defined handler works.
+	osWriteFile(filepath.Join(dir, "config.lua"), `return { receiveCallbacks = { [mqtt.CONNECT] = "onMqConnect" } }`)
+	fc, err := engine.LoadConfigFile(filepath.Join(dir, "config.lua"))
+	if err != nil || fc.Callbacks[codec.CONNECT] != "onMqConnect" {
+		t.Fatalf("one-key receiveCallbacks: %v %+v", err, fc)
+	}
 }
 
 // TestConfigFileListeners: config.lua's listeners list, URLs or tables

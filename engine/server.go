@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/observe"
 	"github.com/mqttlua/broker/engine/script"
@@ -45,6 +46,10 @@ type Stats struct {
 // reported as a *script.ScriptError naming its file and line.
 func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg.withDefaults()}
+	var required []codec.Type
+	for t := range cfg.Callbacks { // the ones the user named, before the defaults
+		required = append(required, t)
+	}
 	c := &s.cfg
 	listeners, err := c.listeners()
 	if err != nil {
@@ -60,7 +65,7 @@ func New(cfg Config) (*Server, error) {
 	pool, err := script.New(script.Config{
 		Scripts: c.Scripts, LuaLib: c.LuaLib, Workers: c.Workers, HandlerTimeout: c.HandlerTimeout,
 		Callbacks: c.Callbacks, Log: c.Log, Modules: c.Modules, Setup: c.Setup, SetupName: c.SetupName,
-		Errors: &s.Stats.ScriptErrors, MemoryBudget: c.ScriptMemory,
+		Errors: &s.Stats.ScriptErrors, MemoryBudget: c.ScriptMemory, Required: required,
 	}, s.broker)
 	if err != nil {
 		return nil, err

@@ -36,6 +36,11 @@ type Config struct {
 	Setup, SetupName string
 	// Errors counts handler failures (nil: not counted).
 	Errors *atomic.Int64
+	// Required are the handler types whose Callbacks entries the user
+	// named (config.lua's receiveCallbacks): the scripts must define
+	// them, or loading (start and reload) fails, rather than the
+	// protocol defaults answering silently.
+	Required []codec.Type
 	// MemoryBudget bounds, in bytes, what one VM may allocate in a call
 	// and keep between calls (membudget.go); 0 or less: no budget.
 	MemoryBudget int64

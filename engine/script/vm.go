@@ -3,6 +3,7 @@ package script
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -140,7 +141,48 @@ func newVM(pool *Pool, id int, sc *scripts) (*VM, error) {
 			return nil, err
 		}
 	}
+	if err := vm.resolveHandlers(); err != nil {
+		vm.L.Close()
+		return nil, err
+	}
 	return vm, nil
+}
+
+// resolveHandlers makes the handlers named "module:function" (config.lua's
+// { "module", "function" }) globals of that name, so that handler lookup
+// is the same for every handler, and checks that every handler the user
+// named exists.
+func (vm *VM) resolveHandlers() error {
+	p := vm.pool
+	configFile := filepath.Join(p.cfg.Scripts, "config.lua")
+	for t, name := range p.callbackNames {
+		mod, fn, ok := strings.Cut(name, ":")
+		if !ok {
+			continue
+		}
+		err := vm.L.CallByParam(lua.P{Fn: vm.L.GetGlobal("require"), NRet: 1, Protect: true}, lua.LString(mod))
+		if err != nil {
+			return &ScriptError{File: configFile, Msg: fmt.Sprintf("receiveCallbacks[%s]: module %q: %v", codec.Type(t), mod, err)}
+		}
+		m := vm.L.Get(-1)
+		vm.L.Pop(1)
+		tbl, isTable := m.(*lua.LTable)
+		var f *lua.LFunction
+		if isTable {
+			f, _ = tbl.RawGetString(fn).(*lua.LFunction)
+		}
+		if f == nil {
+			return &ScriptError{File: configFile, Msg: fmt.Sprintf("receiveCallbacks[%s]: module %q has no function %q", codec.Type(t), mod, fn)}
+		}
+		vm.L.SetGlobal(name, f)
+	}
+	for _, t := range p.cfg.Required {
+		name := p.callbackNames[t&15]
+		if _, ok := vm.L.GetGlobal(name).(*lua.LFunction); !ok {
+			return &ScriptError{File: configFile, Msg: fmt.Sprintf("receiveCallbacks[%s] names %s, which the scripts do not define", t, name)}
+		}
+	}
+	return nil
 }
 
 // NewVM builds a VM outside the worker pool, with the scripts loaded, for

@@ -30,8 +30,30 @@ func Command(args []string, stdout, stderr io.Writer, modules []script.Module) i
 		fmt.Fprintf(stderr, "broker: test: %v (see broker test --help)\n", err)
 		return 2
 	}
+	if !fs.Changed("scripts") && fs.NArg() > 0 {
+		// A test file runs against the scripts beside it (a folder with a
+		// main.lua), not silently against ./scripts.
+		dir := ""
+		for _, p := range fs.Args() {
+			d := p
+			if st, err := os.Stat(p); err == nil && !st.IsDir() {
+				d = filepath.Dir(p)
+			}
+			if _, err := os.Stat(filepath.Join(d, "main.lua")); err != nil {
+				continue
+			}
+			if dir != "" && filepath.Clean(dir) != filepath.Clean(d) {
+				fmt.Fprintf(stderr, "broker: test: the files are beside two scripts folders (%s, %s): name one with --scripts\n", dir, d)
+				return 2
+			}
+			dir = d
+		}
+		if dir != "" {
+			*scripts = dir
+		}
+	}
 	if *help {
-		fmt.Fprint(stderr, "Usage: broker test [flags] [PATH...]\n\nRuns *.t and *_test.lua script tests; with no PATH, those in the scripts\nfolder and in testdata/scripts beside it.\n\nFlags:\n"+fs.FlagUsages())
+		fmt.Fprint(stdout, "Usage: broker test [flags] [PATH...]\n\nRuns *.t and *_test.lua script tests; with no PATH, those in the scripts\nfolder and in testdata/scripts beside it. A PATH beside a main.lua runs\nagainst the scripts of that folder unless --scripts says otherwise.\n\nFlags:\n"+fs.FlagUsages())
 		return 0
 	}
 	if st, err := os.Stat(*scripts); err != nil || !st.IsDir() {

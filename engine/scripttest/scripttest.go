@@ -48,8 +48,10 @@ type Options struct {
 	// Scripts is the folder of the scripts under test; LuaLib the shipped
 	// Lua modules (lualib/, which holds the testing module).
 	Scripts, LuaLib string
-	// Workers is the number of Lua VMs of each test's server (default 2).
-	Workers int
+	// Workers is the number of Lua VMs of each test's server (default:
+	// config.lua's worker_num, or 2).
+	Workers    int
+	workersSet bool
 	// Parallel is how many tests run at once (default: number of CPUs).
 	Parallel int
 	// Out receives the report; nil discards it.
@@ -135,6 +137,7 @@ type test struct {
 // Run runs the tests in files and reports them to opts.Out, ending with
 // the line "N passed, N failed".
 func Run(opts Options, files []string) (passed, failed int, results []Result) {
+	opts.workersSet = opts.Workers != 0
 	if opts.Workers == 0 {
 		opts.Workers = 2
 	}
@@ -210,11 +213,27 @@ func newEnv(opts Options, setup, setupName string) (*env, error) {
 	log.SetOutput(logs)
 	log.SetLevel(logrus.DebugLevel)
 	log.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
-	srv, err := engine.New(engine.Config{
+	cfg := engine.Config{
 		Scripts: opts.Scripts, LuaLib: opts.LuaLib, Workers: opts.Workers, Log: log,
 		Modules: opts.Modules, Setup: setup, SetupName: setupName,
-		HandlerTimeout: 2 * time.Second,
-	})
+		HandlerTimeout: 2 * time.Second, SysInterval: -1,
+	}
+	// Tests run what production runs: config.lua's handler names, worker
+	// count and limits (its listeners do not matter: clients connect in
+	// memory).
+	configFile := filepath.Join(opts.Scripts, "config.lua")
+	fc, err := engine.LoadConfigFile(configFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := fc.Apply(&cfg, configFile); err != nil {
+		return nil, err
+	}
+	if opts.workersSet {
+		cfg.Workers = opts.Workers
+	}
+	cfg.Listen, cfg.Listeners = nil, nil
+	srv, err := engine.New(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package scripttest_test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,5 +177,59 @@ c: expect {"type": "PUBLISH", "topic": "sum", "message": "42"}
 	out.Reset()
 	if code := scripttest.Command([]string{"--scripts", dir}, &out, &errOut, nil); code != 1 {
 		t.Fatalf("without the module: exit %d:\n%s", code, out.String())
+	}
+}
+
+// TestRunsConfigFile: script tests run what production runs: the
+// handler names and worker count of config.lua.
+func TestRunsConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("config.lua", `return { receiveCallbacks = { [mqtt.CONNECT] = "myConnect" }, settings = { worker_num = 3 } }`)
+	write("main.lua", `
+local workers = 0
+function onWorkerStart(server, id) shared.incr("workers", 1) end
+function myConnect(server, fd, fromId, data)
+  server:send(fd, { type = mqtt.CONNACK, code = 0 })
+  server:send(fd, { type = mqtt.PUBLISH, topic = "workers", message = tostring(shared.get("workers")) })
+end
+`)
+	write("config_test.lua", `
+local testing = require "testing"
+testing.test("the renamed handler runs on config.lua's workers", function()
+  local c = testing.client("c")
+  c:connect()
+  c:expect({ type = "PUBLISH", topic = "workers", message = "3" })
+end)
+`)
+	var out bytes.Buffer
+	root := enginetest.RepoDir()
+	passed, failed, _ := scripttest.Run(scripttest.Options{Scripts: dir, LuaLib: filepath.Join(root, "lualib"), Out: &out}, []string{filepath.Join(dir, "config_test.lua")})
+	if passed != 1 || failed != 0 {
+		t.Fatalf("passed %d, failed %d:\n%s", passed, failed, out.String())
+	}
+}
+
+// TestCommandFileBesideScripts: `broker test DIR/x_test.lua` runs against
+// DIR's scripts (it has a main.lua), not ./scripts.
+func TestCommandFileBesideScripts(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.lua"), []byte(`function onMqConnect(server, fd) server:send(fd, { type = mqtt.CONNACK }); server:send(fd, { type = mqtt.PUBLISH, topic = "here", message = "x" }) end`), 0o644)
+	test := filepath.Join(dir, "here_test.lua")
+	os.WriteFile(test, []byte(`
+local testing = require "testing"
+testing.test("runs against its own folder", function()
+  local c = testing.client("c")
+  c:connect()
+  c:expect({ type = "PUBLISH", topic = "here" })
+end)
+`), 0o644)
+	var out, errOut bytes.Buffer
+	if code := scripttest.Command([]string{"--lualib", filepath.Join(enginetest.RepoDir(), "lualib"), test}, &out, &errOut, nil); code != 0 {
+		t.Fatalf("exit %d:\n%s%s", code, out.String(), errOut.String())
 	}
 }
