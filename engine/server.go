@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"time"
@@ -78,7 +79,11 @@ func New(cfg Config) (*Server, error) {
 		ConnectTimeout: c.ConnectTimeout, MaxOutbound: c.MaxOutbound,
 		Log: c.Log, Open: s.broker.Open, Stats: &s.Stats.Stats,
 		Listening: func(url string, addr net.Addr) {
-			c.Log.WithField("listener", url).Infof("listening on %s with %d Lua workers, scripts from %s", url, c.Workers, c.Scripts)
+			workers := fmt.Sprintf("%d Lua workers", c.Workers)
+			if c.Workers == 1 {
+				workers = "1 Lua worker"
+			}
+			c.Log.WithField("listener", url).Infof("listening on %s with %s, scripts from %s", url, workers, c.Scripts)
 		},
 	})
 	s.broker.SetTransport(s.tr)
