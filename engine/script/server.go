@@ -18,7 +18,7 @@ import (
 const serverTypeName = "mqtt.server"
 
 // openBindings registers the server userdata and the mqtt, log, json,
-// shared and timer modules, each also as a global.
+// shared, timer, broker and crypto modules, each also as a global.
 func (vm *VM) openBindings() {
 	L := vm.L
 	mt := L.NewTypeMetatable(serverTypeName)
@@ -45,6 +45,7 @@ func (vm *VM) openBindings() {
 		"shared": vm.openShared,
 		"timer":  vm.openTimer,
 		"broker": vm.openBroker,
+		"crypto": vm.openCrypto,
 	} {
 		t := open()
 		L.PreloadModule(name, func(L *lua.LState) int { L.Push(t); return 1 })
