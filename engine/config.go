@@ -47,6 +47,9 @@ type Config struct {
 	// SysInterval is how often the $SYS topics are published (default
 	// 10 s; negative: never).
 	SysInterval time.Duration
+	// ScriptEnvPrefix starts the names of the environment variables
+	// scripts read with os.getenv (default "SCRIPT_").
+	ScriptEnvPrefix string
 	// ScriptMemory is each Lua worker's memory budget in bytes: what a
 	// call may allocate and what a worker may keep between calls
 	// (default 256 MiB; negative: none). See script/membudget.go.

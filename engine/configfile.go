@@ -156,6 +156,14 @@ func (fc *FileConfig) Apply(cfg *Config, file string) error {
 		if k == "open_mqtt_protocol" {
 			continue // a Swoole setting Simps configs carry; always on here
 		}
+		if k == "env_prefix" {
+			p, ok := v.(string)
+			if !ok || p == "" {
+				return &script.ScriptError{File: file, Msg: "settings.env_prefix must be a non-empty string (a prefix of environment variable names)"}
+			}
+			cfg.ScriptEnvPrefix = p
+			continue
+		}
 		var n float64
 		switch x := v.(type) {
 		case int64:

@@ -66,7 +66,7 @@ func New(cfg Config) (*Server, error) {
 	pool, err := script.New(script.Config{
 		Scripts: c.Scripts, LuaLib: c.LuaLib, Workers: c.Workers, HandlerTimeout: c.HandlerTimeout,
 		Callbacks: c.Callbacks, Log: c.Log, Modules: c.Modules, Setup: c.Setup, SetupName: c.SetupName,
-		Errors: &s.Stats.ScriptErrors, MemoryBudget: c.ScriptMemory, Required: required,
+		Errors: &s.Stats.ScriptErrors, MemoryBudget: c.ScriptMemory, Required: required, EnvPrefix: c.ScriptEnvPrefix,
 	}, s.broker)
 	if err != nil {
 		return nil, err

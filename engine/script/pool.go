@@ -36,6 +36,9 @@ type Config struct {
 	Setup, SetupName string
 	// Errors counts handler failures (nil: not counted).
 	Errors *atomic.Int64
+	// EnvPrefix starts the names of the environment variables os.getenv
+	// reads (default DefaultEnvPrefix).
+	EnvPrefix string
 	// Required are the handler types whose Callbacks entries the user
 	// named (config.lua's receiveCallbacks): the scripts must define
 	// them, or loading (start and reload) fails, rather than the

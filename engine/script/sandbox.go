@@ -1,6 +1,10 @@
 package script
 
 import (
+	"os"
+	"strings"
+	"time"
+
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -11,6 +15,9 @@ import (
 // __index is the string library). Left out on purpose:
 //   - io, and os beyond the clock and calendar: files, processes, the
 //     environment and os.exit would reach past the broker's own state.
+//     (os.getenv is the broker's own: it reads only the variables whose
+//     names start with a prefix, SCRIPT_ unless configured, for secrets;
+//     os.now is the time with its fraction.)
 //   - debug beyond traceback: getregistry, getinfo, getlocal, getupvalue
 //     and sethook read and rewrite any function's state.
 //   - dofile, loadfile, package.loadlib: code from anywhere on disk;
@@ -42,7 +49,7 @@ var sandboxLibs = []struct {
 		"pow", "rad", "random", "randomseed", "sin", "sinh", "sqrt", "tan", "tanh",
 	}},
 	{lua.CoroutineLibName, lua.OpenCoroutine, []string{"create", "resume", "running", "status", "wrap", "yield"}},
-	{lua.OsLibName, lua.OpenOs, []string{"clock", "date", "difftime", "time"}},
+	{lua.OsLibName, lua.OpenOs, []string{"clock", "date", "difftime", "time"}}, // + getenv, now: openSandbox
 	{lua.DebugLibName, lua.OpenDebug, []string{"traceback"}},
 }
 
@@ -91,6 +98,31 @@ func openSandbox(L *lua.LState) {
 	keepOnly(pkg.RawGetString("preload").(*lua.LTable), nil, nil)
 	pkg.RawSetString("path", lua.LString(""))
 	pkg.RawSetString("cpath", lua.LString(""))
+	osT := globals.RawGetString(lua.OsLibName).(*lua.LTable)
+	setEnvPrefix(L, osT, DefaultEnvPrefix)
+	osT.RawSetString("now", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LNumber(float64(time.Now().UnixMilli()) / 1000))
+		return 1
+	}))
+}
+
+// DefaultEnvPrefix starts the names of the environment variables
+// os.getenv reads unless the configuration names another prefix.
+const DefaultEnvPrefix = "SCRIPT_"
+
+// setEnvPrefix installs os.getenv(name), which answers for names that
+// start with prefix and is nil for every other: scripts get the secrets
+// meant for them (SCRIPT_DB_PASSWORD), not the process's environment.
+func setEnvPrefix(L *lua.LState, osT *lua.LTable, prefix string) {
+	osT.RawSetString("getenv", L.NewFunction(func(L *lua.LState) int {
+		name := L.CheckString(1)
+		if v, ok := os.LookupEnv(name); ok && strings.HasPrefix(name, prefix) {
+			L.Push(lua.LString(v))
+			return 1
+		}
+		L.Push(lua.LNil)
+		return 1
+	}))
 }
 
 // keepOnly deletes every key of t that is in neither keep nor also.

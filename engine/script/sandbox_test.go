@@ -36,8 +36,10 @@ func TestSandboxHandlerCannotRunCommands(t *testing.T) {
 func TestSandboxEscapeRoutes(t *testing.T) {
 	vm := sandboxVM(t)
 	routes := []string{
-		`os.execute`, `os.exit`, `os.getenv`, `os.setenv`, `os.remove`, `os.rename`, `os.tmpname`,
-		`require("os").execute`, `require("os").exit`, `require("os").getenv`, `require("os").setenv`, `require("os").remove`,
+		`os.execute`, `os.exit`, `os.setenv`, `os.remove`, `os.rename`, `os.tmpname`,
+		`require("os").execute`, `require("os").exit`, `require("os").setenv`, `require("os").remove`,
+		// os.getenv is the broker's: nothing outside its prefix.
+		`os.getenv("PATH")`, `os.getenv("HOME")`, `require("os").getenv("PATH")`,
 		`package.loaded.os.execute`, `package.loaded["os"].exit`, `_G.package.loaded.os.remove`, `getfenv(0).os.execute`,
 		`debug.getinfo`, `debug.getregistry`, `debug.sethook`, `debug.getlocal`, `debug.getupvalue`, `debug.setupvalue`,
 		`require("debug").getregistry`, `require("debug").getinfo`, `package.loaded.debug.sethook`, `package.loaded.debug.getlocal`,
@@ -57,7 +59,7 @@ func TestSandboxEscapeRoutes(t *testing.T) {
 		}
 	}
 	// What stays, stays reachable by every route.
-	for _, r := range []string{`os.time`, `require("os").clock`, `package.loaded.os.date`, `debug.traceback`,
+	for _, r := range []string{`os.time`, `os.now`, `os.getenv`, `require("os").clock`, `package.loaded.os.date`, `debug.traceback`,
 		`require("debug").traceback`, `("x").upper`, `getmetatable("").__index.format`, `require("string").rep`} {
 		if err := vm.L.DoString("__probe = " + r); err != nil {
 			t.Errorf("%s: %v", r, err)
@@ -143,4 +145,36 @@ func sandboxVM(t *testing.T) *script.VM {
 	}
 	t.Cleanup(vm.Close)
 	return vm
+}
+
+// TestGetenvPrefix: os.getenv answers for the variables under its prefix
+// (SCRIPT_ by default, settings.env_prefix otherwise) and nil for the
+// rest of the environment; os.now has sub-second resolution.
+func TestGetenvPrefix(t *testing.T) {
+	t.Setenv("SCRIPT_DB_PASSWORD", "hunter2")
+	t.Setenv("APP_TOKEN", "t0k")
+	vm := sandboxVM(t)
+	if err := vm.L.DoString(`
+assert(os.getenv("SCRIPT_DB_PASSWORD") == "hunter2", "the prefixed variable")
+assert(os.getenv("APP_TOKEN") == nil and os.getenv("PATH") == nil, "another variable")
+local a = os.now()
+assert(math.abs(a - os.time()) < 2, "os.now is the time")
+local b
+repeat b = os.now() until b ~= a
+assert(b - a < 0.5, "os.now moves in less than a second")
+`); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := engine.New(engine.Config{Scripts: filepath.Join("testdata", "sandbox"), Listen: []string{"127.0.0.1:0"}, ScriptEnvPrefix: "APP_"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := srv.NewVM(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	if err := app.L.DoString(`assert(os.getenv("APP_TOKEN") == "t0k" and os.getenv("SCRIPT_DB_PASSWORD") == nil, "env_prefix APP_")`); err != nil {
+		t.Fatal(err)
+	}
 }

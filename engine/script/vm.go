@@ -74,6 +74,9 @@ type VM struct {
 func (vm *VM) openLibs() {
 	L := vm.L
 	openSandbox(L)
+	if p := vm.pool.cfg.EnvPrefix; p != "" {
+		setEnvPrefix(L, L.GetGlobal(lua.OsLibName).(*lua.LTable), p)
+	}
 	L.SetGlobal("print", L.NewFunction(vm.luaPrint))
 	// package: require finds modules in the scripts folder, then lualib,
 	// and uses the compiled chunks shared by every VM.
