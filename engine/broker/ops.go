@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/mqttlua/broker/codec"
@@ -378,6 +379,33 @@ func (k *Broker) Clients() []ClientInfo {
 	return out
 }
 
+// ClientsPage lists at most limit sessions whose client ids start with
+// prefix and sort after after, in client id order, and the id to pass as
+// after for the next page ("" at the end). Only the page's sessions are
+// described, so a script can walk many sessions a page at a time.
+func (k *Broker) ClientsPage(prefix, after string, limit int) ([]ClientInfo, string) {
+	k.mu.Lock()
+	ids := make([]string, 0, len(k.sessions))
+	for id := range k.sessions {
+		if strings.HasPrefix(id, prefix) && id > after {
+			ids = append(ids, id)
+		}
+	}
+	k.mu.Unlock()
+	sort.Strings(ids)
+	next := ""
+	if limit > 0 && len(ids) > limit {
+		ids, next = ids[:limit], ids[limit-1]
+	}
+	out := make([]ClientInfo, 0, len(ids))
+	for _, id := range ids {
+		if ci, ok := k.Info(id); ok {
+			out = append(out, ci)
+		}
+	}
+	return out, next
+}
+
 // Info describes the session of a client identifier.
 func (k *Broker) Info(clientID string) (ClientInfo, bool) {
 	k.mu.Lock()
@@ -468,3 +496,33 @@ func (k *Broker) Sessions() SessionCounts {
 	}
 	return n
 }
+
+// Retained returns the retained message of a topic (not an expired one).
+func (k *Broker) Retained(topic string) (*Message, bool) {
+	m, ok := k.retained.Get(topic)
+	if !ok || m.expired(time.Now()) {
+		return nil, false
+	}
+	return m, true
+}
+
+// RetainedMatch returns the retained messages whose topics match filter
+// (at most limit of them, sorted by topic; 0: all).
+func (k *Broker) RetainedMatch(filter string, limit int) []*Message {
+	now := time.Now()
+	var out []*Message
+	k.retained.Match(filter, func(_ string, m *Message) {
+		if !m.expired(now) {
+			out = append(out, m)
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+// DeleteRetained removes a topic's retained message and reports whether
+// there was one.
+func (k *Broker) DeleteRetained(topic string) bool { return k.retained.Delete(topic) }

@@ -24,22 +24,25 @@ func (vm *VM) openBroker() *lua.LTable {
 	L := vm.L
 	b := &binding{k: vm.pool.broker, vm: vm}
 	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
-		"accept":         b.accept,
-		"route":          b.route,
-		"ack":            b.ack,
-		"subscribe":      b.subscribe,
-		"unsubscribe":    b.unsubscribe,
-		"publish":        b.publish,
-		"clients":        b.clients,
-		"client":         b.client,
-		"kick":           b.kick,
-		"configure":      b.configure,
-		"stats":          b.stats,
-		"hash_password":  b.hashPassword,
-		"check_password": b.checkPassword,
-		"authenticate":   b.authenticate,
-		"read_passwords": b.readPasswords,
-		"match":          b.match,
+		"accept":          b.accept,
+		"route":           b.route,
+		"ack":             b.ack,
+		"subscribe":       b.subscribe,
+		"unsubscribe":     b.unsubscribe,
+		"publish":         b.publish,
+		"clients":         b.clients,
+		"retained":        b.retained,
+		"retained_list":   b.retainedList,
+		"retained_delete": b.retainedDelete,
+		"client":          b.client,
+		"kick":            b.kick,
+		"configure":       b.configure,
+		"stats":           b.stats,
+		"hash_password":   b.hashPassword,
+		"check_password":  b.checkPassword,
+		"authenticate":    b.authenticate,
+		"read_passwords":  b.readPasswords,
+		"match":           b.match,
 	})
 }
 
@@ -262,6 +265,9 @@ func clientTable(L *lua.LState, ci broker.ClientInfo) *lua.LTable {
 		t.RawSetString("fd", lua.LNumber(ci.FD))
 	}
 	t.RawSetString("persistent", lua.LBool(ci.Persistent))
+	if ci.UserName != "" {
+		t.RawSetString("user_name", lua.LString(ci.UserName))
+	}
 	t.RawSetString("inflight", lua.LNumber(ci.Inflight))
 	t.RawSetString("queued", lua.LNumber(ci.Queued))
 	subs := L.CreateTable(0, len(ci.Subscriptions))
@@ -272,15 +278,35 @@ func clientTable(L *lua.LState, ci broker.ClientInfo) *lua.LTable {
 	return t
 }
 
-// broker.clients() -> list of client tables
+// broker.clients([{prefix = "dev-", after = id, limit = n}]) -> list of
+// client tables, next
+// Sorted by client id; with a limit, next is the after of the following
+// page (nil at the end).
 func (b *binding) clients(L *lua.LState) int {
-	list := b.k.Clients()
+	var prefix, after string
+	limit := 0
+	if opts, ok := L.Get(1).(*lua.LTable); ok {
+		prefix = lua.LVAsString(opts.RawGetString("prefix"))
+		after = lua.LVAsString(opts.RawGetString("after"))
+		if n, ok := opts.RawGetString("limit").(lua.LNumber); ok {
+			if n < 1 {
+				L.ArgError(1, "limit must be at least 1")
+			}
+			limit = int(n)
+		}
+	}
+	list, next := b.k.ClientsPage(prefix, after, limit)
 	t := L.CreateTable(len(list), 0)
 	for _, ci := range list {
 		t.Append(clientTable(L, ci))
 	}
 	L.Push(t)
-	return 1
+	if next == "" {
+		L.Push(lua.LNil)
+	} else {
+		L.Push(lua.LString(next))
+	}
+	return 2
 }
 
 // broker.client(client_id) -> client table | nil
@@ -486,5 +512,50 @@ func (b *binding) readPasswords(L *lua.LState) int {
 // broker.match(filter, topic) -> bool: MQTT topic matching for scripts.
 func (b *binding) match(L *lua.LState) int {
 	L.Push(lua.LBool(topic.MatchFilter(L.CheckString(1), L.CheckString(2))))
+	return 1
+}
+
+// retainedTable is a retained message as scripts see it.
+func retainedTable(L *lua.LState, m *broker.Message) *lua.LTable {
+	t := L.CreateTable(0, 5)
+	t.RawSetString("topic", lua.LString(m.Topic))
+	t.RawSetString("message", lua.LString(m.Payload))
+	t.RawSetString("qos", lua.LNumber(m.QoS))
+	t.RawSetString("retain", lua.LTrue)
+	if m.Props != nil && !m.Props.Empty() {
+		t.RawSetString("properties", ToLua(L, map[string]any(codec.PropertiesToMap(m.Props, codec.PUBLISH))))
+	}
+	return t
+}
+
+// broker.retained(topic) -> message table | nil
+func (b *binding) retained(L *lua.LState) int {
+	m, ok := b.k.Retained(L.CheckString(1))
+	if !ok {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(retainedTable(L, m))
+	return 1
+}
+
+// broker.retained_list(filter [, limit]) -> list of message tables, by topic
+func (b *binding) retainedList(L *lua.LState) int {
+	filter := L.CheckString(1)
+	if err := (&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: filter}}}).Check(codec.V5); err != nil {
+		L.ArgError(1, err.Error())
+	}
+	list := b.k.RetainedMatch(filter, L.OptInt(2, 0))
+	t := L.CreateTable(len(list), 0)
+	for _, m := range list {
+		t.Append(retainedTable(L, m))
+	}
+	L.Push(t)
+	return 1
+}
+
+// broker.retained_delete(topic) -> whether there was one
+func (b *binding) retainedDelete(L *lua.LState) int {
+	L.Push(lua.LBool(b.k.DeleteRetained(L.CheckString(1))))
 	return 1
 }
