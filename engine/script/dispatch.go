@@ -40,7 +40,9 @@ func (h *clientHooks) Packet(p *codec.Packet) (bool, broker.Verdict) {
 	L.Push(vm.server)
 	L.Push(h.fdValue)
 	L.Push(vm.idValue)
-	L.Push(PacketTable(L, p, c.Version()))
+	data := PacketTable(L, p, c.Version())
+	data.Metatable = vm.dataMeta
+	L.Push(data)
 	err := vm.pcall(4, 1)
 	var ret lua.LValue = lua.LNil
 	if err == nil {

@@ -308,17 +308,22 @@ func readTable(t *lua.LTable, p *codec.Packet) (compounds bool, err error) {
 			}
 		}
 	}
+	// Simps writes a SUBACK's codes as `payload`.
+	simpsPayload := p.Type == codec.SUBACK && t.RawGetString("codes") == lua.LNil && t.RawGetString("payload") != lua.LNil
 	for _, name := range codec.CompoundNames(p.Type) {
 		if t.RawGetString(name) != lua.LNil {
 			compounds = true
 			break
 		}
 	}
-	if !compounds {
+	if !compounds && !simpsPayload {
 		return false, nil
 	}
 	return true, codec.SetCompounds(p, func(name string) (any, error) {
 		lv := t.RawGetString(name)
+		if name == "codes" && simpsPayload {
+			lv = t.RawGetString("payload")
+		}
 		if lv == lua.LNil {
 			return nil, nil
 		}

@@ -33,6 +33,15 @@ func (vm *VM) openBindings() {
 		L.Push(lua.LString(fmt.Sprintf("server (worker %d)", vm.ID)))
 		return 1
 	}))
+	vm.dataMeta = L.NewTable()
+	vm.dataMeta.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
+		if k, ok := L.Get(2).(lua.LString); ok && k == "cmd" {
+			L.Push(L.CheckTable(1).RawGetString("type"))
+			return 1
+		}
+		L.Push(lua.LNil)
+		return 1
+	}))
 	vm.server = L.NewUserData()
 	vm.server.Value = vm
 	L.SetMetatable(vm.server, mt)

@@ -46,6 +46,9 @@ type VM struct {
 	closed   bool // set under mu by close; a reload replaced this VM
 
 	server *lua.LUserData // the `server` argument of handlers
+	// dataMeta is the metatable of handlers' data tables: data.cmd reads
+	// data.type, Simps' spelling, at no cost to handlers that do not ask.
+	dataMeta *lua.LTable
 
 	// Handler deadline: busySince is the start of the running call in
 	// UnixNano (0 when idle); the watchdog cancels ctx past the deadline.
