@@ -4,6 +4,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -13,10 +14,10 @@ import (
 // Logins checks passwords for scripts (broker.authenticate): bcrypt, with
 // the defences a password check on a network service needs.
 //
-//   - An unknown user costs what a user with a default-cost hash (what
-//     `broker passwd` makes) does: the password is checked against a
-//     dummy hash of that cost, so the time of a refusal
-//     does not tell which user names exist.
+//   - An unknown user costs what a known user does: the password is
+//     checked against a dummy bcrypt hash of the cost the users' hashes
+//     have (NoteHash; bcrypt's default until one is seen), so the time
+//     of a refusal does not tell which user names exist.
 //   - Failures are counted per source address and per user name over a
 //     window; past the limit, logins from that address (or for that user)
 //     are refused without hashing until the window ends, so guessing
@@ -37,6 +38,8 @@ type Logins struct {
 	// refused counts logins refused by the limits, without a check;
 	// checked the passwords compared (unknown users' too).
 	refused, checked int64
+	// cost is the bcrypt cost of the users' hashes (0: none seen yet).
+	cost atomic.Int32
 }
 
 type failures struct {
@@ -45,9 +48,29 @@ type failures struct {
 	logged bool
 }
 
-// dummyHash is checked for unknown users, so that they cost what a known
-// user does.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password anyone has"), bcrypt.DefaultCost)
+// dummyHashes are checked for unknown users, so that they cost what a
+// known user does: one per bcrypt cost, made on first use. The cost is
+// that of the users' hashes (NoteHash), bcrypt's default until one is
+// seen.
+var dummyHashes sync.Map // cost -> []byte
+
+func dummyHash(cost int) []byte {
+	if h, ok := dummyHashes.Load(cost); ok {
+		return h.([]byte)
+	}
+	h, _ := bcrypt.GenerateFromPassword([]byte("not a password anyone has"), cost)
+	dummyHashes.Store(cost, h)
+	return h
+}
+
+// NoteHash records the cost of a user's bcrypt hash (from a password
+// file, a script's table, broker.hash_password), which the dummy check
+// for unknown users then matches.
+func (l *Logins) NoteHash(hash []byte) {
+	if c, err := bcrypt.Cost(hash); err == nil {
+		l.cost.Store(int32(c))
+	}
+}
 
 // maxTracked bounds the failure tables: past it, windows that ended are
 // swept, and if that is not enough the table starts over (limiting less
@@ -114,7 +137,13 @@ func (l *Logins) Check(remote, user string, hash, password []byte) (ok, limited 
 
 	unknown := len(hash) == 0
 	if unknown {
-		hash = dummyHash
+		cost := int(l.cost.Load())
+		if cost == 0 {
+			cost = bcrypt.DefaultCost
+		}
+		hash = dummyHash(cost)
+	} else {
+		l.NoteHash(hash)
 	}
 	l.slots <- struct{}{}
 	err := verifyPassword(hash, password)

@@ -431,6 +431,9 @@ func (b *binding) stats(L *lua.LState) int {
 // broker.hash_password(password [, cost]) -> bcrypt hash
 func (b *binding) hashPassword(L *lua.LState) int {
 	h, err := bcrypt.GenerateFromPassword([]byte(L.CheckString(1)), L.OptInt(2, bcrypt.DefaultCost))
+	if err == nil {
+		b.k.Logins.NoteHash(h)
+	}
 	if err != nil {
 		L.ArgError(1, err.Error())
 	}
@@ -496,6 +499,7 @@ func (b *binding) readPasswords(L *lua.LState) int {
 			L.Push(lua.LString(fmt.Sprintf("%s:%d: want user:hash", rel, i+1)))
 			return 2
 		}
+		b.k.Logins.NoteHash([]byte(hash))
 		if err := broker.CheckHashFormat(hash); err != nil {
 			// A file whose users could never log in is refused at load,
 			// not found out one refused login at a time.

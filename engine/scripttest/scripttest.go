@@ -216,7 +216,9 @@ func newEnv(opts Options, setup, setupName string) (*env, error) {
 	cfg := engine.Config{
 		Scripts: opts.Scripts, LuaLib: opts.LuaLib, Workers: opts.Workers, Log: log,
 		Modules: opts.Modules, Setup: setup, SetupName: setupName,
-		HandlerTimeout: 2 * time.Second, SysInterval: -1,
+		// Generous: a bcrypt check (auth.lua) under the race detector,
+		// with other test packages running beside it, took over 2 s.
+		HandlerTimeout: 5 * time.Second, SysInterval: -1,
 	}
 	// Tests run what production runs: config.lua's handler names, worker
 	// count and limits (its listeners do not matter: clients connect in

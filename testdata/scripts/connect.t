@@ -46,6 +46,8 @@ b: expect {"type": "CONNACK", "code": "BAD_USER_NAME_OR_PASSWORD"}
 b: expect closed
 
 === TEST 6: an unknown user is refused like a wrong password
+--- setup
+require("auth").users.alice = broker.hash_password("s3cret", 4)
 --- steps
 a: send {"type": "CONNECT", "client_id": "a", "clean_session": true, "user_name": "mallory", "password": "x"}
 a: expect {"type": "CONNACK", "code": 4}
