@@ -360,6 +360,10 @@ func TestScriptFailureIsolated(t *testing.T) {
 	if !strings.Contains(out, "ran past its deadline") {
 		t.Errorf("log lacks the deadline error:\n%s", out)
 	}
+	// The traceback's bottom frame is the handler, not "main chunk".
+	if !strings.Contains(out, "in function 'onMqPublish'") || strings.Contains(out, "in main chunk") {
+		t.Errorf("the traceback does not name the handler:\n%s", out)
+	}
 	waitFor(t, "one script error and two timeouts counted", func() bool {
 		return srv.Stats.Closes[transport.CloseScriptError].Load() == 1 && srv.Stats.Closes[transport.CloseHandlerTimeout].Load() == 2
 	})

@@ -6,6 +6,7 @@ import (
 	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
 	lua "github.com/yuin/gopher-lua"
+	"strings"
 )
 
 // Open implements broker.Hooks: a connection's handlers run on VM
@@ -101,7 +102,7 @@ func (s *Pool) scriptFailed(c *broker.Client, handler string, err error) {
 			reason = transport.CloseHandlerTimeout
 		}
 		if le.Traceback != "" {
-			fields["traceback"] = le.Traceback
+			fields["traceback"] = nameHandlerFrame(le.Traceback, handler)
 		}
 	}
 	entry := s.cfg.Log.WithFields(fields)
@@ -112,4 +113,15 @@ func (s *Pool) scriptFailed(c *broker.Client, handler string, err error) {
 	if c != nil {
 		c.Close(reason)
 	}
+}
+
+// nameHandlerFrame names the handler in a traceback: gopher-lua calls the
+// frame a Go caller started "main chunk", which for a handler is its
+// function.
+func nameHandlerFrame(tb, handler string) string {
+	i := strings.LastIndex(tb, "in main chunk")
+	if i < 0 || handler == "" {
+		return tb
+	}
+	return tb[:i] + "in function '" + handler + "'" + tb[i+len("in main chunk"):]
 }
