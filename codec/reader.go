@@ -79,8 +79,17 @@ func (r *Reader) ReadPacket(p *Packet) error {
 // waits, which keeps an idle connection's stack small.
 func (r *Reader) Next(p *Packet) (bool, error) {
 	hdr, total, err := r.buffered()
-	if err != nil || hdr == 0 {
+	if err != nil {
+		// Refused from its fixed header: p holds nothing of an earlier
+		// packet (the caller may reuse it), only the type.
+		p.Reset()
+		if r.end > r.start {
+			p.Type = Type(r.buf[r.start] >> 4)
+		}
 		return false, err
+	}
+	if hdr == 0 {
+		return false, nil
 	}
 	return true, r.decode(p, hdr, total)
 }
