@@ -231,6 +231,29 @@ func stateOf(c *Client) *connState { return c.state.Load() }
 // ConnClosed handles the end of a connection: the will of an abnormally
 // lost connection is published ([MQTT-3.1.2-8]), at once or after its 5.0
 // Will Delay Interval; the session ends, or is kept until it expires.
+// sessionFate tells what connClosed will do with c's session, for the
+// script's onClose, which runs first.
+func (k *Broker) sessionFate(c *Client) string {
+	st := stateOf(c)
+	if st == nil {
+		return ""
+	}
+	s := st.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn.Load() != c {
+		return SessionTakenOver
+	}
+	expiry := s.expiry
+	if c.Version() == codec.V5 {
+		expiry = capExpiry(k, c.expiryAtClose())
+	}
+	if !s.persistent || expiry == 0 {
+		return SessionGone
+	}
+	return SessionOffline
+}
+
 func (k *Broker) connClosed(c *Client, reason transport.CloseReason) {
 	st := stateOf(c)
 	if st == nil {
@@ -327,6 +350,9 @@ func (k *Broker) sessionTimer(s *Session, gen uint64, will *Message) {
 	if expired {
 		k.Stats.SessionsEnded.Add(1)
 		s.clear(k)
+		if k.hooks != nil {
+			k.hooks.SessionEnded(s.clientID)
+		}
 	}
 }
 

@@ -499,7 +499,7 @@ func (c *Client) Closed(reason transport.CloseReason) {
 		c.log().WithFields(logrus.Fields{"reason": reason.String(), "remote": c.RemoteAddrString()}).Info("connection closed")
 	}
 	if c.connected {
-		c.hooks.Closed(reason)
+		c.hooks.Closed(reason, c.b.sessionFate(c))
 	}
 	c.b.connClosed(c, reason)
 }

@@ -11,6 +11,9 @@ import (
 type Hooks interface {
 	// Open is called for each new connection, before its first packet.
 	Open(c *Client) ClientHooks
+	// SessionEnded is told that a session which had outlived its
+	// connection expired (on a timer's goroutine, no connection's).
+	SessionEnded(clientID string)
 }
 
 // ClientHooks serve one connection.
@@ -20,8 +23,10 @@ type ClientHooks interface {
 	// the connection itself (ran, VerdictNone).
 	Packet(p *codec.Packet) (ran bool, v Verdict)
 	// Closed runs when a connection that sent CONNECT has ended, before
-	// its session is told.
-	Closed(reason transport.CloseReason)
+	// its session is told. session says what becomes of the session:
+	// SessionOffline, SessionGone, SessionTakenOver, or "" (none: a raw
+	// connection).
+	Closed(reason transport.CloseReason, session string)
 }
 
 // Verdict is what a handler returned, for the packets whose handlers
@@ -118,3 +123,10 @@ func (c *Client) defaultAction(p *codec.Packet) {
 		c.CloseWithCode(transport.CloseProtocolError, codec.BadAuthenticationMethod, "no onMqAuth handler")
 	}
 }
+
+// What becomes of a session when its connection closes (ClientHooks.Closed).
+const (
+	SessionOffline   = "offline"    // kept: the client may come back to it
+	SessionGone      = "gone"       // ended with the connection
+	SessionTakenOver = "taken_over" // another connection has it now
+)

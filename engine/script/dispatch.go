@@ -6,6 +6,7 @@ import (
 	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
 	lua "github.com/yuin/gopher-lua"
+	"hash/fnv"
 	"strings"
 )
 
@@ -65,9 +66,10 @@ func (h *clientHooks) Packet(p *codec.Packet) (bool, broker.Verdict) {
 	return true, broker.VerdictNone
 }
 
-// Closed runs the script's onClose(server, fd, reason) on the
-// connection's VM.
-func (h *clientHooks) Closed(reason transport.CloseReason) {
+// Closed runs the script's onClose(server, fd, reason, session) on the
+// connection's VM; session is "offline", "gone", "taken_over", or nil
+// for a connection without one.
+func (h *clientHooks) Closed(reason transport.CloseReason, session string) {
 	s, c := h.s, h.c
 	vm := s.lockVM(c.FD)
 	fn := vm.global("onClose")
@@ -80,7 +82,12 @@ func (h *clientHooks) Closed(reason transport.CloseReason) {
 	vm.L.Push(vm.server)
 	vm.L.Push(h.fdValue)
 	vm.L.Push(reasonValue(reason))
-	err := vm.pcall(3, 0)
+	if session == "" {
+		vm.L.Push(lua.LNil)
+	} else {
+		vm.L.Push(lua.LString(session))
+	}
+	err := vm.pcall(4, 0)
 	vm.cur, vm.where, vm.slot = nil, "", -1
 	vm.mu.Unlock()
 	// The connection's reader has stopped: write what onClose queued for
@@ -124,4 +131,29 @@ func nameHandlerFrame(tb, handler string) string {
 		return tb
 	}
 	return tb[:i] + "in function '" + handler + "'" + tb[i+len("in main chunk"):]
+}
+
+// SessionEnded implements broker.Hooks: the script's
+// onSessionEnd(server, client_id, "expired"), on the worker the client id
+// hashes to (the session has no connection to pin it).
+func (s *Pool) SessionEnded(clientID string) {
+	h := fnv.New32a()
+	h.Write([]byte(clientID))
+	vm := s.lockVM(int(h.Sum32() & 0x7fffffff))
+	fn := vm.global("onSessionEnd")
+	if fn == nil {
+		vm.mu.Unlock()
+		return
+	}
+	vm.where, vm.slot = "onSessionEnd", slotSessionEnd
+	vm.L.Push(fn)
+	vm.L.Push(vm.server)
+	vm.L.Push(lua.LString(clientID))
+	vm.L.Push(lua.LString("expired"))
+	err := vm.pcall(3, 0)
+	vm.where, vm.slot = "", -1
+	vm.mu.Unlock()
+	if err != nil {
+		s.scriptFailed(nil, "onSessionEnd", err)
+	}
 }

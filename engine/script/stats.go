@@ -17,6 +17,7 @@ const (
 	slotClose       = 16 + iota // onClose
 	slotTimer                   // timer callbacks
 	slotWorkerStart             // onWorkerStart
+	slotSessionEnd              // onSessionEnd
 	numSlots
 )
 
@@ -123,6 +124,8 @@ func (s *Pool) slotName(slot int) string {
 		return "timer"
 	case slotWorkerStart:
 		return "onWorkerStart"
+	case slotSessionEnd:
+		return "onSessionEnd"
 	}
 	if n := s.callbackNames[slot]; n != "" {
 		return n
