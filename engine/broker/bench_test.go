@@ -94,6 +94,15 @@ func busyScripts(name, src string) string {
 	return src
 }
 
+// deliverScripts adds an onMqDeliver that changes nothing: the cost of
+// the delivery hook itself, per delivery (one subscriber here).
+func deliverScripts(name, src string) string {
+	if name == "main.lua" {
+		return src + "\nfunction onMqDeliver(server, fd, fromId, data) end\n"
+	}
+	return src
+}
+
 // benchServer runs the default scripts (edited by edit) with the kit, on
 // no listener: connections come in through ServeConn.
 func benchServer(b *testing.B, edit func(name, src string) string) *engine.Server {
@@ -122,14 +131,15 @@ func encode(b *testing.B, buf []byte, p *codec.Packet) []byte {
 
 // BenchmarkPublish measures one QoS 0 PUBLISH through the whole server
 // path — decode, onMqPublish in Lua, routing, encoding for one wildcard
-// subscriber — without sockets, for the default scripts ("bare") and the
-// compare.sh "busy" handler. The difference is the Lua cost of the busy
-// handler, free of loopback and load-generator noise.
+// subscriber — without sockets, for the default scripts ("bare"), the
+// compare.sh "busy" handler, and an onMqDeliver that changes nothing
+// ("deliver"). The differences are the Lua cost of the busy handler and
+// of the delivery hook, free of loopback and load-generator noise.
 func BenchmarkPublish(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		edit func(name, src string) string
-	}{{"bare", nil}, {"busy", busyScripts}} {
+	}{{"bare", nil}, {"busy", busyScripts}, {"deliver", deliverScripts}} {
 		b.Run(bc.name, func(b *testing.B) {
 			srv := benchServer(b, bc.edit)
 			sub, pub := newMemConn(), newMemConn()

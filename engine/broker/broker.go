@@ -49,15 +49,17 @@ var DefaultSettings = Settings{MaxInflight: 20, MaxQueued: 1000, MaxQoS: 2}
 
 // Stats are the broker's counters.
 type Stats struct {
-	Published     atomic.Int64 // messages routed
-	Delivered     atomic.Int64 // deliveries queued to connections
-	Dropped       atomic.Int64 // messages dropped from full session queues
-	NoSession     atomic.Int64 // QoS 0 deliveries to offline clients, not kept
-	Expired       atomic.Int64 // 5.0 messages past their expiry, not delivered
-	Redistributed atomic.Int64 // shared-subscription messages moved to another member
-	Takeovers     atomic.Int64
-	WillsSent     atomic.Int64
-	SessionsEnded atomic.Int64 // persistent sessions that expired
+	Published atomic.Int64 // messages routed
+	Delivered atomic.Int64 // deliveries queued to connections
+	Dropped   atomic.Int64 // messages dropped from full session queues
+	// DroppedByScript counts deliveries a script's onMqDeliver dropped.
+	DroppedByScript atomic.Int64
+	NoSession       atomic.Int64 // QoS 0 deliveries to offline clients, not kept
+	Expired         atomic.Int64 // 5.0 messages past their expiry, not delivered
+	Redistributed   atomic.Int64 // shared-subscription messages moved to another member
+	Takeovers       atomic.Int64
+	WillsSent       atomic.Int64
+	SessionsEnded   atomic.Int64 // persistent sessions that expired
 	// SessionsRefused counts CONNECTs refused because their client id's
 	// session belongs to another user (Settings.OpenSessions).
 	SessionsRefused atomic.Int64

@@ -157,6 +157,13 @@ type SubscribeResult struct {
 // codes, if not nil, holds the script's decision per filter: a failure
 // code refuses it, a QoS caps it.
 func (k *Broker) Subscribe(c *Client, p *codec.Packet, codes []codec.ReasonCode, batch *transport.Batch) []codec.ReasonCode {
+	return k.SubscribeVia(c, p, codes, batch, nil)
+}
+
+// SubscribeVia is Subscribe with a delivery hook for the retained
+// messages the subscriptions match: it runs for each of them now, in the
+// caller's handler, though they may be sent later, as the client reads.
+func (k *Broker) SubscribeVia(c *Client, p *codec.Packet, codes []codec.ReasonCode, batch *transport.Batch, hook DeliverHook) []codec.ReasonCode {
 	st := stateOf(c)
 	out := make([]codec.ReasonCode, len(p.Subscriptions))
 	maxQoS := k.Settings().MaxQoS
@@ -236,6 +243,15 @@ func (k *Broker) Subscribe(c *Client, p *codec.Packet, codes []codec.ReasonCode,
 			if g.opts.SubID != 0 {
 				d.subIDs = []uint32{g.opts.SubID}
 			}
+			if hook != nil {
+				keep, changed := k.applyHook(hook, st.sess, &d)
+				if !keep {
+					continue
+				}
+				if changed {
+					d.stored = m
+				}
+			}
 			retained = append(retained, d)
 		}
 	}
@@ -296,11 +312,15 @@ func (k *Broker) sendRetained(s *Session, c *Client, ds []delivery, batch *trans
 		if c.t.Pressed() || s.Backlogged() {
 			return i
 		}
-		if cur, ok := k.retained.Get(d.msg.Topic); !ok || cur != d.msg {
+		stored := d.msg
+		if d.stored != nil {
+			stored = d.stored
+		}
+		if cur, ok := k.retained.Get(stored.Topic); !ok || cur != stored {
 			continue
 		}
-		if d.msg.expired(now) {
-			k.retained.Delete(d.msg.Topic)
+		if stored.expired(now) {
+			k.retained.Delete(stored.Topic)
 			continue
 		}
 		k.deliverRetained(s, c, d, batch)

@@ -22,6 +22,7 @@ type target struct {
 // routeScratch is reused across routings to keep the hot path free of
 // per-message allocations.
 type routeScratch struct {
+	hook    DeliverHook
 	targets []target
 	index   map[*Session]int
 	groups  []*shareGroup
@@ -37,6 +38,38 @@ var scratchPool = sync.Pool{New: func() any { return &routeScratch{index: map[*S
 // the end of the publisher's read. It returns the number of sessions the
 // message went to.
 func (k *Broker) route(m *Message, from *Client, batch *transport.Batch) int {
+	return k.routeVia(m, from, batch, nil)
+}
+
+// DeliverHook decides one delivery (a script's onMqDeliver): given the
+// subscriber (its client id, and its connection or nil when offline),
+// the message and the QoS it would get, it returns the message to send
+// (m itself, or a changed copy), its QoS (at most qos), and false to
+// drop this delivery. It runs on the routing caller's goroutine, with no
+// lock of the broker held.
+type DeliverHook func(clientID string, c *Client, m *Message, qos byte) (out *Message, outQoS byte, keep bool)
+
+// applyHook runs hook on a delivery; it reports false when the hook
+// dropped it, and whether it changed the message.
+func (k *Broker) applyHook(hook DeliverHook, s *Session, d *delivery) (keep, changed bool) {
+	out, q, keep := hook(s.clientID, s.conn.Load(), d.msg, d.qos)
+	if !keep {
+		k.Stats.DroppedByScript.Add(1)
+		return false, false
+	}
+	if q < d.qos {
+		d.qos = q // down only
+	}
+	if out != nil && out != d.msg {
+		out.own()
+		d.msg = out
+		return true, true
+	}
+	return true, false
+}
+
+// routeVia is route with a delivery hook (nil: none).
+func (k *Broker) routeVia(m *Message, from *Client, batch *transport.Batch, hook DeliverHook) int {
 	k.Stats.Published.Add(1)
 	if m.Props != nil && m.Props.Has(codec.PropMessageExpiry) && m.expireAt == 0 {
 		m.expireAt = time.Now().Add(time.Duration(m.Props.MessageExpiry) * time.Second).UnixNano()
@@ -52,6 +85,7 @@ func (k *Broker) route(m *Message, from *Client, batch *transport.Batch) int {
 		}
 	}
 	sc := scratchPool.Get().(*routeScratch)
+	sc.hook = hook
 	k.subs.Match(m.Topic, func(s *Session, o subOpts) {
 		if i, ok := sc.index[s]; ok {
 			t := &sc.targets[i]
@@ -100,6 +134,7 @@ func (k *Broker) route(m *Message, from *Client, batch *transport.Batch) int {
 	clear(sc.index)
 	sc.pkt = codec.Packet{}
 	sc.fanout.Reset(nil)
+	sc.hook = nil
 	scratchPool.Put(sc)
 	return n
 }
@@ -124,20 +159,32 @@ func (k *Broker) fanOut(m *Message, from *Client, sc *routeScratch, batch *trans
 		// [MQTT-3.3.1-9] a message forwarded to existing subscriptions has
 		// RETAIN 0, unless a 5.0 subscription asked for it as published.
 		d.retain = m.Retain && t.opts.RetainAsPublished
+		f := &sc.fanout
+		if sc.hook != nil {
+			// Before any session lock: the hook is Lua, which may call
+			// the kit.
+			keep, changed := k.applyHook(sc.hook, t.s, &d)
+			if !keep {
+				continue
+			}
+			if changed {
+				f = nil // not the shared encoding's message any more
+			}
+		}
 		if d.qos == 0 {
 			c := t.s.conn.Load()
 			if c == nil {
 				noSession++
 				continue
 			}
-			if k.send(c, d, false, 0, &sc.fanout, batch) == nil {
+			if k.send(c, d, false, 0, f, batch) == nil {
 				delivered++
 			}
 			continue
 		}
 		m.own()
 		t.s.mu.Lock()
-		if t.s.deliverLocked(k, d, &sc.fanout, batch) {
+		if t.s.deliverLocked(k, d, f, batch) {
 			delivered++
 		}
 		t.s.mu.Unlock()
@@ -393,12 +440,17 @@ func (k *Broker) intercept(c *Client, p *codec.Packet, batch *transport.Batch) b
 // QoS 2 message only the first time its packet id is seen before PUBREL
 // ([MQTT-4.3.3-2]). It returns the number of sessions reached.
 func (k *Broker) Publish(c *Client, m *Message, id uint16, batch *transport.Batch) int {
+	return k.PublishVia(c, m, id, batch, nil)
+}
+
+// PublishVia is Publish with a delivery hook.
+func (k *Broker) PublishVia(c *Client, m *Message, id uint16, batch *transport.Batch, hook DeliverHook) int {
 	n := 0
 	switch m.QoS {
 	case 0:
-		n = k.route(m, c, batch)
+		n = k.routeVia(m, c, batch, hook)
 	case 1:
-		n = k.route(m, c, batch)
+		n = k.routeVia(m, c, batch, hook)
 		// [MQTT-4.3.2-2] PUBACK after taking ownership.
 		k.ackPublish(c, codec.PUBACK, id, n, batch)
 	case 2:
@@ -420,7 +472,7 @@ func (k *Broker) Publish(c *Client, m *Message, id uint16, batch *transport.Batc
 			first = !dup
 		}
 		if first {
-			n = k.route(m, c, batch)
+			n = k.routeVia(m, c, batch, hook)
 		}
 		k.ackPublish(c, codec.PUBREC, id, n, batch)
 	}
@@ -463,7 +515,10 @@ func (k *Broker) Ack(c *Client, qos byte, id uint16, code codec.ReasonCode, batc
 
 // Inject publishes a message from a script or Go code, as if a client had
 // sent it.
-func (k *Broker) Inject(m *Message, batch *transport.Batch) int {
+func (k *Broker) Inject(m *Message, batch *transport.Batch) int { return k.InjectVia(m, batch, nil) }
+
+// InjectVia is Inject with a delivery hook.
+func (k *Broker) InjectVia(m *Message, batch *transport.Batch, hook DeliverHook) int {
 	m.own()
-	return k.route(m, nil, batch)
+	return k.routeVia(m, nil, batch, hook)
 }

@@ -77,7 +77,10 @@ const neverExpire = time.Duration(1<<63 - 1)
 
 // delivery is one message on its way to one session.
 type delivery struct {
-	msg    *Message
+	msg *Message
+	// stored is the retained message a delivery hook changed into msg,
+	// for sendRetained's check that it is still the stored one.
+	stored *Message
 	qos    byte
 	retain bool
 	subIDs []uint32    // 5.0 subscription identifiers of the matching subscriptions

@@ -131,7 +131,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("messages_delivered_total", float64(bs.Delivered.Load()))
 	for reason, v := range map[string]int64{
 		"queue_full": bs.Dropped.Load(), "offline_qos0": bs.NoSession.Load(), "expired": bs.Expired.Load(),
-		"too_large": ts.DroppedTooLarge.Load(),
+		"too_large": ts.DroppedTooLarge.Load(), "script": bs.DroppedByScript.Load(),
 	} {
 		counter("messages_dropped_total", float64(v), reason)
 	}

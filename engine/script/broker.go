@@ -177,7 +177,7 @@ func (b *binding) route(L *lua.LState) int {
 	if m.QoS > 0 && id == 0 {
 		L.ArgError(2, "message_id missing for QoS > 0")
 	}
-	L.Push(lua.LNumber(b.k.Publish(c, m, id, b.vm.Batch())))
+	L.Push(lua.LNumber(b.k.PublishVia(c, m, id, b.vm.Batch(), b.vm.deliverHook())))
 	return 1
 }
 
@@ -223,7 +223,7 @@ func (b *binding) subscribe(L *lua.LState) int {
 		L.ArgError(2, "SUBSCRIBE data expected")
 	}
 	requireSession(L, "broker.subscribe", c, "SUBSCRIBE")
-	out := b.k.Subscribe(c, p, codes, b.vm.Batch())
+	out := b.k.SubscribeVia(c, p, codes, b.vm.Batch(), b.vm.deliverHook())
 	res := L.CreateTable(len(out), 0)
 	for _, code := range out {
 		res.Append(lua.LNumber(code))
@@ -253,7 +253,7 @@ func (b *binding) unsubscribe(L *lua.LState) int {
 // broker.publish{topic=, message=, qos=, retain=} -> number of sessions
 func (b *binding) publish(L *lua.LState) int {
 	m, _ := b.messageArg(L, 1, L.CheckTable(1))
-	L.Push(lua.LNumber(b.k.Inject(m, b.vm.Batch())))
+	L.Push(lua.LNumber(b.k.InjectVia(m, b.vm.Batch(), b.vm.deliverHook())))
 	return 1
 }
 
