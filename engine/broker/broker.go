@@ -54,6 +54,9 @@ type Stats struct {
 	Dropped   atomic.Int64 // messages dropped from full session queues
 	// DroppedByScript counts deliveries a script's onMqDeliver dropped.
 	DroppedByScript atomic.Int64
+	// EventsDropped counts message events the scripts could not be told
+	// of because their queue was full.
+	EventsDropped atomic.Int64
 	NoSession       atomic.Int64 // QoS 0 deliveries to offline clients, not kept
 	Expired         atomic.Int64 // 5.0 messages past their expiry, not delivered
 	Redistributed   atomic.Int64 // shared-subscription messages moved to another member
@@ -100,6 +103,8 @@ type Broker struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Session
+
+	events eventQueue
 
 	subs     *topic.Tree[*Session, subOpts]
 	retained *topic.Retained[*Message]

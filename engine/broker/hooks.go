@@ -14,6 +14,12 @@ type Hooks interface {
 	// SessionEnded is told that a session which had outlived its
 	// connection expired (on a timer's goroutine, no connection's).
 	SessionEnded(clientID string)
+	// EventsWanted returns the EventKind bits the scripts handle; it is
+	// asked on the message path, so it must be an atomic read.
+	EventsWanted() EventKind
+	// MessageEvent handles one event (events.go), on the broker's event
+	// goroutine, in order.
+	MessageEvent(ev MessageEvent)
 }
 
 // ClientHooks serve one connection.

@@ -55,6 +55,7 @@ func (k *Broker) applyHook(hook DeliverHook, s *Session, d *delivery) (keep, cha
 	out, q, keep := hook(s.clientID, s.conn.Load(), d.msg, d.qos)
 	if !keep {
 		k.Stats.DroppedByScript.Add(1)
+		k.emit(EventDropped, s.clientID, d.msg, d.qos, "script")
 		return false, false
 	}
 	if q < d.qos {
@@ -122,6 +123,8 @@ func (k *Broker) routeVia(m *Message, from *Client, batch *transport.Batch, hook
 		sc.pkt = m.packet(m.QoS, false, false, 0)
 		sc.fanout.Reset(&sc.pkt)
 		k.fanOut(m, from, sc, batch)
+	} else if !m.Retain {
+		k.emit(EventDropped, "", m, m.QoS, "no_subscribers")
 	}
 	n := len(sc.targets)
 	for i := range sc.targets {
@@ -177,8 +180,11 @@ func (k *Broker) fanOut(m *Message, from *Client, sc *routeScratch, batch *trans
 				noSession++
 				continue
 			}
-			if k.send(c, d, false, 0, f, batch) == nil {
+			switch k.send(c, d, false, 0, f, batch) {
+			case nil:
 				delivered++
+			case transport.ErrTooLarge:
+				k.emit(EventDropped, t.s.clientID, d.msg, d.qos, "too_large")
 			}
 			continue
 		}

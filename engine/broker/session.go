@@ -249,6 +249,7 @@ func (s *Session) releaseWaitersLocked() {
 func (s *Session) sendLocked(k *Broker, c *Client, d delivery, f *codec.Fanout, batch *transport.Batch) bool {
 	if d.msg.expired(time.Now()) {
 		k.Stats.Expired.Add(1)
+		k.emit(EventDropped, s.clientID, d.msg, d.qos, "expired")
 		return false
 	}
 	id := s.nextIDLocked()
@@ -262,6 +263,7 @@ func (s *Session) sendLocked(k *Broker, c *Client, d delivery, f *codec.Fanout, 
 		return true
 	case transport.ErrTooLarge:
 		// Over the client's Maximum Packet Size: dropped, never sent.
+		k.emit(EventDropped, s.clientID, d.msg, d.qos, "too_large")
 		delete(s.inflight, id)
 		s.order = s.order[:len(s.order)-1]
 	default:
@@ -279,17 +281,23 @@ func (s *Session) enqueueLocked(k *Broker, d delivery) {
 	}
 	if max <= 0 {
 		k.Stats.Dropped.Add(1)
+		k.emit(EventDropped, s.clientID, d.msg, d.qos, "queue_full")
 		return
 	}
 	if len(s.queue) >= max {
 		k.Stats.Dropped.Add(1)
 		if k.Settings().DropNewest {
+			k.emit(EventDropped, s.clientID, d.msg, d.qos, "queue_full")
 			return
 		}
+		k.emit(EventDropped, s.clientID, s.queue[0].msg, s.queue[0].qos, "queue_full")
 		copy(s.queue, s.queue[1:])
 		s.queue = s.queue[:len(s.queue)-1]
 	}
 	s.queue = append(s.queue, d)
+	if s.conn.Load() == nil {
+		k.emit(EventQueued, s.clientID, d.msg, d.qos, "")
+	}
 }
 
 // drainLocked moves queued messages into the window.
@@ -339,9 +347,11 @@ func (s *Session) resumeLocked(k *Broker, c *Client, batch *transport.Batch) {
 
 // ackLocked completes an outbound flow and refills the window.
 func (s *Session) ackLocked(k *Broker, id uint16, batch *transport.Batch) bool {
-	if _, ok := s.inflight[id]; !ok {
+	o, ok := s.inflight[id]
+	if !ok {
 		return false
 	}
+	k.emit(EventAcked, s.clientID, o.msg, o.qos, "")
 	s.acks++
 	delete(s.inflight, id)
 	for i, x := range s.order {

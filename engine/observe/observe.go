@@ -77,6 +77,7 @@ var metricDefs = []metricDef{
 	{"retained_messages", "Retained messages stored.", nil},
 	{"subscriptions", "Subscriptions (filters, over all sessions).", nil},
 	{"logins_limited_total", "Logins refused without a check after too many failures.", nil},
+	{"script_events_dropped_total", "Message events (onMqQueued, onMqDropped, onMqAcked) not handed to the scripts because their queue was full.", nil},
 	{"lua_handler_calls_total", "Lua handler calls, by handler.", []string{"handler"}},
 	{"lua_handler_errors_total", "Lua handler calls that failed (raised, ran past the deadline or the memory budget), by handler.", []string{"handler"}},
 	{"lua_handler_timeouts_total", "Lua handler calls stopped at their deadline, by handler.", []string{"handler"}},
@@ -147,6 +148,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge("retained_messages", float64(k.RetainedCount()))
 	gauge("subscriptions", float64(k.SubscriptionCount()))
 	counter("logins_limited_total", float64(k.Logins.Refused()))
+	counter("script_events_dropped_total", float64(bs.EventsDropped.Load()))
 
 	for _, h := range c.src.Scripts.HandlerStats() {
 		counter("lua_handler_calls_total", float64(h.Calls), h.Name)

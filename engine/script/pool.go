@@ -60,6 +60,8 @@ type Pool struct {
 	vms atomic.Pointer[[]*VM]
 	// workers are each worker's counters (stats.go), kept across reloads.
 	workers []workerStats
+	// eventsWanted are the broker.EventKind bits the scripts handle.
+	eventsWanted atomic.Uint32
 
 	// Shared is the key-value store every VM sees as `shared`.
 	Shared *SharedStore
@@ -171,6 +173,9 @@ func (s *Pool) startVMs(sc *scripts) ([]*VM, error) {
 			return nil, scriptErrorOf(err, sc.mainPath)
 		}
 		vms[i] = vm
+	}
+	if len(vms) > 0 {
+		s.noteEvents(vms[0])
 	}
 	for _, vm := range vms {
 		if err := vm.workerStart(); err != nil {

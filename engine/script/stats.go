@@ -18,6 +18,7 @@ const (
 	slotTimer                   // timer callbacks
 	slotWorkerStart             // onWorkerStart
 	slotSessionEnd              // onSessionEnd
+	slotEvent                   // onMqQueued, onMqDropped, onMqAcked
 	numSlots
 )
 
@@ -126,6 +127,8 @@ func (s *Pool) slotName(slot int) string {
 		return "onWorkerStart"
 	case slotSessionEnd:
 		return "onSessionEnd"
+	case slotEvent:
+		return "message events"
 	}
 	if n := s.callbackNames[slot]; n != "" {
 		return n
