@@ -57,12 +57,12 @@ type Stats struct {
 	// EventsDropped counts message events the scripts could not be told
 	// of because their queue was full.
 	EventsDropped atomic.Int64
-	NoSession       atomic.Int64 // QoS 0 deliveries to offline clients, not kept
-	Expired         atomic.Int64 // 5.0 messages past their expiry, not delivered
-	Redistributed   atomic.Int64 // shared-subscription messages moved to another member
-	Takeovers       atomic.Int64
-	WillsSent       atomic.Int64
-	SessionsEnded   atomic.Int64 // persistent sessions that expired
+	NoSession     atomic.Int64 // QoS 0 deliveries to offline clients, not kept
+	Expired       atomic.Int64 // 5.0 messages past their expiry, not delivered
+	Redistributed atomic.Int64 // shared-subscription messages moved to another member
+	Takeovers     atomic.Int64
+	WillsSent     atomic.Int64
+	SessionsEnded atomic.Int64 // persistent sessions that expired
 	// SessionsRefused counts CONNECTs refused because their client id's
 	// session belongs to another user (Settings.OpenSessions).
 	SessionsRefused atomic.Int64
