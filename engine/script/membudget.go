@@ -13,9 +13,10 @@ import (
 // watchdog, at no cost to the handlers:
 //
 //   - During a call: the bytes allocated since the watchdog first saw the
-//     call running. Past the budget, the VM that has been running longest
-//     is stopped, as a handler past its deadline is: its call fails with
-//     a Lua error, and its client is closed.
+//     call running, with the heap in use grown by half as much. Past the
+//     budget, the VM that has been running longest is stopped, as a
+//     handler past its deadline is: its call fails with a Lua error, and
+//     its client is closed.
 //   - Between calls: what a VM keeps (globals, module tables, upvalues,
 //     the registry), estimated by walking it, but only when the whole
 //     heap is over one budget, and only for a VM no one is using. A VM
@@ -43,8 +44,9 @@ func heapBytes() (allocated, inUse int64) {
 
 // memWatch is the watchdog's memory of one VM's running call.
 type memWatch struct {
-	call int64 // the busySince of the call being watched
-	base int64 // the bytes allocated when the watchdog first saw it
+	call      int64 // the busySince of the call being watched
+	base      int64 // the bytes allocated when the watchdog first saw it
+	baseInUse int64 // the heap in use then
 }
 
 // retainedCheckEvery spaces the walks of idle VMs.
@@ -66,10 +68,15 @@ func (s *Pool) checkMemory(now time.Time) {
 			continue
 		}
 		if w.call != call {
-			w.call, w.base = call, allocated
+			w.call, w.base, w.baseInUse = call, allocated, heap
 			continue
 		}
-		if allocated-w.base > budget && (culprit == nil || call < culprit.mem.call) {
+		// Both: the bytes allocated meanwhile (which only grow, so other
+		// garbage being collected cannot hide a runaway call) and the heap
+		// in use having grown by half the budget (which other
+		// goroutines' garbage does not do, so a busy broker's churn
+		// during a slow call is not blamed on it).
+		if allocated-w.base > budget && heap-w.baseInUse > budget/2 && (culprit == nil || call < culprit.mem.call) {
 			culprit = vm
 		}
 	}
