@@ -18,9 +18,10 @@ import (
 // scripts define it.
 
 // deliverHook returns the hook for routes started on this VM, or nil
-// when the scripts define no onMqDeliver (no cost then). mu is held.
+// when the scripts define no onMqDeliver (no cost then: it is looked up
+// when they load, so define it at their top level). mu is held.
 func (vm *VM) deliverHook() broker.DeliverHook {
-	fn := vm.global("onMqDeliver")
+	fn := vm.deliverFn
 	if fn == nil {
 		return nil
 	}

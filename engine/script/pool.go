@@ -277,6 +277,9 @@ func (s *Pool) callbackName(t codec.Type) string { return s.callbackNames[t] }
 func (vm *VM) workerStart() error {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
+	// The scripts are loaded: what routing asks of every message is
+	// looked up once here (the scripts define their handlers at load).
+	defer func() { vm.deliverFn = vm.global("onMqDeliver") }()
 	fn := vm.global("onWorkerStart")
 	if fn == nil {
 		return nil

@@ -46,6 +46,9 @@ type VM struct {
 	closed   bool // set under mu by close; a reload replaced this VM
 
 	server *lua.LUserData // the `server` argument of handlers
+	// deliverFn is the scripts' onMqDeliver, looked up once they loaded
+	// (workerStart), or nil: routing asks for it with every message.
+	deliverFn *lua.LFunction
 	// dataMeta is the metatable of handlers' data tables: data.cmd reads
 	// data.type, Simps' spelling, at no cost to handlers that do not ask.
 	dataMeta *lua.LTable
@@ -151,6 +154,7 @@ func newVM(pool *Pool, id int, sc *scripts) (*VM, error) {
 		vm.L.Close()
 		return nil, err
 	}
+	vm.deliverFn = vm.global("onMqDeliver") // again after onWorkerStart
 	return vm, nil
 }
 
