@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/mqttlua/broker/engine/broker"
 	"github.com/spf13/pflag"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -182,13 +184,10 @@ func readPasswd(path string) ([]passwdLine, error) {
 	return lines, nil
 }
 
+// isHash reports whether h is in one of the hash formats the broker
+// checks (a line -U must leave alone), by its prefix.
 func isHash(h string) bool {
-	for _, p := range []string{"$2a$", "$2b$", "$2y$", "$6$", "$7$"} {
-		if strings.HasPrefix(h, p) {
-			return true
-		}
-	}
-	return false
+	return !errors.Is(broker.CheckHashFormat(h), broker.ErrHashFormat)
 }
 
 // writeOrFail replaces the file at once: a temporary file beside it,

@@ -251,14 +251,21 @@ func (k *Broker) sessionFate(c *Client) string {
 	if s.conn.Load() != c {
 		return SessionTakenOver
 	}
-	expiry := s.expiry
-	if c.Version() == codec.V5 {
-		expiry = capExpiry(k, c.expiryAtClose())
-	}
-	if !s.persistent || expiry == 0 {
+	if _, ended := s.closingExpiryLocked(k, c); ended {
 		return SessionGone
 	}
 	return SessionOffline
+}
+
+// closingExpiryLocked is how long the session outlives c, its closing
+// connection, and whether it ends with it. s.mu is held.
+func (s *Session) closingExpiryLocked(k *Broker, c *Client) (expiry time.Duration, ended bool) {
+	expiry = s.expiry
+	if c.Version() == codec.V5 {
+		// The client's DISCONNECT may have changed it (5.0 §3.14.2.2.2).
+		expiry = capExpiry(k, c.expiryAtClose())
+	}
+	return expiry, !s.persistent || expiry == 0
 }
 
 func (k *Broker) connClosed(c *Client, reason transport.CloseReason) {
@@ -280,13 +287,8 @@ func (k *Broker) connClosed(c *Client, reason transport.CloseReason) {
 	}
 	s.conn.Store(nil)
 	s.releaseWaitersLocked()
-	expiry := s.expiry
-	if c.Version() == codec.V5 {
-		// The client's DISCONNECT may have changed it (5.0 §3.14.2.2.2).
-		expiry = capExpiry(k, c.expiryAtClose())
-		s.expiry = expiry
-	}
-	ended := !s.persistent || expiry == 0
+	expiry, ended := s.closingExpiryLocked(k, c)
+	s.expiry = expiry
 	if ended && k.sessions[s.clientID] == s {
 		delete(k.sessions, s.clientID)
 	}

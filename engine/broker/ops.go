@@ -385,25 +385,17 @@ type ClientInfo struct {
 
 // Clients lists every session, sorted by client identifier.
 func (k *Broker) Clients() []ClientInfo {
-	k.mu.Lock()
-	sessions := make([]*Session, 0, len(k.sessions))
-	for _, s := range k.sessions {
-		sessions = append(sessions, s)
-	}
-	k.mu.Unlock()
-	out := make([]ClientInfo, 0, len(sessions))
-	for _, s := range sessions {
-		out = append(out, s.info())
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ClientID < out[j].ClientID })
+	out, _ := k.ClientsPage("", "", 0, nil)
 	return out
 }
 
-// ClientsPage lists at most limit sessions whose client ids start with
-// prefix and sort after after, in client id order, and the id to pass as
-// after for the next page ("" at the end). Only the page's sessions are
-// described, so a script can walk many sessions a page at a time.
-func (k *Broker) ClientsPage(prefix, after string, limit int) ([]ClientInfo, string) {
+// ClientsPage lists, in client id order, the sessions whose client ids
+// start with prefix and sort after after, and that keep accepts (nil:
+// all): at most limit of them (0: no limit), and the id to pass as after
+// for the next page ("" at the end). Only the sessions it looks at are
+// described, so a script or the admin API walks many sessions a page at
+// a time.
+func (k *Broker) ClientsPage(prefix, after string, limit int, keep func(ClientInfo) bool) ([]ClientInfo, string) {
 	k.mu.Lock()
 	ids := make([]string, 0, len(k.sessions))
 	for id := range k.sessions {
@@ -413,17 +405,18 @@ func (k *Broker) ClientsPage(prefix, after string, limit int) ([]ClientInfo, str
 	}
 	k.mu.Unlock()
 	sort.Strings(ids)
-	next := ""
-	if limit > 0 && len(ids) > limit {
-		ids, next = ids[:limit], ids[limit-1]
-	}
-	out := make([]ClientInfo, 0, len(ids))
+	var out []ClientInfo
 	for _, id := range ids {
-		if ci, ok := k.Info(id); ok {
-			out = append(out, ci)
+		ci, ok := k.Info(id)
+		if !ok || (keep != nil && !keep(ci)) {
+			continue
 		}
+		if limit > 0 && len(out) == limit {
+			return out, out[limit-1].ClientID // one more exists
+		}
+		out = append(out, ci)
 	}
-	return out, next
+	return out, ""
 }
 
 // Info describes the session of a client identifier.

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/mqttlua/broker/codec"
@@ -62,32 +61,23 @@ func page(r *http.Request) (limit int, after string, ok bool) {
 	return limit, r.URL.Query().Get("after"), true
 }
 
-// ClientsPage is a page of sessions; Next is the after= of the next page
-// ("" at the end).
-type ClientsPage struct {
-	Clients []clientJSON `json:"clients"`
-	Next    string       `json:"next,omitempty"`
-}
-
-type clientJSON = broker.ClientInfo
-
 func (h *api) clients(w http.ResponseWriter, r *http.Request) {
 	limit, after, ok := page(r)
 	if !ok {
 		writeJSON(w, http.StatusBadRequest, apiError{"limit must be 1 to 1000"})
 		return
 	}
-	prefix, user := r.URL.Query().Get("prefix"), r.URL.Query().Get("user")
-	out := ClientsPage{Clients: []clientJSON{}}
-	for _, ci := range h.src.Broker.Clients() { // sorted by client id
-		if ci.ClientID <= after && after != "" || !strings.HasPrefix(ci.ClientID, prefix) || (user != "" && ci.UserName != user) {
-			continue
-		}
-		if len(out.Clients) == limit {
-			out.Next = out.Clients[limit-1].ClientID
-			break
-		}
-		out.Clients = append(out.Clients, ci)
+	var keep func(broker.ClientInfo) bool
+	if user := r.URL.Query().Get("user"); user != "" {
+		keep = func(ci broker.ClientInfo) bool { return ci.UserName == user }
+	}
+	list, next := h.src.Broker.ClientsPage(r.URL.Query().Get("prefix"), after, limit, keep)
+	out := struct {
+		Clients []broker.ClientInfo `json:"clients"`
+		Next    string              `json:"next,omitempty"` // the after= of the next page
+	}{Clients: list, Next: next}
+	if out.Clients == nil {
+		out.Clients = []broker.ClientInfo{}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -131,21 +121,14 @@ func (h *api) subscriptions(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, apiError{"limit must be 1 to 1000"})
 		return
 	}
-	prefix := r.URL.Query().Get("prefix")
+	// A page of clients with subscriptions, each with all its filters.
+	list, next := h.src.Broker.ClientsPage(r.URL.Query().Get("prefix"), after, limit,
+		func(ci broker.ClientInfo) bool { return len(ci.Subscriptions) > 0 })
 	out := struct {
 		Subscriptions []subscriptionJSON `json:"subscriptions"`
 		Next          string             `json:"next,omitempty"`
-	}{Subscriptions: []subscriptionJSON{}}
-	clients := 0
-	for _, ci := range h.src.Broker.Clients() {
-		if ci.ClientID <= after && after != "" || !strings.HasPrefix(ci.ClientID, prefix) || len(ci.Subscriptions) == 0 {
-			continue
-		}
-		if clients == limit {
-			out.Next = out.Subscriptions[len(out.Subscriptions)-1].ClientID
-			break
-		}
-		clients++
+	}{Subscriptions: []subscriptionJSON{}, Next: next}
+	for _, ci := range list {
 		filters := make([]string, 0, len(ci.Subscriptions))
 		for f := range ci.Subscriptions {
 			filters = append(filters, f)
@@ -188,7 +171,7 @@ func (h *api) stats(w http.ResponseWriter, r *http.Request) {
 		SessionsOnline: sc.Online, SessionsOffline: sc.Offline, Inflight: sc.Inflight, Queued: sc.Queued,
 		Subscriptions: k.SubscriptionCount(), Retained: k.RetainedCount(),
 		Published: k.Stats.Published.Load(), Delivered: k.Stats.Delivered.Load(),
-		Dropped: k.Stats.Dropped.Load() + k.Stats.NoSession.Load() + k.Stats.Expired.Load() + ts.DroppedTooLarge.Load(),
+		Dropped: h.src.dropped(),
 		BytesIn: ts.BytesIn.Load(), BytesOut: ts.BytesOut.Load(), ScriptErrors: h.src.ScriptErrors.Load(),
 		Closes: map[string]int64{}, UptimeSeconds: int64(time.Since(h.src.Started).Seconds()), Version: h.src.Version,
 	}

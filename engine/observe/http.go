@@ -3,7 +3,6 @@ package observe
 import (
 	"crypto/subtle"
 	_ "embed"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -111,11 +110,8 @@ func Listen(src Sources, cfg HTTPConfig) (*Server, error) {
 		return nil, fmt.Errorf("--http: %w", err)
 	}
 	s := &Server{ln: ln, srv: &http.Server{Handler: Handler(src, cfg), ReadHeaderTimeout: 10 * time.Second}}
-	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			_ = err // the listener closed under it: nothing to do
-		}
-	}()
+	go s.srv.Serve(ln) // returns ErrServerClosed at Close
+
 	return s, nil
 }
 

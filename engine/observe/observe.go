@@ -130,10 +130,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	bs := &k.Stats
 	counter("messages_published_total", float64(bs.Published.Load()))
 	counter("messages_delivered_total", float64(bs.Delivered.Load()))
-	for reason, v := range map[string]int64{
-		"queue_full": bs.Dropped.Load(), "offline_qos0": bs.NoSession.Load(), "expired": bs.Expired.Load(),
-		"too_large": ts.DroppedTooLarge.Load(), "script": bs.DroppedByScript.Load(),
-	} {
+	for reason, v := range c.src.drops() {
 		counter("messages_dropped_total", float64(v), reason)
 	}
 	sc := k.Sessions()
@@ -168,4 +165,23 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter("lua_errors_total", float64(c.src.ScriptErrors.Load()))
 	gauge("uptime_seconds", time.Since(c.src.Started).Seconds())
+}
+
+// drops counts the messages not delivered, by reason: what the metric
+// shows by reason, and $SYS and /api/stats in total.
+func (src Sources) drops() map[string]int64 {
+	bs, ts := &src.Broker.Stats, src.Transport.Stats
+	return map[string]int64{
+		"queue_full": bs.Dropped.Load(), "offline_qos0": bs.NoSession.Load(), "expired": bs.Expired.Load(),
+		"too_large": ts.DroppedTooLarge.Load(), "script": bs.DroppedByScript.Load(),
+	}
+}
+
+// dropped is the sum of drops.
+func (src Sources) dropped() int64 {
+	var n int64
+	for _, v := range src.drops() {
+		n += v
+	}
+	return n
 }

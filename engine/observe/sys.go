@@ -66,7 +66,7 @@ func (s *sys) publish(now time.Time) {
 	}
 	publishIn := ts.PacketsIn[codec.PUBLISH].Load()
 	publishOut := k.Stats.Delivered.Load()
-	dropped := k.Stats.Dropped.Load() + k.Stats.NoSession.Load() + k.Stats.Expired.Load() + ts.DroppedTooLarge.Load()
+	dropped := s.src.dropped()
 	connected := ts.Connections.Load()
 	bytesIn, bytesOut := ts.BytesIn.Load(), ts.BytesOut.Load()
 

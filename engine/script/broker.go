@@ -295,7 +295,7 @@ func (b *binding) clients(L *lua.LState) int {
 			limit = int(n)
 		}
 	}
-	list, next := b.k.ClientsPage(prefix, after, limit)
+	list, next := b.k.ClientsPage(prefix, after, limit, nil)
 	t := L.CreateTable(len(list), 0)
 	for _, ci := range list {
 		t.Append(clientTable(L, ci))
@@ -519,13 +519,15 @@ func (b *binding) match(L *lua.LState) int {
 	return 1
 }
 
-// retainedTable is a retained message as scripts see it.
-func retainedTable(L *lua.LState, m *broker.Message) *lua.LTable {
-	t := L.CreateTable(0, 5)
+// messageTable is a routed message as scripts see it (retained
+// messages, onMqDeliver, the message events): {topic, message, qos,
+// retain, properties}, with the QoS and retain flag of the delivery.
+func messageTable(L *lua.LState, m *broker.Message, qos byte, retain bool) *lua.LTable {
+	t := L.CreateTable(0, 6)
 	t.RawSetString("topic", lua.LString(m.Topic))
 	t.RawSetString("message", lua.LString(m.Payload))
-	t.RawSetString("qos", lua.LNumber(m.QoS))
-	t.RawSetString("retain", lua.LTrue)
+	t.RawSetString("qos", lua.LNumber(qos))
+	t.RawSetString("retain", lua.LBool(retain))
 	if m.Props != nil && !m.Props.Empty() {
 		t.RawSetString("properties", ToLua(L, map[string]any(codec.PropertiesToMap(m.Props, codec.PUBLISH))))
 	}
@@ -539,7 +541,7 @@ func (b *binding) retained(L *lua.LState) int {
 		L.Push(lua.LNil)
 		return 1
 	}
-	L.Push(retainedTable(L, m))
+	L.Push(messageTable(L, m, m.QoS, true))
 	return 1
 }
 
@@ -552,7 +554,7 @@ func (b *binding) retainedList(L *lua.LState) int {
 	list := b.k.RetainedMatch(filter, L.OptInt(2, 0))
 	t := L.CreateTable(len(list), 0)
 	for _, m := range list {
-		t.Append(retainedTable(L, m))
+		t.Append(messageTable(L, m, m.QoS, true))
 	}
 	L.Push(t)
 	return 1

@@ -1,39 +1,21 @@
 package script_test
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/mqttlua/broker/engine"
 	lua "github.com/yuin/gopher-lua"
 )
 
 // luaVM returns a VM of a server on scripts that do nothing, for running
 // Lua snippets against the bindings.
-func luaVM(t *testing.T) *lua.LState {
-	t.Helper()
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "main.lua"), []byte("-- nothing\n"), 0o644)
-	srv, err := engine.New(engine.Config{Scripts: dir, Listen: []string{"127.0.0.1:0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	vm, err := srv.NewVM(100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return vm.L
-}
+func luaVM(t *testing.T) *lua.LState { return sharedVMs(t, 1)[0].L }
 
 // TestCryptoModule: digests, MACs and encodings against known answers
 // (FIPS 180 and RFC 4231 vectors), random bytes, constant-time equal.

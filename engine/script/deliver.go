@@ -1,6 +1,8 @@
 package script
 
 import (
+	"errors"
+
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/broker"
 	lua "github.com/yuin/gopher-lua"
@@ -27,15 +29,8 @@ func (vm *VM) deliverHook() broker.DeliverHook {
 	}
 	return func(clientID string, c *broker.Client, m *broker.Message, qos byte) (*broker.Message, byte, bool) {
 		L := vm.L
-		data := L.CreateTable(0, 6)
+		data := messageTable(L, m, qos, m.Retain)
 		data.RawSetString("client_id", lua.LString(clientID))
-		data.RawSetString("topic", lua.LString(m.Topic))
-		data.RawSetString("message", lua.LString(m.Payload))
-		data.RawSetString("qos", lua.LNumber(qos))
-		data.RawSetString("retain", lua.LBool(m.Retain))
-		if m.Props != nil && !m.Props.Empty() {
-			data.RawSetString("properties", ToLua(L, map[string]any(codec.PropertiesToMap(m.Props, codec.PUBLISH))))
-		}
 		fd := 0
 		if c != nil {
 			fd = c.FD
@@ -78,7 +73,7 @@ func changedMessage(m *broker.Message, qos byte, t *lua.LTable) (*broker.Message
 	out := *m // Owned as m: the broker copies an aliased payload it keeps
 	topic, ok := t.RawGetString("topic").(lua.LString)
 	if !ok || topic == "" {
-		return nil, 0, errString("a table without a topic")
+		return nil, 0, errors.New("a table without a topic")
 	}
 	out.Topic = string(topic)
 	check := codec.Packet{Type: codec.PUBLISH, Topic: out.Topic, PacketID: 1, QoS: 1}
@@ -106,7 +101,3 @@ func changedMessage(m *broker.Message, qos byte, t *lua.LTable) (*broker.Message
 	}
 	return &out, qos, nil
 }
-
-type errString string
-
-func (e errString) Error() string { return string(e) }

@@ -1,13 +1,14 @@
 package script
 
 import (
+	"hash/fnv"
+	"strings"
+
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
 	lua "github.com/yuin/gopher-lua"
-	"hash/fnv"
-	"strings"
 )
 
 // Open implements broker.Hooks: a connection's handlers run on VM
@@ -137,9 +138,7 @@ func nameHandlerFrame(tb, handler string) string {
 // onSessionEnd(server, client_id, "expired"), on the worker the client id
 // hashes to (the session has no connection to pin it).
 func (s *Pool) SessionEnded(clientID string) {
-	h := fnv.New32a()
-	h.Write([]byte(clientID))
-	vm := s.lockVM(int(h.Sum32() & 0x7fffffff))
+	vm := s.lockVMFor(clientID)
 	fn := vm.global("onSessionEnd")
 	if fn == nil {
 		vm.mu.Unlock()
@@ -156,4 +155,12 @@ func (s *Pool) SessionEnded(clientID string) {
 	if err != nil {
 		s.scriptFailed(nil, "onSessionEnd", err)
 	}
+}
+
+// lockVMFor locks the worker a client id hashes to, for what concerns a
+// session rather than a connection (which is pinned by its fd).
+func (s *Pool) lockVMFor(clientID string) *VM {
+	h := fnv.New32a()
+	h.Write([]byte(clientID))
+	return s.lockVM(int(h.Sum32() & 0x7fffffff))
 }

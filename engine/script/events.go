@@ -1,8 +1,6 @@
 package script
 
 import (
-	"hash/fnv"
-
 	"github.com/mqttlua/broker/engine/broker"
 	lua "github.com/yuin/gopher-lua"
 )
@@ -10,7 +8,7 @@ import (
 // Message events: onMqQueued(server, client_id, data),
 // onMqDropped(server, client_id, data, reason) and
 // onMqAcked(server, client_id, data), where data is {topic, message,
-// qos, retain}. The broker queues them (broker/events.go) and hands them
+// qos, retain, properties}. The broker queues them (broker/events.go) and hands them
 // over in order on one goroutine; each runs on the worker its client id
 // hashes to, as onSessionEnd does: the subscriber may be offline, and
 // the code that caused the event may hold another worker.
@@ -48,20 +46,14 @@ func (s *Pool) MessageEvent(ev broker.MessageEvent) {
 			name = h.name
 		}
 	}
-	h := fnv.New32a()
-	h.Write([]byte(ev.ClientID))
-	vm := s.lockVM(int(h.Sum32() & 0x7fffffff))
+	vm := s.lockVMFor(ev.ClientID)
 	fn := vm.global(name)
 	if fn == nil {
 		vm.mu.Unlock()
 		return
 	}
 	L := vm.L
-	data := L.CreateTable(0, 4)
-	data.RawSetString("topic", lua.LString(ev.Message.Topic))
-	data.RawSetString("message", lua.LString(ev.Message.Payload))
-	data.RawSetString("qos", lua.LNumber(ev.QoS))
-	data.RawSetString("retain", lua.LBool(ev.Message.Retain))
+	data := messageTable(L, ev.Message, ev.QoS, ev.Message.Retain)
 	var id lua.LValue = lua.LNil
 	if ev.ClientID != "" {
 		id = lua.LString(ev.ClientID)

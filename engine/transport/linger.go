@@ -56,17 +56,23 @@ func closeWriter(nc net.Conn) interface{ CloseWrite() error } {
 // runs on the connection's reader once it is done.
 func (c *Conn) linger() {
 	defer c.t.lingerWG.Done()
-	c.nc.SetReadDeadline(time.Now().Add(lingerTime))
-	io.CopyN(io.Discard, c.nc, lingerBytes)
-	c.nc.Close()
+	drainAndClose(c.nc)
 }
 
 // lingerFd is linger for a socket an event loop served, once the loop has
 // let it go: Go's poller waits for its input from here on.
 func (t *Transport) lingerFd(fd int) {
 	defer t.lingerWG.Done()
-	f := os.NewFile(uintptr(fd), "")
-	f.SetReadDeadline(time.Now().Add(lingerTime))
-	io.CopyN(io.Discard, f, lingerBytes)
-	f.Close()
+	drainAndClose(os.NewFile(uintptr(fd), ""))
+}
+
+// drainAndClose reads and drops input until the peer closes, lingerTime
+// passes or lingerBytes arrived, then closes.
+func drainAndClose(s interface {
+	io.ReadCloser
+	SetReadDeadline(time.Time) error
+}) {
+	s.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, s, lingerBytes)
+	s.Close()
 }

@@ -42,13 +42,19 @@ var noDeadline time.Time
 // TLS handshake, a WebSocket upgrade, a PROXY header).
 func connectDeadline(t *Transport) time.Time { return time.Now().Add(t.cfg.ConnectTimeout) }
 
+// opened is a listener and the state its connections share.
+type opened struct {
+	ln Listener
+	ls *listenerState
+}
+
 // open opens the listener a configuration describes.
-func (t *Transport) open(lc ListenerConfig) (Listener, error) {
+func (t *Transport) open(lc ListenerConfig) (opened, error) {
 	ls := &listenerState{t: t, cfg: lc, url: lc.URL()}
 	if lc.TLSEnabled() {
 		h, err := newTLSHolder(ls.url, lc.TLS)
 		if err != nil {
-			return nil, err
+			return opened{}, err
 		}
 		ls.tls = h
 	}
@@ -62,7 +68,7 @@ func (t *Transport) open(lc ListenerConfig) (Listener, error) {
 	lcfg := net.ListenConfig{KeepAlive: -1}
 	ln, err := lcfg.Listen(context.Background(), network, lc.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", ls.url, err)
+		return opened{}, fmt.Errorf("listen on %s: %w", ls.url, err)
 	}
 	if network == "tcp" {
 		// Named by the address it got (port 0 is a real port now).
@@ -79,15 +85,16 @@ func (t *Transport) open(lc ListenerConfig) (Listener, error) {
 		ln = &proxyproto.Listener{Listener: ln, ReadHeaderTimeout: t.cfg.ConnectTimeout,
 			ConnPolicy: func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) { return proxyproto.REQUIRE, nil }}
 	}
+	var l Listener = &tcpListener{ls: ls, ln: ln, raw: !lc.ProxyProtocol}
 	switch lc.Scheme {
 	case "mqtts":
-		return &tlsListener{ls: ls, ln: ln, tls: ls.tls}, nil
+		l = &tlsListener{ls: ls, ln: ln}
 	case "ws", "wss":
-		return newWSListener(ls, ln), nil
+		l = newWSListener(ls, ln)
 	case "unix":
-		return &plainListener{ls: ls, ln: ln}, nil
+		l = &plainListener{ls: ls, ln: ln}
 	}
-	return &tcpListener{ls: ls, ln: ln, raw: !lc.ProxyProtocol}, nil
+	return opened{l, ls}, nil
 }
 
 // removeStaleSocket removes a Unix socket file that nothing listens on

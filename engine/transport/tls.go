@@ -119,16 +119,15 @@ func peerCert(st *tls.ConnectionState) *PeerCert {
 // goroutine, bounded by the connect timeout, before the connection is
 // served.
 type tlsListener struct {
-	ls  *listenerState
-	ln  net.Listener
-	tls *tlsHolder
+	ls *listenerState
+	ln net.Listener
 }
 
 func (l *tlsListener) Addr() net.Addr { return l.ln.Addr() }
 func (l *tlsListener) Close() error   { return l.ln.Close() }
 
 func (l *tlsListener) Serve(establish func(net.Conn)) {
-	cfg := l.tls.config()
+	cfg := l.ls.tls.config()
 	acceptLoop(l.ls, l.ln, func(nc net.Conn) {
 		go func() {
 			tc := tls.Server(nc, cfg)

@@ -78,7 +78,7 @@ type Transport struct {
 	Stats *Stats
 
 	mu        sync.Mutex // guards listeners
-	listeners []Listener
+	listeners []opened
 	closing   atomic.Bool
 	stop      chan struct{}
 	readers   readerPool
@@ -115,16 +115,16 @@ func New(cfg Config) *Transport {
 // Listen opens every configured listener.
 func (t *Transport) Listen() error {
 	for _, lc := range t.cfg.Listeners {
-		ln, err := t.open(lc)
+		o, err := t.open(lc)
 		if err != nil {
 			t.closeListeners()
 			return err
 		}
 		t.mu.Lock()
-		t.listeners = append(t.listeners, ln)
+		t.listeners = append(t.listeners, o)
 		t.mu.Unlock()
 		if t.cfg.Listening != nil {
-			t.cfg.Listening(stateOf(ln).url, ln.Addr())
+			t.cfg.Listening(o.ls.url, o.ln.Addr())
 		}
 	}
 	if eventLoopsAvailable && !t.cfg.GoroutinePerConn && t.evl == nil {
@@ -140,12 +140,9 @@ func (t *Transport) Listen() error {
 // SIGHUP): new handshakes use them. A listener whose files do not load
 // keeps its current certificates; the error says which and why.
 func (t *Transport) ReloadTLS() error {
-	t.mu.Lock()
-	lns := append([]Listener(nil), t.listeners...)
-	t.mu.Unlock()
 	var errs []error
-	for _, ln := range lns {
-		if h := tlsOf(ln); h != nil {
+	for _, o := range t.opened() {
+		if h := o.ls.tls; h != nil {
 			if err := h.reload(); err != nil {
 				errs = append(errs, err)
 			}
@@ -154,14 +151,11 @@ func (t *Transport) ReloadTLS() error {
 	return errors.Join(errs...)
 }
 
-func tlsOf(ln Listener) *tlsHolder {
-	switch l := ln.(type) {
-	case *tlsListener:
-		return l.tls
-	case *wsListener:
-		return l.ls.tls
-	}
-	return nil
+// opened returns a copy of the listener list.
+func (t *Transport) opened() []opened {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]opened(nil), t.listeners...)
 }
 
 // Addrs returns the addresses the transport listens on.
@@ -169,41 +163,23 @@ func (t *Transport) Addrs() []net.Addr {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]net.Addr, len(t.listeners))
-	for i, ln := range t.listeners {
-		out[i] = ln.Addr()
+	for i, o := range t.listeners {
+		out[i] = o.ln.Addr()
 	}
 	return out
 }
 
 // Serve accepts connections on every listener until Shutdown.
 func (t *Transport) Serve() {
-	t.mu.Lock()
-	lns := append([]Listener(nil), t.listeners...)
-	t.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, ln := range lns {
+	for _, o := range t.opened() {
 		wg.Add(1)
-		go func(ln Listener) {
+		go func() {
 			defer wg.Done()
-			ls := stateOf(ln)
-			ln.Serve(func(nc net.Conn) { t.serveConn(nc, ls) })
-		}(ln)
+			o.ln.Serve(func(nc net.Conn) { t.serveConn(nc, o.ls) })
+		}()
 	}
 	wg.Wait()
-}
-
-func stateOf(ln Listener) *listenerState {
-	switch l := ln.(type) {
-	case *tcpListener:
-		return l.ls
-	case *tlsListener:
-		return l.ls
-	case *wsListener:
-		return l.ls
-	case *plainListener:
-		return l.ls
-	}
-	return nil
 }
 
 // tcpListener is a TCP listener: on Linux its connections are accepted by
@@ -310,8 +286,8 @@ func (t *Transport) Range(f func(*Conn) bool) {
 func (t *Transport) closeListeners() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, ln := range t.listeners {
-		ln.Close()
+	for _, o := range t.listeners {
+		o.ln.Close()
 	}
 	t.closeRawListeners()
 }
@@ -352,13 +328,8 @@ func (t *Transport) Shutdown(ctx context.Context, goodbye func(*Conn)) error {
 // ListenerConnections calls f with each listener's URL and live
 // connections, in the order they were configured.
 func (t *Transport) ListenerConnections(f func(url string, n int64)) {
-	t.mu.Lock()
-	lns := append([]Listener(nil), t.listeners...)
-	t.mu.Unlock()
-	for _, ln := range lns {
-		if ls := stateOf(ln); ls != nil {
-			f(ls.url, ls.conns.Load())
-		}
+	for _, o := range t.opened() {
+		f(o.ls.url, o.ls.conns.Load())
 	}
 }
 
