@@ -38,8 +38,11 @@ type Config struct {
 	// ConnectTimeout is how long a new connection has to send CONNECT
 	// (default 10 s).
 	ConnectTimeout time.Duration
-	// HandlerTimeout bounds one handler or timer call (default 1 s).
-	HandlerTimeout time.Duration
+	// HandlerTimeout bounds the CPU time of one handler or timer call
+	// (default 1 s). IOTimeout bounds one wait of a call for I/O when the
+	// call names none (default 5 s); HandlerDeadline bounds a call as a
+	// whole, waits included (default 30 s).
+	HandlerTimeout, IOTimeout, HandlerDeadline time.Duration
 	// HTTPAddr is the operators' HTTP listener (/metrics, /healthz,
 	// /readyz), host:port; empty: none. HTTPToken is the bearer token it
 	// requires (needed off loopback).

@@ -133,7 +133,8 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 
 // Apply copies the file's values into cfg. Settings understood:
 // worker_num, package_max_length, max_connections, connect_timeout and
-// handler_timeout (seconds), max_outbound (bytes), script_memory (MiB
+// handler_timeout, io_timeout and handler_deadline (seconds: see
+// script/await.go), max_outbound (bytes), script_memory (MiB
 // per Lua worker, 0: no budget), sys_interval (seconds, 0: no $SYS
 // topics), and for MQTT 5
 // topic_alias_maximum, receive_maximum, max_keep_alive (seconds), and
@@ -184,6 +185,10 @@ func (fc *FileConfig) Apply(cfg *Config, file string) error {
 			cfg.ConnectTimeout = time.Duration(n * float64(time.Second))
 		case "handler_timeout":
 			cfg.HandlerTimeout = time.Duration(n * float64(time.Second))
+		case "io_timeout":
+			cfg.IOTimeout = time.Duration(n * float64(time.Second))
+		case "handler_deadline":
+			cfg.HandlerDeadline = time.Duration(n * float64(time.Second))
 		case "max_outbound":
 			cfg.MaxOutbound = int(n)
 		case "topic_alias_maximum":

@@ -65,6 +65,7 @@ func New(cfg Config) (*Server, error) {
 	})
 	pool, err := script.New(script.Config{
 		Scripts: c.Scripts, LuaLib: c.LuaLib, Workers: c.Workers, HandlerTimeout: c.HandlerTimeout,
+		WaitTimeout: c.IOTimeout, HandlerDeadline: c.HandlerDeadline,
 		Callbacks: c.Callbacks, Log: c.Log, Modules: c.Modules, Setup: c.Setup, SetupName: c.SetupName,
 		Errors: &s.Stats.ScriptErrors, MemoryBudget: c.ScriptMemory, Required: required, EnvPrefix: c.ScriptEnvPrefix,
 	}, s.broker)

@@ -124,7 +124,9 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	maxPacket := fs.Int("max-packet-size", 1<<20, "largest packet accepted, in bytes")
 	maxConns := fs.Int("max-connections", 0, "refuse connections past this many (0: no limit)")
 	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "time a new connection has to send CONNECT")
-	handlerTimeout := fs.Duration("handler-timeout", time.Second, "deadline of one Lua handler call")
+	handlerTimeout := fs.Duration("handler-timeout", time.Second, "CPU time one Lua handler call may use (its waits for I/O not counted)")
+	ioTimeout := fs.Duration("io-timeout", 5*time.Second, "default bound of one wait of a handler for I/O (http, redis, pg, sleep), when the call names none")
+	handlerDeadline := fs.Duration("handler-deadline", 30*time.Second, "bound of one Lua handler call as a whole, its waits for I/O included")
 	scriptMemory := fs.Int("script-memory", 256, "memory budget of each Lua worker in MiB: a call allocating more fails (its client is closed), a worker keeping more is rebuilt from the scripts; 0: no budget")
 	maxOutbound := fs.Int("max-outbound", 4<<20, "bytes queued for one connection before it is cut off as a slow consumer")
 	httpAddr := fs.String("http", "", "operators' HTTP listener, host:port (e.g. 127.0.0.1:8080): Prometheus /metrics, /healthz, /readyz; off by default")
@@ -220,6 +222,12 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	}
 	if fs.Changed("handler-timeout") || cfg.HandlerTimeout == 0 {
 		cfg.HandlerTimeout = *handlerTimeout
+	}
+	if fs.Changed("io-timeout") || cfg.IOTimeout == 0 {
+		cfg.IOTimeout = *ioTimeout
+	}
+	if fs.Changed("handler-deadline") || cfg.HandlerDeadline == 0 {
+		cfg.HandlerDeadline = *handlerDeadline
 	}
 	if fs.Changed("script-memory") || cfg.ScriptMemory == 0 {
 		cfg.ScriptMemory = int64(*scriptMemory) << 20

@@ -503,3 +503,7 @@ func (c *Client) Closed(reason transport.CloseReason) {
 	}
 	c.b.connClosed(c, reason)
 }
+
+// Blocking is called by the hooks, on the connection's reader, before a
+// handler waits for I/O: see transport.Conn.Blocking.
+func (c *Client) Blocking() { c.t.Blocking() }

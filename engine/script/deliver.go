@@ -28,7 +28,12 @@ func (vm *VM) deliverHook() broker.DeliverHook {
 		return nil
 	}
 	return func(clientID string, c *broker.Client, m *broker.Message, qos byte) (*broker.Message, byte, bool) {
-		L := vm.L
+		// The routing handler's own state: the main state may hold a
+		// call that waits.
+		L := vm.running
+		if L == nil {
+			L = vm.L
+		}
 		data := messageTable(L, m, qos, m.Retain)
 		data.RawSetString("client_id", lua.LString(clientID))
 		fd := 0
@@ -43,7 +48,7 @@ func (vm *VM) deliverHook() broker.DeliverHook {
 		vm.handling, vm.where = handling, where
 		if err != nil {
 			// A failing hook loses no message: logged, delivered as it is.
-			vm.pool.scriptFailed(nil, "onMqDeliver", vm.callError(err))
+			vm.pool.scriptFailed(nil, "onMqDeliver", vm.callError(L, err))
 			return m, qos, true
 		}
 		ret := L.Get(-1)

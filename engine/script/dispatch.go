@@ -37,7 +37,7 @@ func (h *clientHooks) Packet(p *codec.Packet) (bool, broker.Verdict) {
 		vm.mu.Unlock()
 		return false, broker.VerdictNone
 	}
-	L := vm.L
+	L := vm.state()
 	vm.cur, vm.handling, vm.slot = c, p.Type, int(p.Type&15)
 	L.Push(fn)
 	L.Push(vm.server)
@@ -46,12 +46,13 @@ func (h *clientHooks) Packet(p *codec.Packet) (bool, broker.Verdict) {
 	data := PacketTable(L, p, c.Version())
 	data.Metatable = vm.dataMeta
 	L.Push(data)
-	err := vm.pcall(4, 1)
+	err := vm.pcallOn(L, 4, 1)
 	var ret lua.LValue = lua.LNil
 	if err == nil {
 		ret = L.Get(-1)
 		L.Pop(1)
 	}
+	vm.putState(L)
 	vm.cur, vm.handling, vm.slot = nil, 0, -1
 	vm.mu.Unlock()
 	if err != nil {
@@ -79,16 +80,18 @@ func (h *clientHooks) Closed(reason transport.CloseReason, session string) {
 		return
 	}
 	vm.cur, vm.where, vm.slot = c, "onClose", slotClose
-	vm.L.Push(fn)
-	vm.L.Push(vm.server)
-	vm.L.Push(h.fdValue)
-	vm.L.Push(reasonValue(reason))
+	L := vm.state()
+	L.Push(fn)
+	L.Push(vm.server)
+	L.Push(h.fdValue)
+	L.Push(reasonValue(reason))
 	if session == "" {
-		vm.L.Push(lua.LNil)
+		L.Push(lua.LNil)
 	} else {
-		vm.L.Push(lua.LString(session))
+		L.Push(lua.LString(session))
 	}
-	err := vm.pcall(4, 0)
+	err := vm.pcallOn(L, 4, 0)
+	vm.putState(L)
 	vm.cur, vm.where, vm.slot = nil, "", -1
 	vm.mu.Unlock()
 	// The connection's reader has stopped: write what onClose queued for
@@ -145,11 +148,13 @@ func (s *Pool) SessionEnded(clientID string) {
 		return
 	}
 	vm.where, vm.slot = "onSessionEnd", slotSessionEnd
-	vm.L.Push(fn)
-	vm.L.Push(vm.server)
-	vm.L.Push(lua.LString(clientID))
-	vm.L.Push(lua.LString("expired"))
-	err := vm.pcall(3, 0)
+	L := vm.state()
+	L.Push(fn)
+	L.Push(vm.server)
+	L.Push(lua.LString(clientID))
+	L.Push(lua.LString("expired"))
+	err := vm.pcallOn(L, 3, 0)
+	vm.putState(L)
 	vm.where, vm.slot = "", -1
 	vm.mu.Unlock()
 	if err != nil {

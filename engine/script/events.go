@@ -52,7 +52,7 @@ func (s *Pool) MessageEvent(ev broker.MessageEvent) {
 		vm.mu.Unlock()
 		return
 	}
-	L := vm.L
+	L := vm.state()
 	data := messageTable(L, ev.Message, ev.QoS, ev.Message.Retain)
 	var id lua.LValue = lua.LNil
 	if ev.ClientID != "" {
@@ -68,7 +68,8 @@ func (s *Pool) MessageEvent(ev broker.MessageEvent) {
 		L.Push(lua.LString(ev.Reason))
 		nargs = 4
 	}
-	err := vm.pcall(nargs, 0)
+	err := vm.pcallOn(L, nargs, 0)
+	vm.putState(L)
 	vm.where, vm.slot = "", -1
 	vm.mu.Unlock()
 	if err != nil {

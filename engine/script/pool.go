@@ -47,6 +47,11 @@ type Config struct {
 	// MemoryBudget bounds, in bytes, what one VM may allocate in a call
 	// and keep between calls (membudget.go); 0 or less: no budget.
 	MemoryBudget int64
+	// WaitTimeout bounds one wait of a handler for I/O when the call
+	// names no timeout of its own (default 5 s); HandlerDeadline bounds a
+	// handler call as a whole, its waits included (default 30 s). See
+	// await.go.
+	WaitTimeout, HandlerDeadline time.Duration
 }
 
 // Pool is the workers: one VM per worker running the scripts, the
@@ -81,6 +86,12 @@ func New(cfg Config, b *broker.Broker) (*Pool, error) {
 	s := &Pool{cfg: cfg, broker: b, Shared: NewSharedStore(), stop: make(chan struct{}), workers: make([]workerStats, max(cfg.Workers, 1))}
 	if s.cfg.Errors == nil {
 		s.cfg.Errors = new(atomic.Int64)
+	}
+	if s.cfg.WaitTimeout <= 0 {
+		s.cfg.WaitTimeout = 5 * time.Second
+	}
+	if s.cfg.HandlerDeadline <= 0 {
+		s.cfg.HandlerDeadline = 30 * time.Second
 	}
 	for t, n := range s.cfg.Callbacks {
 		if t < 16 {

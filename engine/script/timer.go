@@ -110,8 +110,10 @@ func (vm *VM) fire(id int, fn *lua.LFunction, repeat bool, d time.Duration) {
 		return
 	}
 	vm.where, vm.slot = "a timer", slotTimer
-	vm.L.Push(fn)
-	err := vm.pcall(0, 0)
+	L := vm.state()
+	L.Push(fn)
+	err := vm.pcallOn(L, 0, 0)
+	vm.putState(L)
 	vm.where, vm.slot = "", -1
 	vm.mu.Unlock()
 	if err != nil {

@@ -44,6 +44,7 @@ type VM struct {
 	// calls handlers directly.
 	anywhere bool
 	closed   bool // set under mu by close; a reload replaced this VM
+	lClosed  bool // L closed: at close, or after the last call waiting then
 
 	server *lua.LUserData // the `server` argument of handlers
 	// deliverFn is the scripts' onMqDeliver, looked up once they loaded
@@ -65,6 +66,21 @@ type VM struct {
 
 	timers timerSet
 
+	// Calls that wait (await.go): running is the state the running call
+	// started on, callStart when, callUsed the CPU it used before its
+	// last wait; mainBusy is set while a call waits on L, whose stack is
+	// then its own; spare are threads for calls made meanwhile; waiting
+	// counts the calls waiting. pastDeadline marks a call ended for
+	// waiting too long, for its error.
+	ctx          *stopCtx
+	running      *lua.LState
+	callStart    time.Time
+	callUsed     time.Duration
+	mainBusy     bool
+	spare        []*lua.LState
+	waiting      int
+	pastDeadline bool
+
 	// scratch is the packet bindings read tables into (mu held).
 	scratch codec.Packet
 
@@ -84,6 +100,7 @@ func (vm *VM) openLibs() {
 		setEnvPrefix(L, L.GetGlobal(lua.OsLibName).(*lua.LTable), p)
 	}
 	L.SetGlobal("print", L.NewFunction(vm.luaPrint))
+	L.SetGlobal("sleep", L.NewFunction(vm.luaSleep))
 	// package: require finds modules in the scripts folder, then lualib,
 	// and uses the compiled chunks shared by every VM.
 	if loaders, ok := L.GetField(L.Get(lua.RegistryIndex), "_LOADERS").(*lua.LTable); ok {
@@ -224,6 +241,7 @@ func (vm *VM) resetContext() {
 	vm.ctxMu.Lock()
 	vm.cancel = ctx.stop
 	vm.ctxMu.Unlock()
+	vm.ctx = ctx
 	vm.L.SetContext(ctx)
 }
 
@@ -251,20 +269,34 @@ func (c *stopCtx) Err() error {
 	}
 }
 
-// pcall runs the function and arguments on the stack under the handler
-// deadline. A failure is returned as a *LuaError. mu must be held.
-func (vm *VM) pcall(nargs, nret int) error {
+// pcall runs the function and arguments on the main state's stack under
+// the handler deadline, for what runs while no handler can (loading).
+func (vm *VM) pcall(nargs, nret int) error { return vm.pcallOn(vm.L, nargs, nret) }
+
+// pcallOn runs the function and arguments on L's stack (a state from
+// vm.state) under the handler deadline. A failure is returned as a
+// *LuaError. mu must be held; the call may wait (await), with mu
+// released meanwhile.
+func (vm *VM) pcallOn(L *lua.LState, nargs, nret int) error {
 	start := time.Now()
+	running, callStart, callUsed := vm.running, vm.callStart, vm.callUsed
+	vm.running, vm.callStart, vm.callUsed = L, start, 0
 	vm.busySince.Store(start.UnixNano())
-	err := vm.L.PCall(nargs, nret, nil)
+	err := L.PCall(nargs, nret, nil)
 	vm.busySince.Store(0)
+	vm.running, vm.callStart, vm.callUsed = running, callStart, callUsed
+	if vm.closed && vm.waiting == 0 && !vm.lClosed {
+		// A reload closed the VM while this call waited: it was the last.
+		vm.lClosed = true
+		vm.L.Close()
+	}
 	if err == nil {
 		if vm.slot >= 0 {
 			vm.stats.record(vm.slot, time.Since(start), nil)
 		}
 		return nil
 	}
-	lerr := vm.callError(err)
+	lerr := vm.callError(L, err)
 	if vm.slot >= 0 {
 		vm.stats.record(vm.slot, time.Since(start), lerr)
 	}
@@ -272,15 +304,19 @@ func (vm *VM) pcall(nargs, nret int) error {
 }
 
 // callError makes a failed call's error a *LuaError.
-func (vm *VM) callError(err error) *LuaError {
+func (vm *VM) callError(L *lua.LState, err error) *LuaError {
 	le := &LuaError{Msg: err.Error()}
 	if ae, ok := err.(*lua.ApiError); ok {
 		le.Msg = ae.Object.String()
 		le.Traceback = ae.StackTrace
 	}
-	if vm.L.Context().Err() != nil {
+	if vm.ctx.Err() != nil || L.Context() != nil && L.Context().Err() != nil {
 		le.Timeout = true
 		le.Msg = fmt.Sprintf("handler ran past its deadline of %s", vm.pool.cfg.HandlerTimeout)
+		if vm.pastDeadline {
+			vm.pastDeadline = false
+			le.Msg = fmt.Sprintf("handler waited past its deadline of %s (waits included)", vm.pool.cfg.HandlerDeadline)
+		}
 		if vm.overBudget.Swap(false) {
 			le.Timeout, le.OverBudget = false, true
 			le.Msg = budgetError(vm.pool.cfg.MemoryBudget)
@@ -340,7 +376,10 @@ func (vm *VM) close() {
 	vm.mu.Lock()
 	vm.closed = true
 	vm.timers.stopAll()
-	vm.L.Close()
+	if vm.waiting == 0 {
+		vm.lClosed = true
+		vm.L.Close()
+	}
 	vm.mu.Unlock()
 }
 

@@ -340,3 +340,18 @@ func (c *Conn) Reason() CloseReason {
 	defer c.mu.Unlock()
 	return c.reason
 }
+
+// Blocking is called on the connection's reader, in one of its
+// Receiver's methods, before the layer above waits for something slow (a
+// script's HTTP or database call): what the read produced so far is
+// written now, and if the reader is an event loop, the loop goes on with
+// its other connections in a new goroutine while this one waits. The
+// connection reads nothing more until the Receiver's method returns, so
+// its packets are still handled one at a time, in order. Calling it
+// again in the same method costs nothing.
+func (c *Conn) Blocking() {
+	c.batch.flushOwn()
+	if c.raw != nil {
+		c.raw.blocking(c)
+	}
+}

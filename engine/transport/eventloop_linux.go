@@ -31,7 +31,12 @@ import (
 //     publisher) pauses reading the publisher's socket and waits on a
 //     goroutine of its own, instead of blocking a reader;
 //   - a connection whose writer is still busy when its reader ends is
-//     finished on a goroutine.
+//     finished on a goroutine;
+//   - a handler that waits (a script's HTTP or database call: Conn.Blocking)
+//     keeps the loop's goroutine, and the loop goes on in a new one: the
+//     waiting goroutine finishes that connection's read, puts the
+//     connection back in the loop's set and ends (release, reattach). The
+//     rest of the turn's events go with the loop, so no edge is lost.
 //
 // Sockets are registered edge-triggered for input, peer close and
 // output, once. A read that does not fill the buffer has emptied the
@@ -89,7 +94,7 @@ func (s *Transport) startEventLoops() error {
 			return err
 		}
 		s.evl.loops = append(s.evl.loops, l)
-		go l.run()
+		go l.run(&runner{gen: l.gen.Load(), f: l.f})
 	}
 	return nil
 }
@@ -108,12 +113,7 @@ func newLoop(s *Transport) (*loop, error) {
 		return nil, os.NewSyscallError("fcntl", err)
 	}
 	f := os.NewFile(uintptr(epfd), "epoll")
-	sc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &loop{srv: s, epfd: epfd, f: f, sc: sc, conns: map[uint64]*Conn{}, done: make(chan struct{})}, nil
+	return &loop{srv: s, epfd: epfd, f: f, conns: map[uint64]*Conn{}, done: make(chan struct{})}, nil
 }
 
 // stopEventLoops ends the loops, after Shutdown has ended the connections.
@@ -123,7 +123,9 @@ func (s *Transport) stopEventLoops() {
 	}
 	for _, l := range s.evl.loops {
 		l.stop.Store(true)
-		l.f.SetReadDeadline(time.Now()) // wakes it now
+		if f := l.runnerF.Load(); f != nil {
+			f.SetReadDeadline(time.Now()) // wakes it now
+		}
 	}
 	for _, l := range s.evl.loops {
 		<-l.done
@@ -134,10 +136,24 @@ func (s *Transport) stopEventLoops() {
 type loop struct {
 	srv  *Transport
 	epfd int
-	f    *os.File        // epfd, in Go's poller
-	sc   syscall.RawConn // f's, to wait on
+	f    *os.File // epfd, in Go's poller; each runner waits on a duplicate of its own
 	stop atomic.Bool
 	done chan struct{}
+
+	// The loop's goroutine is its runner; gen counts runners, so that one
+	// which gave the loop away (release) sees it no longer owns it.
+	// serving is the connection whose receiver the runner is in (readable,
+	// sweep), which is how Blocking knows it is called on the loop.
+	gen     atomic.Uint64
+	serving atomic.Pointer[Conn]
+	runnerF atomic.Pointer[os.File] // the owner's file, for stop to wake
+	// The runner's place in its turn, for release to hand the rest on:
+	// events[evI] is being handled, of evN; moreCur[moreI] likewise.
+	evs      []syscall.EpollEvent
+	evN, evI int
+	moreCur  []*Conn
+	moreI    int
+	spare    []*os.File // duplicates of epfd that former runners left (mu)
 
 	mu    sync.Mutex
 	conns map[uint64]*Conn // by Conn.FD: epoll reports the ID, not the fd, which the kernel reuses
@@ -352,35 +368,82 @@ func (s *Transport) serveRaw(fd int, peer peerAddr, laddr net.Addr, ls *listener
 	}
 }
 
-func (l *loop) run() {
-	defer close(l.done)
-	defer l.f.Close()
+// runner is one goroutine's turn at running a loop.
+type runner struct {
+	gen uint64
+	f   *os.File // epfd or a duplicate: the runner parks in Go's poller on it
+	// What the runner before it left of its turn (release).
+	events []syscall.EpollEvent
+	more   []*Conn
+}
+
+func (l *loop) owns(r *runner) bool { return l.gen.Load() == r.gen }
+
+func (l *loop) run(r *runner) {
+	sc, err := r.f.SyscallConn()
+	if err != nil {
+		l.srv.cfg.Log.WithError(err).Error("event loop cannot wait")
+		return
+	}
+	l.runnerF.Store(r.f)
+	if l.stop.Load() {
+		r.f.SetReadDeadline(time.Now()) // stop may have missed this file
+	}
 	next := monoNow() + int64(sweepEvery)
-	l.f.SetReadDeadline(time.Now().Add(sweepEvery))
-	poll := func(uintptr) bool { return l.poll() }
-	for !l.stop.Load() {
-		err := l.sc.Read(poll)
+	r.f.SetReadDeadline(time.Now().Add(sweepEvery))
+	// The turn the runner before left: its more go first, as they
+	// would have.
+	l.more = append(r.more, l.more...)
+	if len(r.events) > 0 {
+		l.handle(r, r.events, len(r.events))
+	}
+	r.events, r.more = nil, nil
+	poll := func(uintptr) bool { return l.poll(r) }
+	for !l.stop.Load() && l.owns(r) {
+		err := sc.Read(poll)
+		if !l.owns(r) {
+			break
+		}
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			l.srv.cfg.Log.WithError(err).Error("event loop wait failed")
 			time.Sleep(10 * time.Millisecond)
 		}
 		if now := monoNow(); now >= next {
-			l.sweep(now)
+			l.sweep(r, now)
+			if !l.owns(r) {
+				break
+			}
 			l.resumeAccept(now)
 			next = now + int64(sweepEvery)
 			if !l.stop.Load() {
-				l.f.SetReadDeadline(time.Now().Add(sweepEvery))
+				r.f.SetReadDeadline(time.Now().Add(sweepEvery))
 			}
 		}
+	}
+	if !l.owns(r) {
+		// Gave the loop away, and has finished what it waited for.
+		l.putFile(r.f)
+		return
 	}
 	// Shutdown gave up waiting for these: their sockets close with the
 	// loop.
 	l.closeAll()
+	l.mu.Lock()
+	for _, f := range l.spare {
+		f.Close()
+	}
+	l.spare = nil
+	l.mu.Unlock()
+	if r.f != l.f {
+		r.f.Close()
+	}
+	l.f.Close()
+	close(l.done)
 }
 
 // poll handles the events ready now and reports whether there were any
 // (false: wait for the next).
-func (l *loop) poll() bool {
+func (l *loop) poll(r *runner) bool {
 	n, err := rawEpollPoll(l.epfd, l.events[:])
 	if err != 0 && err != syscall.EINTR {
 		l.srv.cfg.Log.WithError(err).Error("epoll_wait failed")
@@ -389,8 +452,31 @@ func (l *loop) poll() bool {
 	if n <= 0 && len(l.more) == 0 {
 		return false
 	}
+	if !l.handle(r, l.events[:], n) {
+		return true
+	}
+	if more := l.more; len(more) > 0 {
+		l.more = nil
+		l.moreCur = more
+		for i, c := range more {
+			l.moreI = i
+			more[i] = nil
+			l.readable(c, false)
+			if !l.owns(r) {
+				return true
+			}
+		}
+		l.moreCur = nil
+	}
+	return true
+}
+
+// handle handles events[:n] and reports whether r still runs the loop.
+func (l *loop) handle(r *runner, events []syscall.EpollEvent, n int) bool {
+	l.evs, l.evN = events, n
 	for i := 0; i < n; i++ {
-		ev := &l.events[i]
+		l.evI = i
+		ev := &events[i]
 		if ev.Pad == listenerPad {
 			l.srv.evl.listener(int(ev.Fd)).accept(l)
 			continue
@@ -406,16 +492,100 @@ func (l *loop) poll() bool {
 		}
 		if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 {
 			l.readable(c, ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLERR|syscall.EPOLLHUP) != 0)
+			if !l.owns(r) {
+				return false
+			}
 		}
 	}
-	if more := l.more; len(more) > 0 {
-		l.more = nil
-		for i, c := range more {
-			more[i] = nil
-			l.readable(c, false)
-		}
-	}
+	l.evN = 0
 	return true
+}
+
+// release is Blocking on the loop's runner, in c's receiver: the runner
+// is about to wait. c leaves the loop's set until its goroutine has
+// handled its read (reattach), and the loop goes on in a new runner with
+// the rest of this turn. It reports false when no new runner could be
+// made (out of file descriptors): the loop then waits with the handler.
+func (l *loop) release(c *Conn) bool {
+	f := l.getFile()
+	if f == nil {
+		return false
+	}
+	rc := c.raw
+	rc.mu.Lock()
+	rc.detached = true
+	rc.mu.Unlock()
+	rc.deadline.Store(0)
+	l.serving.Store(nil)
+	next := &runner{f: f}
+	if l.evN > l.evI+1 {
+		next.events = append([]syscall.EpollEvent(nil), l.evs[l.evI+1:l.evN]...)
+	}
+	l.evN = 0
+	if l.moreCur != nil {
+		next.more = append(next.more, l.moreCur[l.moreI+1:]...)
+		l.moreCur = nil
+	}
+	next.more = append(next.more, l.more...)
+	l.more = nil
+	next.gen = l.gen.Add(1)
+	go l.run(next)
+	return true
+}
+
+// reattach puts a connection whose handler waited (release) back in the
+// loop's set, on the goroutine that waited, once its read is handled: its
+// output is written, slow receivers waited for, and epoll reports what
+// arrived meanwhile.
+func (l *loop) reattach(c *Conn) {
+	c.batch.flushAndWait()
+	rc := c.raw
+	rc.deadline.Store(c.readDeadline())
+	rc.mu.Lock()
+	rc.detached = false
+	rc.mu.Unlock()
+	rc.resume()
+}
+
+// getFile returns a duplicate of the loop's epoll descriptor for a new
+// runner to wait on, or nil.
+func (l *loop) getFile() *os.File {
+	l.mu.Lock()
+	if n := len(l.spare); n > 0 {
+		f := l.spare[n-1]
+		l.spare = l.spare[:n-1]
+		l.mu.Unlock()
+		return f
+	}
+	l.mu.Unlock()
+	fd, err := dupCloexec(l.epfd)
+	if err != nil {
+		l.srv.cfg.Log.WithError(err).Warn("event loop cannot hand over to a new goroutine; it waits with the handler")
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "epoll")
+}
+
+// maxSpareFiles bounds the duplicates a loop keeps for its next runners.
+const maxSpareFiles = 16
+
+// putFile keeps a former runner's file for the next one.
+func (l *loop) putFile(f *os.File) {
+	if f == l.f {
+		// The loop's own descriptor: it closes with the loop, and a
+		// file in the poller has no second owner.
+		return
+	}
+	f.SetReadDeadline(time.Time{})
+	l.mu.Lock()
+	if len(l.spare) < maxSpareFiles && !l.stop.Load() {
+		l.spare = append(l.spare, f)
+		f = nil
+	}
+	l.mu.Unlock()
+	if f != nil {
+		f.Close()
+	}
 }
 
 func (l *loop) closeAll() {
@@ -438,11 +608,20 @@ func (l *loop) closeAll() {
 func (l *loop) readable(c *Conn, hangup bool) {
 	rc := c.raw
 	rc.mu.Lock()
-	ok := rc.reading && (!rc.paused || hangup)
+	ok := rc.reading && !rc.detached && (!rc.paused || hangup)
 	rc.mu.Unlock()
 	if !ok {
 		return
 	}
+	// Only the runner that owns the loop clears serving: once release
+	// gave the loop away, serving is the next runner's.
+	gen := l.gen.Load()
+	l.serving.Store(c)
+	defer func() {
+		if l.gen.Load() == gen {
+			l.serving.Store(nil)
+		}
+	}()
 	r := c.rd
 	got := false
 	for i := 0; ; i++ {
@@ -463,6 +642,12 @@ func (l *loop) readable(c *Conn, hangup bool) {
 		}
 		if !c.afterRead(r, n, err) || !c.handleBuffered(r) {
 			l.end(c)
+			return
+		}
+		if rc.isDetached() {
+			// A handler waited, on this goroutine, and the loop went
+			// on without it (release).
+			l.reattach(c)
 			return
 		}
 		if n < len(space) && !hangup {
@@ -520,7 +705,7 @@ func (c *Conn) readDeadline() int64 {
 }
 
 // sweep closes the connections whose read deadline passed.
-func (l *loop) sweep(now int64) {
+func (l *loop) sweep(r *runner, now int64) {
 	var late []*Conn
 	l.mu.Lock()
 	for _, c := range l.conns {
@@ -531,13 +716,18 @@ func (l *loop) sweep(now int64) {
 	l.mu.Unlock()
 	for _, c := range late {
 		c.raw.mu.Lock()
-		reading := c.raw.reading
+		reading := c.raw.reading && !c.raw.detached
 		c.raw.mu.Unlock()
 		if !reading {
 			continue
 		}
+		l.serving.Store(c)
 		c.failRead(os.ErrDeadlineExceeded)
 		l.end(c)
+		if !l.owns(r) {
+			return // the next runner's sweep sees the rest
+		}
+		l.serving.Store(nil)
 	}
 }
 
@@ -577,6 +767,7 @@ type rawConn struct {
 	mu        sync.Mutex
 	reading   bool          // the loop still reads the socket
 	paused    bool          // backpressure: input is left unread
+	detached  bool          // a handler waits on the goroutine that was the loop's (release)
 	shut      bool          // the writer is done and shut the socket down
 	linger    bool          // shut down for writing only, to linger once the loop lets go
 	closed    bool          // fd is closed
@@ -660,6 +851,19 @@ func (rc *rawConn) waitWritable() error {
 		return nil
 	case <-timeout:
 		return os.ErrDeadlineExceeded
+	}
+}
+
+func (rc *rawConn) isDetached() bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.detached
+}
+
+// blocking is Conn.Blocking for a socket a loop serves.
+func (rc *rawConn) blocking(c *Conn) {
+	if l := rc.loop; l.serving.Load() == c {
+		l.release(c)
 	}
 }
 
