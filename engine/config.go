@@ -7,6 +7,7 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/script"
+	"github.com/mqttlua/broker/engine/script/iolib"
 	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
 )
@@ -83,6 +84,11 @@ type Config struct {
 	Log *logrus.Logger
 	// Modules are extra Go-backed Lua modules, such as GoModule makes.
 	Modules []script.Module
+	// IO configures the servers scripts call: the http, redis and pg
+	// modules (config.lua's http, redis and pg tables). With IOStubs set
+	// they answer from the stubs instead (script tests).
+	IO      iolib.Config
+	IOStubs *iolib.Stubs
 	// Setup is Lua run in every VM after main.lua, e.g. the setup block of
 	// a script test; SetupName names it in errors (a fixture file).
 	Setup, SetupName string

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/script"
+	"github.com/mqttlua/broker/engine/script/iolib"
 	"github.com/mqttlua/broker/engine/transport"
 )
 
@@ -24,6 +25,10 @@ import (
 //	  },
 //	  receiveCallbacks = { [mqtt.CONNECT] = "onMqConnect", ... },
 //	  settings = { worker_num = 2, package_max_length = 1048576 },
+//	  -- the servers scripts call (script/iolib):
+//	  http  = { timeout = 2, max_conns_per_host = 64, ca = "ca.pem", max_body = 8388608 },
+//	  redis = { default = { url = "redis://:${REDIS_PASSWORD}@127.0.0.1:6379/0", pool_size = 10, timeout = 1 } },
+//	  pg    = { default = { url = "postgres://broker@127.0.0.1/auth", pool_size = 10, timeout = 2 } },
 //	}
 //
 // Fields left out keep the defaults; command-line flags override it.
@@ -32,6 +37,7 @@ type FileConfig struct {
 	Listeners []transport.ListenerConfig
 	Callbacks map[codec.Type]string
 	Settings  map[string]any
+	IO        iolib.Config
 }
 
 // LoadConfigFile evaluates config.lua in a sandboxed VM. A missing file is
@@ -57,7 +63,7 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 	}
 	for k, v := range m {
 		switch k {
-		case "ip", "port", "listeners", "receiveCallbacks", "settings", "mode", "sock_type":
+		case "ip", "port", "listeners", "receiveCallbacks", "settings", "mode", "sock_type", "http", "redis", "pg":
 			// mode and sock_type are Swoole's process mode and socket
 			// type: one process, TCP, here; accepted as Simps writes them.
 		case "callbacks":
@@ -68,8 +74,11 @@ func LoadConfigFile(path string) (*FileConfig, error) {
 				}
 			}
 		default:
-			return nil, bad("%q is not a known key (ip, port, listeners, receiveCallbacks, settings, mode, sock_type, callbacks)", k)
+			return nil, bad("%q is not a known key (ip, port, listeners, receiveCallbacks, settings, http, redis, pg, mode, sock_type, callbacks)", k)
 		}
+	}
+	if err := ioFromFile(m, &fc.IO); err != nil {
+		return nil, bad("%v", err)
 	}
 	if ip, port := m["ip"], m["port"]; ip != nil || port != nil {
 		host, _ := ip.(string)
@@ -147,6 +156,7 @@ func (fc *FileConfig) Apply(cfg *Config, file string) error {
 		cfg.Listen = fc.Listen
 		cfg.Listeners = fc.Listeners
 	}
+	cfg.IO = fc.IO
 	if cfg.Callbacks == nil {
 		cfg.Callbacks = map[codec.Type]string{}
 	}
@@ -297,4 +307,106 @@ func callbackName(v any) (string, error) {
 		}
 	}
 	return "", fmt.Errorf(`want a function name, or { "module", "function" }`)
+}
+
+// ioFromFile reads config.lua's http, redis and pg tables.
+func ioFromFile(m map[string]any, out *iolib.Config) error {
+	opts := func(where string, v any, known ...string) (map[string]any, error) {
+		t, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%s must be a table", where)
+		}
+		for k := range t {
+			found := false
+			for _, n := range known {
+				found = found || k == n
+			}
+			if !found {
+				return nil, fmt.Errorf("%s.%s is not a known option (%s)", where, k, strings.Join(known, ", "))
+			}
+		}
+		return t, nil
+	}
+	num := func(where string, t map[string]any, k string) (float64, error) {
+		switch x := t[k].(type) {
+		case nil:
+			return 0, nil
+		case int64:
+			return float64(x), nil
+		case float64:
+			return x, nil
+		}
+		return 0, fmt.Errorf("%s.%s must be a number", where, k)
+	}
+	secs := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+	if v, ok := m["http"]; ok {
+		t, err := opts("http", v, "timeout", "max_conns_per_host", "ca", "max_body")
+		if err != nil {
+			return err
+		}
+		for _, k := range []string{"timeout", "max_conns_per_host", "max_body"} {
+			n, err := num("http", t, k)
+			if err != nil {
+				return err
+			}
+			switch k {
+			case "timeout":
+				out.HTTP.Timeout = secs(n)
+			case "max_conns_per_host":
+				out.HTTP.MaxConnsPerHost = int(n)
+			case "max_body":
+				out.HTTP.MaxBody = int64(n)
+			}
+		}
+		if ca, ok := t["ca"].(string); ok {
+			out.HTTP.CAFile = ca
+		} else if t["ca"] != nil {
+			return fmt.Errorf("http.ca must be a file name")
+		}
+	}
+	servers := func(kind string, add func(name, url string, pool int, timeout time.Duration)) error {
+		v, ok := m[kind]
+		if !ok {
+			return nil
+		}
+		all, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s must be a table of servers by name: %s = { default = { url = ... } }", kind, kind)
+		}
+		for name, sv := range all {
+			where := kind + "." + name
+			t, err := opts(where, sv, "url", "pool_size", "timeout")
+			if err != nil {
+				return err
+			}
+			u, ok := t["url"].(string)
+			if !ok || u == "" {
+				return fmt.Errorf("%s.url must be set", where)
+			}
+			pool, err := num(where, t, "pool_size")
+			if err != nil {
+				return err
+			}
+			timeout, err := num(where, t, "timeout")
+			if err != nil {
+				return err
+			}
+			add(name, u, int(pool), secs(timeout))
+		}
+		return nil
+	}
+	if err := servers("redis", func(name, url string, pool int, timeout time.Duration) {
+		if out.Redis == nil {
+			out.Redis = map[string]iolib.RedisConfig{}
+		}
+		out.Redis[name] = iolib.RedisConfig{URL: url, PoolSize: pool, Timeout: timeout}
+	}); err != nil {
+		return err
+	}
+	return servers("pg", func(name, url string, pool int, timeout time.Duration) {
+		if out.PG == nil {
+			out.PG = map[string]iolib.PGConfig{}
+		}
+		out.PG[name] = iolib.PGConfig{URL: url, PoolSize: pool, Timeout: timeout}
+	})
 }

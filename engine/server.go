@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/observe"
 	"github.com/mqttlua/broker/engine/script"
+	"github.com/mqttlua/broker/engine/script/iolib"
 	"github.com/mqttlua/broker/engine/transport"
 )
 
@@ -20,6 +22,7 @@ type Server struct {
 	tr     *transport.Transport
 	broker *broker.Broker
 	pool   *script.Pool
+	io     *iolib.Lib // the clients of the http, redis and pg modules
 
 	// Shared is the key-value store every VM sees as `shared`.
 	Shared *script.SharedStore
@@ -63,13 +66,21 @@ func New(cfg Config) (*Server, error) {
 		TopicAliasMaximum: c.TopicAliasMaximum, ReceiveMaximum: c.ReceiveMaximum,
 		MaxKeepAlive: c.MaxKeepAlive, MaxPacketSize: c.MaxPacketSize, MaxTopicLevels: c.MaxTopicLevels, Log: c.Log,
 	})
+	// The servers scripts call (http, redis, pg): stubbed in script tests.
+	if c.IOStubs != nil {
+		s.io = iolib.NewStubbed(c.IO, c.IOStubs)
+	} else if s.io, err = iolib.New(c.IO); err != nil {
+		return nil, &script.ScriptError{File: filepath.Join(c.Scripts, "config.lua"), Msg: err.Error()}
+	}
+	modules := append(append([]script.Module(nil), c.Modules...), s.io.Modules()...)
 	pool, err := script.New(script.Config{
 		Scripts: c.Scripts, LuaLib: c.LuaLib, Workers: c.Workers, HandlerTimeout: c.HandlerTimeout,
 		WaitTimeout: c.IOTimeout, HandlerDeadline: c.HandlerDeadline,
-		Callbacks: c.Callbacks, Log: c.Log, Modules: c.Modules, Setup: c.Setup, SetupName: c.SetupName,
+		Callbacks: c.Callbacks, Log: c.Log, Modules: modules, Setup: c.Setup, SetupName: c.SetupName,
 		Errors: &s.Stats.ScriptErrors, MemoryBudget: c.ScriptMemory, Required: required, EnvPrefix: c.ScriptEnvPrefix,
 	}, s.broker)
 	if err != nil {
+		s.io.Close()
 		return nil, err
 	}
 	s.pool, s.Shared = pool, pool.Shared
@@ -173,5 +184,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		t.Receiver().(*broker.Client).Close(transport.CloseServerShutdown)
 	})
 	s.pool.Close()
+	s.io.Close()
 	return err
 }

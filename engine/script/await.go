@@ -93,6 +93,17 @@ func (vm *VM) Await(L *lua.LState, what string, timeout time.Duration, op func(c
 	return vm.await(L, what, timeout, op)
 }
 
+// offload runs fn, CPU work of the Go side that takes long (bcrypt), with
+// the VM free for other handlers where the running code may wait, and
+// right here where it may not.
+func (vm *VM) offload(L *lua.LState, what string, fn func()) {
+	if vm.mayWait() != "" {
+		fn()
+		return
+	}
+	vm.await(L, what, vm.pool.cfg.HandlerDeadline, func(context.Context) error { fn(); return nil })
+}
+
 // luaSleep is sleep(seconds): the handler waits, its VM serves others.
 func (vm *VM) luaSleep(L *lua.LState) int {
 	sec := float64(L.CheckNumber(1))

@@ -430,7 +430,10 @@ func (b *binding) stats(L *lua.LState) int {
 
 // broker.hash_password(password [, cost]) -> bcrypt hash
 func (b *binding) hashPassword(L *lua.LState) int {
-	h, err := bcrypt.GenerateFromPassword([]byte(L.CheckString(1)), L.OptInt(2, bcrypt.DefaultCost))
+	password, cost := []byte(L.CheckString(1)), L.OptInt(2, bcrypt.DefaultCost)
+	var h []byte
+	var err error
+	b.vm.offload(L, "broker.hash_password", func() { h, err = bcrypt.GenerateFromPassword(password, cost) })
 	if err == nil {
 		b.k.Logins.NoteHash(h)
 	}
@@ -443,7 +446,9 @@ func (b *binding) hashPassword(L *lua.LState) int {
 
 // broker.check_password(hash, password) -> bool
 func (b *binding) checkPassword(L *lua.LState) int {
-	err := bcrypt.CompareHashAndPassword([]byte(L.CheckString(1)), []byte(L.CheckString(2)))
+	hash, password := []byte(L.CheckString(1)), []byte(L.CheckString(2))
+	var err error
+	b.vm.offload(L, "broker.check_password", func() { err = bcrypt.CompareHashAndPassword(hash, password) })
 	L.Push(lua.LBool(err == nil))
 	return 1
 }
@@ -460,7 +465,11 @@ func (b *binding) authenticate(L *lua.LState) int {
 	if c == nil {
 		return closed(L)
 	}
-	ok, limited := b.k.Logins.Check(c.RemoteAddrString(), user, []byte(hash), []byte(password))
+	// bcrypt takes tens of milliseconds: off the worker, which serves
+	// other clients meanwhile.
+	var ok, limited bool
+	remote := c.RemoteAddrString()
+	b.vm.offload(L, "broker.authenticate", func() { ok, limited = b.k.Logins.Check(remote, user, []byte(hash), []byte(password)) })
 	if ok {
 		L.Push(lua.LTrue)
 		return 1

@@ -40,6 +40,7 @@ import (
 
 	"github.com/mqttlua/broker/engine"
 	"github.com/mqttlua/broker/engine/script"
+	"github.com/mqttlua/broker/engine/script/iolib"
 	"github.com/sirupsen/logrus"
 )
 
@@ -219,6 +220,9 @@ func newEnv(opts Options, setup, setupName string) (*env, error) {
 		// Generous: a bcrypt check (auth.lua) under the race detector,
 		// with other test packages running beside it, took over 2 s.
 		HandlerTimeout: 5 * time.Second, SysInterval: -1,
+		// The http, redis and pg modules answer what the test declares
+		// with the stub module: script tests need no servers.
+		IOStubs: iolib.NewStubs(),
 	}
 	// Tests run what production runs: config.lua's handler names, worker
 	// count and limits (its listeners do not matter: clients connect in
