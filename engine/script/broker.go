@@ -43,6 +43,7 @@ func (vm *VM) openBroker() *lua.LTable {
 		"authenticate":    b.authenticate,
 		"read_passwords":  b.readPasswords,
 		"match":           b.match,
+		"covers":          b.covers,
 	})
 }
 
@@ -525,6 +526,14 @@ func (b *binding) readPasswords(L *lua.LState) int {
 // broker.match(filter, topic) -> bool: MQTT topic matching for scripts.
 func (b *binding) match(L *lua.LState) int {
 	L.Push(lua.LBool(topic.MatchFilter(L.CheckString(1), L.CheckString(2))))
+	return 1
+}
+
+// broker.covers(pattern, filter) -> bool: whether every topic the filter
+// matches is one the pattern matches (an ACL pattern and a SUBSCRIBE's
+// filter, wildcards and all; for a topic name, the same as match).
+func (b *binding) covers(L *lua.LState) int {
+	L.Push(lua.LBool(topic.Covers(L.CheckString(1), L.CheckString(2))))
 	return 1
 }
 

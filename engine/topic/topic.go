@@ -38,6 +38,34 @@ func MatchFilter(filter, name string) bool {
 	}
 }
 
+// Covers reports whether every topic name that filter matches is one
+// pattern matches: for a topic name, MatchFilter; for a filter with
+// wildcards, whether a subscription to it stays inside what an ACL
+// pattern allows ("a/+" covers "a/+" and "a/b", not "a/#" or "+/b").
+func Covers(pattern, filter string) bool {
+	for {
+		pl, prest, pmore := strings.Cut(pattern, "/")
+		fl, frest, fmore := strings.Cut(filter, "/")
+		switch {
+		case pl == "#":
+			return true
+		case fl == "#":
+			return false // more than any other pattern level allows
+		case pl == "+":
+			// any level, "+" included
+		case fl == "+" || fl != pl:
+			return false
+		}
+		if !pmore {
+			return !fmore
+		}
+		if !fmore {
+			return prest == "#" // "a/#" covers "a"
+		}
+		pattern, filter = prest, frest
+	}
+}
+
 // Tree is a subscription tree: filters to subscribers of type S with a value
 // V each (the subscription's options). It is safe for concurrent use;
 // matching takes a read lock only.

@@ -203,3 +203,30 @@ func TestRetainedDeepTopicLinear(t *testing.T) {
 		}
 	}
 }
+
+func TestCovers(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, filter string
+		want            bool
+	}{
+		{"a/b", "a/b", true},
+		{"a/+", "a/b", true},
+		{"a/+", "a/+", true},
+		{"a/+", "a/#", false},
+		{"a/#", "a/#", true},
+		{"a/#", "a/b/+/c", true},
+		{"a/#", "a", true},
+		{"#", "x/#", true},
+		{"+/b", "+/b", true},
+		{"a/b", "a/+", false},
+		{"a/b", "a/b/c", false},
+		{"a/b/c", "a/b", false},
+		{"a/+", "a/b/c", false},
+		{"+/b", "a/b", true},
+		{"#", "$SYS/x", true},
+	} {
+		if got := Covers(tc.pattern, tc.filter); got != tc.want {
+			t.Errorf("Covers(%q, %q) = %v, want %v", tc.pattern, tc.filter, got, tc.want)
+		}
+	}
+}
