@@ -69,7 +69,7 @@ func New(cfg Config) (*Server, error) {
 	// The servers scripts call (http, redis, pg): stubbed in script tests.
 	if c.IOStubs != nil {
 		s.io = iolib.NewStubbed(c.IO, c.IOStubs)
-	} else if s.io, err = iolib.New(c.IO); err != nil {
+	} else if s.io, err = iolib.New(c.IO, c.Log); err != nil {
 		return nil, &script.ScriptError{File: filepath.Join(c.Scripts, "config.lua"), Msg: err.Error()}
 	}
 	modules := append(append([]script.Module(nil), c.Modules...), s.io.Modules()...)

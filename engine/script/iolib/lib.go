@@ -9,11 +9,14 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/mqttlua/broker/engine/script"
 	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
 )
 
 // Lib holds the clients the modules use.
@@ -38,11 +41,30 @@ type pgBackend interface {
 	close()
 }
 
+// redisLog sends go-redis' own messages (a pool that cannot dial, ...)
+// to the log of the server that made the last Lib: go-redis has one
+// logger for the process.
+type redisLog struct{}
+
+var redisLogger atomic.Pointer[logrus.Logger]
+
+func (redisLog) Printf(_ context.Context, format string, v ...any) {
+	if l := redisLogger.Load(); l != nil {
+		l.WithField("module", "redis").Warnf(format, v...)
+	}
+}
+
+var setRedisLogger sync.Once
+
 // New makes the clients cfg names. Nothing connects yet: a server that is
 // down is an error of the calls that need it, not of the start. An
 // invalid URL, a missing environment variable or an unreadable CA file is
 // an error naming the entry.
-func New(cfg Config) (*Lib, error) {
+func New(cfg Config, log *logrus.Logger) (*Lib, error) {
+	if log != nil {
+		redisLogger.Store(log)
+	}
+	setRedisLogger.Do(func() { redis.SetLogger(redisLog{}) })
 	l := &Lib{cfg: cfg, redis: map[string]redisBackend{}, pg: map[string]pgBackend{}}
 	if cfg.HTTP.MaxBody <= 0 {
 		l.cfg.HTTP.MaxBody = 8 << 20
@@ -121,7 +143,7 @@ func New(cfg Config) (*Lib, error) {
 // NewStubbed makes a Lib that answers from stubs instead of the network,
 // for script tests: every Redis and PostgreSQL name is served by them.
 func NewStubbed(cfg Config, stubs *Stubs) *Lib {
-	l, err := New(Config{HTTP: HTTPConfig{Timeout: cfg.HTTP.Timeout, MaxBody: cfg.HTTP.MaxBody}})
+	l, err := New(Config{HTTP: HTTPConfig{Timeout: cfg.HTTP.Timeout, MaxBody: cfg.HTTP.MaxBody}}, nil)
 	if err != nil {
 		panic(err) // no files or URLs to fail on
 	}

@@ -55,9 +55,15 @@ function onMqConnect(server, fd, fromId, data)
     return
   end
   local ok, doc = pcall(json.decode, value or "")
-  if value == nil or not ok or type(doc) ~= "table" or type(doc.passhash) ~= "string"
-      or not broker.check_password(doc.passhash, data.password or "") then
-    log.info("connection refused", { client_id = data.client_id, user_name = data.user_name or "", known = value ~= nil })
+  if not ok or type(doc) ~= "table" or type(doc.passhash) ~= "string" then
+    doc = {} -- no such client (or no usable entry): checked as unknown
+  end
+  -- authenticate checks an unknown client against a dummy hash, so a
+  -- refusal takes as long either way, and limits failures per address
+  -- and per user name.
+  local good, why = broker.authenticate(fd, data.user_name or "", data.password or "", doc.passhash)
+  if not good then
+    log.info("connection refused", { client_id = data.client_id, user_name = data.user_name or "", known = doc.passhash ~= nil, why = why })
     server:send(fd, { type = mqtt.CONNACK, code = mqtt.NOT_AUTHORIZED })
     return
   end
