@@ -512,9 +512,7 @@ func (l *loop) release(c *Conn) bool {
 		return false
 	}
 	rc := c.raw
-	rc.mu.Lock()
-	rc.detached = true
-	rc.mu.Unlock()
+	rc.detached.Store(true)
 	rc.deadline.Store(0)
 	l.serving.Store(nil)
 	next := &runner{f: f}
@@ -541,9 +539,7 @@ func (l *loop) reattach(c *Conn) {
 	c.batch.flushAndWait()
 	rc := c.raw
 	rc.deadline.Store(c.readDeadline())
-	rc.mu.Lock()
-	rc.detached = false
-	rc.mu.Unlock()
+	rc.detached.Store(false)
 	rc.resume()
 }
 
@@ -608,7 +604,7 @@ func (l *loop) closeAll() {
 func (l *loop) readable(c *Conn, hangup bool) {
 	rc := c.raw
 	rc.mu.Lock()
-	ok := rc.reading && !rc.detached && (!rc.paused || hangup)
+	ok := rc.reading && !rc.detached.Load() && (!rc.paused || hangup)
 	rc.mu.Unlock()
 	if !ok {
 		return
@@ -716,7 +712,7 @@ func (l *loop) sweep(r *runner, now int64) {
 	l.mu.Unlock()
 	for _, c := range late {
 		c.raw.mu.Lock()
-		reading := c.raw.reading && !c.raw.detached
+		reading := c.raw.reading && !c.raw.detached.Load()
 		c.raw.mu.Unlock()
 		if !reading {
 			continue
@@ -760,6 +756,9 @@ type rawConn struct {
 	laddr net.Addr
 
 	deadline atomic.Int64 // read deadline, monoNow ns; 0: none
+	// detached: a handler waits on the goroutine that was the loop's
+	// (release), which reads the connection's buffer until reattach.
+	detached atomic.Bool
 	// written is the Conn's count of bytes written, which a writer
 	// waiting on a full socket advances as the peer takes them in.
 	written *atomic.Int64
@@ -767,7 +766,6 @@ type rawConn struct {
 	mu        sync.Mutex
 	reading   bool          // the loop still reads the socket
 	paused    bool          // backpressure: input is left unread
-	detached  bool          // a handler waits on the goroutine that was the loop's (release)
 	shut      bool          // the writer is done and shut the socket down
 	linger    bool          // shut down for writing only, to linger once the loop lets go
 	closed    bool          // fd is closed
@@ -854,11 +852,7 @@ func (rc *rawConn) waitWritable() error {
 	}
 }
 
-func (rc *rawConn) isDetached() bool {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return rc.detached
-}
+func (rc *rawConn) isDetached() bool { return rc.detached.Load() }
 
 // blocking is Conn.Blocking for a socket a loop serves.
 func (rc *rawConn) blocking(c *Conn) {

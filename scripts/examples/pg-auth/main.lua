@@ -41,7 +41,8 @@ function onMqConnect(server, fd, fromId, data)
   end
   local acl = { superuser = row.is_superuser, publish = {}, subscribe = {} }
   for _, r in ipairs(rules) do
-    local topic = r.topic:gsub("%%u", user):gsub("%%c", data.client_id)
+    -- (functions as replacements: a "%" in a name is not a pattern escape)
+    local topic = r.topic:gsub("%%u", function() return user end):gsub("%%c", function() return data.client_id end)
     if r.action == "publish" or r.action == "all" then
       table.insert(acl.publish, topic)
     end
