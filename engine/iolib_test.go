@@ -3,6 +3,7 @@ package engine_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
 	"github.com/mqttlua/broker/engine/enginetest"
+	"github.com/mqttlua/broker/engine/script"
 	"github.com/mqttlua/broker/engine/script/iolib"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -238,5 +241,76 @@ INSERT INTO mqtt_acl VALUES ('alice', 'publish', 'sensors/%%u/+'), ('alice', 'su
 	}
 	if !strings.Contains(logs.String(), "the user database gave no answer") {
 		t.Errorf("database down: not logged:\n%s", logs)
+	}
+}
+
+// TestFigureConnectStorm measures, for docs/performance.md, 2,000 clients
+// connecting at once through examples/http-auth against an HTTP service
+// that answers in 20 ms, with the http module (the worker serves others
+// while a call waits) and with a blocking call made the way a Go module
+// would without it. It reports and checks only that every client was
+// accepted; it runs when MQTTLUA_FIGURES is set.
+func TestFigureConnectStorm(t *testing.T) {
+	if os.Getenv("MQTTLUA_FIGURES") == "" {
+		t.Skip("set MQTTLUA_FIGURES=1 to measure")
+	}
+	const clients = 2000
+	svc, calls := authService(t, 20*time.Millisecond)
+	t.Setenv("SCRIPT_AUTH_URL", svc.URL+"/mqtt/auth")
+	blocking := script.GoModule("blocking", map[string]any{
+		"post": func(url, body string) (int, string) {
+			resp, err := http.Post(url, "application/json", strings.NewReader(body))
+			if err != nil {
+				return 0, err.Error()
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		},
+	})
+	for _, mode := range []string{"http module", "blocking call"} {
+		// The connect timeout (10 s by default) counts until CONNECT is
+		// handled: the blocking run would lose clients to it.
+		cfg := engine.Config{Scripts: exampleDir("http-auth"), Setup: "auth_service.cache_ttl = 0", ConnectTimeout: 2 * time.Minute}
+		if mode == "blocking call" {
+			cfg.Modules = []script.Module{blocking}
+			cfg.Setup += `; http = { request = function(req)
+				local status, body = blocking.post(req.url, req.body)
+				return { status = status, body = body, headers = {} }
+			end }`
+			cfg.IOTimeout, cfg.HandlerTimeout, cfg.HandlerDeadline = time.Minute, time.Minute, time.Minute
+		}
+		_, addr, _ := startServer(t, cfg)
+		calls.Store(0)
+		start := time.Now()
+		var wg sync.WaitGroup
+		var accepted atomic.Int64
+		for i := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(2 * time.Minute))
+				b, _ := codec.Encode(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: 4, ClientID: fmt.Sprintf("storm-%d", i), CleanSession: true,
+					KeepAlive: 60, Username: "alice", UsernameFlag: true, Password: []byte("s3cret"), PasswordFlag: true}, codec.V311)
+				c.Write(b)
+				r := codec.NewReader(c, 0)
+				var p codec.Packet
+				if err := r.ReadPacket(&p); err == nil && p.Type == codec.CONNACK && p.ReasonCode == 0 {
+					accepted.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		took := time.Since(start)
+		t.Logf("%s: %d of %d clients accepted in %s (%d service calls, %d workers)", mode, accepted.Load(), clients, took.Round(time.Millisecond), calls.Load(), 2)
+		if accepted.Load() != clients {
+			t.Errorf("%s: %d of %d accepted", mode, accepted.Load(), clients)
+		}
 	}
 }
