@@ -10,6 +10,7 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // TestAwaitOthersGoOn: a CONNECT handler that waits (sleep, inside a
@@ -111,4 +112,35 @@ func TestAwaitDeadlines(t *testing.T) {
 	waitFor(t, "the refused wait logged", func() bool {
 		return strings.Contains(logs.String(), "sleep cannot wait in onMqDeliver")
 	})
+}
+
+// TestBcryptOffTheWorker: a costly bcrypt check (broker.check_password;
+// broker.authenticate is the same) runs off the worker: the other clients
+// of the worker are accepted while it runs (issue 14: a guesser must not
+// slow everyone down).
+func TestBcryptOffTheWorker(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), 13)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SCRIPT_HASH", string(hash))
+	_, addr, logs := startServer(t, engine.Config{Scripts: filepath.Join("testdata", "await"), Workers: 1, HandlerTimeout: 30 * time.Second})
+	slow := dialRaw(t, addr, codec.V311)
+	slow.Send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: 4, ClientID: "hash-1", CleanSession: true, KeepAlive: 60})
+	time.Sleep(50 * time.Millisecond) // its check under way
+	for i := range 5 {
+		c := dialRaw(t, addr, codec.V311)
+		c.Connect(fmt.Sprintf("quick-%d", i))
+	}
+	// The quick ones are all in while the check still runs (a cost-13
+	// check takes half a second): had it held the worker, they would
+	// have been answered after it, and its CONNACK would be here.
+	slow.ExpectNothing(20 * time.Millisecond)
+	if p := slow.Expect(codec.CONNACK); p.ReasonCode != 0 {
+		t.Fatalf("CONNACK %#x:\n%s", byte(p.ReasonCode), logs)
+	}
+	slow.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "count"})
+	if p := slow.Expect(codec.PUBLISH); string(p.Payload) != "7" {
+		t.Fatalf("count %q", p.Payload)
+	}
 }
