@@ -34,6 +34,13 @@ function onMqPublish(server, fd, fromId, data)
     local before = os.now()
     sleep(tonumber(data.message))
     server:send(fd, { type = mqtt.PUBLISH, topic = "slept", message = string.format("%.1f", os.now() - before) })
+  elseif data.topic == "echo" then
+    -- Every other message waits a little: the answers must still come
+    -- back in order.
+    if tonumber(data.message) % 2 == 0 then
+      sleep(0.002)
+    end
+    server:send(fd, { type = mqtt.PUBLISH, topic = "echo", message = data.message })
   elseif data.topic == "count" then
     server:send(fd, { type = mqtt.PUBLISH, topic = "count", message = tostring(calls) })
   elseif data.topic == "spin" then
