@@ -182,3 +182,26 @@ func TestAwaitManyClients(t *testing.T) {
 		t.Errorf("errors logged:\n%s", logs)
 	}
 }
+
+// TestAwaitClientClosed: a connection the broker closes while its CONNECT
+// handler waits: the handler goes on, the bindings answer nil, "closed",
+// nothing fails. A timer callback may wait too.
+func TestAwaitClientClosed(t *testing.T) {
+	_, addr, logs := startServer(t, engine.Config{Scripts: filepath.Join("testdata", "await"), Workers: 1})
+	gone := dialRaw(t, addr, codec.V311)
+	gone.Send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: 4, ClientID: "gone-1", CleanSession: true, KeepAlive: 60})
+	c := dialRaw(t, addr, codec.V311)
+	c.Connect("ticker")
+	c.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "kick", Payload: []byte("1")})
+	gone.ExpectClosed()
+	waitFor(t, "the handler to finish", func() bool {
+		return strings.Contains(logs.String(), `msg="accept after the connection closed" client_id=gone-1 err=closed fd=1 ok=nil`)
+	})
+	c.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "timer"})
+	if p := c.Expect(codec.PUBLISH); p.Topic != "timer" || string(p.Payload) != "done" {
+		t.Fatalf("timer answer %v", p)
+	}
+	if strings.Contains(logs.String(), "level=error") {
+		t.Errorf("errors logged:\n%s", logs)
+	}
+}

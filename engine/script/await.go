@@ -163,13 +163,15 @@ func (vm *VM) await(L *lua.LState, what string, timeout time.Duration, op func(c
 		vm.mainBusy = true
 	}
 	vm.waiting++
-	if c := vm.cur; c != nil {
-		// Write what the call queued so far, and let an event loop go
-		// on without this goroutine.
-		c.Blocking()
-	}
+	c := vm.cur
 	vm.cur, vm.handling, vm.where, vm.slot, vm.running = nil, 0, "", -1, nil
 	vm.mu.Unlock()
+	if c != nil {
+		// Write what the call queued so far (not holding the VM: a
+		// write may wait for the socket), and let an event loop go on
+		// without this goroutine.
+		c.Blocking()
+	}
 
 	err := op(ctx)
 

@@ -21,6 +21,14 @@ function onMqConnect(server, fd, fromId, data)
       log.error("slow connect failed", { err = tostring(err) })
     end
   end
+  if data.client_id:sub(1, 4) == "gone" then
+    -- The broker closes the connection while this waits (a "kick"):
+    -- the bindings answer nil, "closed".
+    sleep(0.2)
+    local ok, err = broker.accept(fd, data)
+    log.info("accept after the connection closed", { ok = tostring(ok), err = tostring(err) })
+    return
+  end
   if data.client_id:sub(1, 4) == "hash" then
     -- bcrypt of a high cost: off the worker, like the I/O calls.
     assert(broker.check_password(os.getenv("SCRIPT_HASH"), "pw"), "the password matches")
@@ -41,6 +49,14 @@ function onMqPublish(server, fd, fromId, data)
       sleep(0.002)
     end
     server:send(fd, { type = mqtt.PUBLISH, topic = "echo", message = data.message })
+  elseif data.topic == "kick" then
+    server:close(tonumber(data.message))
+  elseif data.topic == "timer" then
+    -- A timer callback that waits.
+    timer.after(0.01, function()
+      sleep(0.05)
+      server:send(fd, { type = mqtt.PUBLISH, topic = "timer", message = "done" })
+    end)
   elseif data.topic == "count" then
     server:send(fd, { type = mqtt.PUBLISH, topic = "count", message = tostring(calls) })
   elseif data.topic == "spin" then
