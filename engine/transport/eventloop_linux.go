@@ -142,10 +142,7 @@ type loop struct {
 
 	// The loop's goroutine is its runner; gen counts runners, so that one
 	// which gave the loop away (release) sees it no longer owns it.
-	// serving is the connection whose receiver the runner is in (readable,
-	// sweep), which is how Blocking knows it is called on the loop.
 	gen     atomic.Uint64
-	serving atomic.Pointer[Conn]
 	runnerF atomic.Pointer[os.File] // the owner's file, for stop to wake
 	// The runner's place in its turn, for release to hand the rest on:
 	// events[evI] is being handled, of evN; moreCur[moreI] likewise.
@@ -514,7 +511,7 @@ func (l *loop) release(c *Conn) bool {
 	rc := c.raw
 	rc.detached.Store(true)
 	rc.deadline.Store(0)
-	l.serving.Store(nil)
+	rc.onLoop = false
 	next := &runner{f: f}
 	if l.evN > l.evI+1 {
 		next.events = append([]syscall.EpollEvent(nil), l.evs[l.evI+1:l.evN]...)
@@ -609,15 +606,20 @@ func (l *loop) readable(c *Conn, hangup bool) {
 	if !ok {
 		return
 	}
-	// Only the runner that owns the loop clears serving: once release
-	// gave the loop away, serving is the next runner's.
+	// onLoop tells Blocking that c's receiver runs on the runner. Once
+	// release gave the loop away (gen moved), c may be the next runner's
+	// to serve: onLoop is left alone.
 	gen := l.gen.Load()
-	l.serving.Store(c)
-	defer func() {
-		if l.gen.Load() == gen {
-			l.serving.Store(nil)
-		}
-	}()
+	rc.onLoop = true
+	l.read(c, hangup)
+	if l.gen.Load() == gen {
+		rc.onLoop = false
+	}
+}
+
+// read is readable's work.
+func (l *loop) read(c *Conn, hangup bool) {
+	rc := c.raw
 	r := c.rd
 	got := false
 	for i := 0; ; i++ {
@@ -717,13 +719,13 @@ func (l *loop) sweep(r *runner, now int64) {
 		if !reading {
 			continue
 		}
-		l.serving.Store(c)
+		c.raw.onLoop = true
 		c.failRead(os.ErrDeadlineExceeded)
 		l.end(c)
 		if !l.owns(r) {
 			return // the next runner's sweep sees the rest
 		}
-		l.serving.Store(nil)
+		c.raw.onLoop = false
 	}
 }
 
@@ -759,6 +761,11 @@ type rawConn struct {
 	// detached: a handler waits on the goroutine that was the loop's
 	// (release), which reads the connection's buffer until reattach.
 	detached atomic.Bool
+	// onLoop is set while the runner calls c's receiver (readable,
+	// sweep), by the runner only; offLoop once c's end goes on in a
+	// goroutine of its own. See blocking.
+	onLoop  bool
+	offLoop atomic.Bool
 	// written is the Conn's count of bytes written, which a writer
 	// waiting on a full socket advances as the peer takes them in.
 	written *atomic.Int64
@@ -854,12 +861,21 @@ func (rc *rawConn) waitWritable() error {
 
 func (rc *rawConn) isDetached() bool { return rc.detached.Load() }
 
-// blocking is Conn.Blocking for a socket a loop serves.
+// blocking is Conn.Blocking for a socket a loop serves: on the runner,
+// the loop goes on in a new one. Elsewhere (the goroutine a release left,
+// or the one that finishes a closed connection) there is nothing to do;
+// offLoop is checked first so that such a goroutine never reads onLoop,
+// which the runner writes.
 func (rc *rawConn) blocking(c *Conn) {
-	if l := rc.loop; l.serving.Load() == c {
-		l.release(c)
+	if rc.offLoop.Load() || !rc.onLoop {
+		return
 	}
+	rc.loop.release(c)
 }
+
+// finishingOffLoop is told that the connection's end goes on in a
+// goroutine of its own (Conn.finish), which may run handlers.
+func (rc *rawConn) finishingOffLoop() { rc.offLoop.Store(true) }
 
 // event is the socket's epoll registration: edge-triggered input, the
 // peer's close and output, tagged with the connection's ID.

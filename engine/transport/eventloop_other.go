@@ -16,6 +16,7 @@ type rawConn struct{}
 func (*rawConn) tryWrite([]byte) (int, error) { panic("unreachable") }
 func (*rawConn) abort()                       {}
 func (*rawConn) blocking(*Conn)               {}
+func (*rawConn) finishingOffLoop()            {}
 
 func (s *Transport) startEventLoops() error                      { return nil }
 func (s *Transport) stopEventLoops()                             {}

@@ -287,6 +287,9 @@ func (c *Conn) finish(inLoop bool) {
 		select {
 		case <-c.done:
 		default:
+			if c.raw != nil {
+				c.raw.finishingOffLoop()
+			}
 			go func() {
 				<-c.done
 				c.closed(reason)
