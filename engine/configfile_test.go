@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -142,6 +143,66 @@ return {
 		_, err := engine.LoadConfigFile(path)
 		if err == nil || !strings.Contains(err.Error(), bad.want) || !strings.Contains(err.Error(), "config.lua") {
 			t.Errorf("%s: want an error naming config.lua with %q, got %v", bad.src, bad.want, err)
+		}
+	}
+}
+
+// TestConfigFileIO: config.lua's http, redis and pg tables, ${ENV}
+// secrets, and their mistakes reported as one line naming config.lua.
+func TestConfigFileIO(t *testing.T) {
+	dir := t.TempDir()
+	osWriteFile(filepath.Join(dir, "main.lua"), "function onMqConnect(server, fd) server:send(fd, { type = mqtt.CONNACK }) end\n")
+	path := filepath.Join(dir, "config.lua")
+	osWriteFile(path, `return {
+  http = { timeout = 1.5, max_conns_per_host = 8, max_body = 1024 },
+  redis = { cache = { url = "redis://:${TEST_REDIS_PW}@127.0.0.1:6379/2", pool_size = 4, timeout = 0.5 } },
+  pg = { default = { url = "postgres://broker@127.0.0.1/mqtt", pool_size = 3 } },
+}`)
+	fc, err := engine.LoadConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fc.IO.HTTP.Timeout != 1500*time.Millisecond || fc.IO.HTTP.MaxConnsPerHost != 8 || fc.IO.HTTP.MaxBody != 1024 ||
+		fc.IO.Redis["cache"].PoolSize != 4 || fc.IO.Redis["cache"].Timeout != 500*time.Millisecond || fc.IO.PG["default"].PoolSize != 3 {
+		t.Fatalf("read %+v", fc.IO)
+	}
+	t.Setenv("TEST_REDIS_PW", "pw")
+	cfg := engine.Config{Scripts: dir, Listen: []string{"127.0.0.1:0"}}
+	if err := fc.Apply(&cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := engine.New(cfg) // nothing connects yet: no servers needed
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown(context.Background())
+
+	for _, tc := range []struct{ config, want string }{
+		{`return { http = { timeout = "soon" } }`, "http.timeout must be a number"},
+		{`return { http = { proxy = "x" } }`, "http.proxy is not a known option"},
+		{`return { redis = { url = "redis://x" } }`, "redis.url must be a table"},
+		{`return { redis = { cache = { pool_size = 2 } } }`, "redis.cache.url must be set"},
+		{`return { redis = { cache = { url = "http://x" } } }`, "redis.cache.url"},
+		{`return { pg = { main = { url = "postgres://u:${TEST_UNSET_PW}@h/db" } } }`, "pg.main.url: the environment variable TEST_UNSET_PW is not set"},
+		{`return { pg = { main = { url = "postgres://u:secretpw@h:notaport/db" } } }`, "pg.main.url"},
+		{`return { http = { ca = "missing.pem" } }`, "http.ca: open missing.pem"},
+	} {
+		osWriteFile(path, tc.config)
+		fc, err := engine.LoadConfigFile(path)
+		if err == nil {
+			cfg := engine.Config{Scripts: dir, Listen: []string{"127.0.0.1:0"}}
+			if err = fc.Apply(&cfg, path); err == nil {
+				var srv *engine.Server
+				if srv, err = engine.New(cfg); err == nil {
+					srv.Shutdown(context.Background())
+				}
+			}
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "config.lua") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s:\n want one line naming config.lua with %q, got %v", tc.config, tc.want, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "secretpw") {
+			t.Errorf("the password is in the error: %v", err)
 		}
 	}
 }
