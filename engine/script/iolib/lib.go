@@ -17,6 +17,7 @@ import (
 	"github.com/mqttlua/broker/engine/script"
 	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
+	lua "github.com/yuin/gopher-lua"
 )
 
 // Lib holds the clients the modules use.
@@ -215,4 +216,37 @@ func redactErr(err error, u string) string {
 		}
 	}
 	return msg
+}
+
+// handles makes redis.client and pg.pool: the function that returns the
+// userdata for a named server (name "default" when none is given), one
+// per name and VM, with meta as its metatable. find looks the server up;
+// kind and table name it in the error for a name config.lua lacks.
+func handles(meta *lua.LTable, kind, table string, find func(name string) (any, bool)) lua.LGFunction {
+	made := map[string]*lua.LUserData{}
+	return func(L *lua.LState) int {
+		name := L.OptString(1, "default")
+		ud, ok := made[name]
+		if !ok {
+			v, found := find(name)
+			if !found {
+				L.RaiseError("%s: no %s named %q in config.lua's %s table", table, kind, name, table)
+			}
+			ud = L.NewUserData()
+			ud.Value, ud.Metatable = v, meta
+			made[name] = ud
+		}
+		L.Push(ud)
+		return 1
+	}
+}
+
+// checkHandle returns the value of the userdata handles made, as the
+// first argument of a method call, or raises.
+func checkHandle[T any](L *lua.LState, what, example string) T {
+	v, ok := L.CheckUserData(1).Value.(T)
+	if !ok {
+		L.ArgError(1, what+" expected (call it with a colon: "+example+")")
+	}
+	return v
 }

@@ -39,16 +39,8 @@ type pgClient struct {
 
 func (m *pgModule) Open(vm *script.VM) *lua.LTable {
 	L := vm.L
-	check := func(L *lua.LState) *pgClient {
-		ud := L.CheckUserData(1)
-		c, ok := ud.Value.(*pgClient)
-		if !ok {
-			L.ArgError(1, "pg pool expected (call it with a colon: db:query(sql))")
-		}
-		return c
-	}
 	run := func(L *lua.LState) (*pgClient, []string, [][]any, int64, string) {
-		c := check(L)
+		c := checkHandle[*pgClient](L, "pg pool", "db:query(sql)")
 		sql := L.CheckString(2)
 		args := make([]any, 0, L.GetTop()-2)
 		for i := 3; i <= L.GetTop(); i++ {
@@ -114,25 +106,11 @@ func (m *pgModule) Open(vm *script.VM) *lua.LTable {
 	})
 	meta := L.NewTable()
 	meta.RawSetString("__index", methods)
-	pools := map[string]*lua.LUserData{}
 	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
-		"pool": func(L *lua.LState) int {
-			name := L.OptString(1, "default")
-			if ud, ok := pools[name]; ok {
-				L.Push(ud)
-				return 1
-			}
+		"pool": handles(meta, "database", "pg", func(name string) (any, bool) {
 			backend, timeout, ok := m.l.pgFor(name)
-			if !ok {
-				L.RaiseError("pg: no database named %q in config.lua's pg table", name)
-			}
-			ud := L.NewUserData()
-			ud.Value = &pgClient{name: name, backend: backend, timeout: timeout}
-			ud.Metatable = meta
-			pools[name] = ud
-			L.Push(ud)
-			return 1
-		},
+			return &pgClient{name: name, backend: backend, timeout: timeout}, ok
+		}),
 	})
 }
 

@@ -66,14 +66,7 @@ func (m *redisModule) Open(vm *script.VM) *lua.LTable {
 		L.Push(redisToLua(L, reply))
 		return 1
 	}
-	check := func(L *lua.LState) *redisClient {
-		ud := L.CheckUserData(1)
-		rc, ok := ud.Value.(*redisClient)
-		if !ok {
-			L.ArgError(1, "redis client expected (call it with a colon: r:get(k))")
-		}
-		return rc
-	}
+	check := func(L *lua.LState) *redisClient { return checkHandle[*redisClient](L, "redis client", "r:get(k)") }
 	argsFrom := func(L *lua.LState, from int) []any {
 		args := make([]any, 0, L.GetTop()-from+1)
 		for i := from; i <= L.GetTop(); i++ {
@@ -118,25 +111,11 @@ func (m *redisModule) Open(vm *script.VM) *lua.LTable {
 		}))
 		return 1
 	}))
-	clients := map[string]*lua.LUserData{}
 	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
-		"client": func(L *lua.LState) int {
-			name := L.OptString(1, "default")
-			if ud, ok := clients[name]; ok {
-				L.Push(ud)
-				return 1
-			}
+		"client": handles(meta, "server", "redis", func(name string) (any, bool) {
 			backend, timeout, ok := m.l.redisFor(name)
-			if !ok {
-				L.RaiseError("redis: no server named %q in config.lua's redis table", name)
-			}
-			ud := L.NewUserData()
-			ud.Value = &redisClient{name: name, backend: backend, timeout: timeout}
-			ud.Metatable = meta
-			clients[name] = ud
-			L.Push(ud)
-			return 1
-		},
+			return &redisClient{name: name, backend: backend, timeout: timeout}, ok
+		}),
 	})
 }
 

@@ -101,11 +101,3 @@ end
 function onMqUnsubscribe(server, fd, fromId, data)
   broker.unsubscribe(fd, data)
 end
-
-function onMqPingreq(server, fd, fromId, data)
-  return true
-end
-
-function onMqDisconnect(server, fd, fromId, data)
-  return true
-end

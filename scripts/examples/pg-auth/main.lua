@@ -14,7 +14,7 @@
 -- Run it: psql -f scripts/examples/pg-auth/schema.sql mqtt
 --         broker --scripts scripts/examples/pg-auth
 
-local acls = {} -- fd -> { superuser = bool, publish = {filters}, subscribe = {filters} }
+local clientacl = require "clientacl" -- per-connection ACLs (lualib/clientacl.lua)
 
 local function refuse(server, fd, code)
   server:send(fd, { type = mqtt.CONNACK, code = code })
@@ -50,56 +50,23 @@ function onMqConnect(server, fd, fromId, data)
       table.insert(acl.subscribe, topic)
     end
   end
-  if broker.accept(fd, data) ~= nil then
-    acls[fd] = acl
+  if broker.accept(fd, data) ~= nil then -- session present: true or false
+    clientacl.set(fd, acl)
   end
-end
-
-local function allowed(fd, kind, topic)
-  local acl = acls[fd]
-  if not acl then
-    return false
-  end
-  if acl.superuser then
-    return true
-  end
-  for _, pattern in ipairs(acl[kind]) do
-    if broker.covers(pattern, topic) then
-      return true
-    end
-  end
-  return false
 end
 
 function onClose(server, fd)
-  acls[fd] = nil
+  clientacl.forget(fd)
 end
 
 function onMqPublish(server, fd, fromId, data)
-  if not allowed(fd, "publish", data.topic) then
-    log.debug("publish denied", { topic = data.topic })
-    broker.ack(fd, data, mqtt.NOT_AUTHORIZED)
-    return
-  end
-  broker.route(fd, data)
+  clientacl.publish(fd, data)
 end
 
 function onMqSubscribe(server, fd, fromId, data)
-  local codes = {}
-  for i, f in ipairs(data.filters) do
-    codes[i] = allowed(fd, "subscribe", f.topic) and f.qos or mqtt.NOT_AUTHORIZED
-  end
-  broker.subscribe(fd, data, codes)
+  clientacl.subscribe(fd, data)
 end
 
 function onMqUnsubscribe(server, fd, fromId, data)
   broker.unsubscribe(fd, data)
-end
-
-function onMqPingreq(server, fd, fromId, data)
-  return true
-end
-
-function onMqDisconnect(server, fd, fromId, data)
-  return true
 end

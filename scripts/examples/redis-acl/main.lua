@@ -17,7 +17,7 @@
 --
 -- Run it: broker --scripts scripts/examples/redis-acl
 
-local acls = {} -- fd -> { publish = {patterns}, subscribe = {patterns} } (this worker's clients)
+local clientacl = require "clientacl" -- per-connection ACLs (lualib/clientacl.lua)
 
 local function patterns(list)
   local out = {}
@@ -29,21 +29,6 @@ local function patterns(list)
     end
   end
   return out
-end
-
-local function allowed(fd, kind, topic)
-  local acl = acls[fd]
-  if not acl then
-    return false
-  end
-  for _, p in ipairs(acl[kind]) do
-    -- A topic for PUBLISH, a filter (wildcards and all) for SUBSCRIBE:
-    -- allowed when the pattern covers all it can match.
-    if broker.covers(p, topic) then
-      return true
-    end
-  end
-  return false
 end
 
 function onMqConnect(server, fd, fromId, data)
@@ -68,39 +53,22 @@ function onMqConnect(server, fd, fromId, data)
     return
   end
   if broker.accept(fd, data) ~= nil then -- session present: true or false
-    acls[fd] = { publish = patterns(doc.publish_acl), subscribe = patterns(doc.subscribe_acl) }
+    clientacl.set(fd, { publish = patterns(doc.publish_acl), subscribe = patterns(doc.subscribe_acl) })
   end
 end
 
 function onClose(server, fd)
-  acls[fd] = nil
+  clientacl.forget(fd)
 end
 
 function onMqPublish(server, fd, fromId, data)
-  if not allowed(fd, "publish", data.topic) then
-    log.debug("publish denied", { topic = data.topic })
-    broker.ack(fd, data, mqtt.NOT_AUTHORIZED)
-    return
-  end
-  broker.route(fd, data)
+  clientacl.publish(fd, data)
 end
 
 function onMqSubscribe(server, fd, fromId, data)
-  local codes = {}
-  for i, f in ipairs(data.filters) do
-    codes[i] = allowed(fd, "subscribe", f.topic) and f.qos or mqtt.NOT_AUTHORIZED
-  end
-  broker.subscribe(fd, data, codes)
+  clientacl.subscribe(fd, data)
 end
 
 function onMqUnsubscribe(server, fd, fromId, data)
   broker.unsubscribe(fd, data)
-end
-
-function onMqPingreq(server, fd, fromId, data)
-  return true
-end
-
-function onMqDisconnect(server, fd, fromId, data)
-  return true
 end
