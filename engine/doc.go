@@ -4,9 +4,12 @@
 //
 //	engine            wiring: Config, Server (New, Listen, Serve, Reload, Shutdown)
 //	  |
+//	engine/script/iolib  the http, redis and pg modules (and their test stubs):
+//	  |                  Lua calls that wait for other systems through script.VM.Await
 //	engine/script     the Lua side: VM pool, compile/reload, dispatch, sandbox,
 //	  |               one file per Lua module (server, mqtt, log, json, shared,
-//	  |               timer, broker); it implements broker.Hooks
+//	  |               timer, broker), handlers that wait (await.go);
+//	  |               it implements broker.Hooks
 //	engine/broker     MQTT: each connection's protocol state (a Client), sessions,
 //	  |               QoS flows, retained messages, wills, routing; no Lua
 //	engine/transport  listeners (mqtt, mqtts, ws, wss, unix; PROXY headers),
@@ -43,6 +46,13 @@
 //     receivers past their high-water mark (backpressure) before reading
 //     more. Each connection's writer sends its whole queue in one write.
 //
+// A handler that waits (an http, redis or pg call, sleep, bcrypt) takes
+// a side road at step 3: script.VM.await lets go of the VM, so it runs
+// other connections' handlers meanwhile, and calls Conn.Blocking, which
+// on an event loop hands the loop's other connections to a new goroutine
+// (the waiting one finishes this connection's read and puts it back in
+// the loop). The connection reads nothing more until its handler returns.
+//
 // Nothing climbs back up: transport calls the broker only through
 // transport.Receiver, the broker calls scripts only through
 // broker.Hooks, and calls down are plain method calls.
@@ -52,8 +62,9 @@
 // Each lock, by layer, with what it guards:
 //
 //   - script.Pool.reloadMu serialises Reload.
-//   - script.VM.mu guards a Lua state: held for the whole of a handler or
-//     timer call, never while waiting for the network. VM.ctxMu guards the
+//   - script.VM.mu guards a Lua state: held for a handler or timer call,
+//     but not while the call waits for I/O (await), nor ever while
+//     waiting for the network. VM.ctxMu guards the
 //     deadline's cancel function (the watchdog takes it without VM.mu).
 //   - script's timerSet.mu (a VM's timers), SharedStore.mu (the shared
 //     dictionary) and scripts.mu (compiled modules) are leaves.

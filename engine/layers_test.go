@@ -17,14 +17,15 @@ import (
 func TestLayers(t *testing.T) {
 	const mod = "github.com/mqttlua/broker/"
 	allowed := map[string][]string{
-		"codec":            {},
-		"engine/topic":     {},
-		"engine/transport": {"codec"},
-		"engine/broker":    {"codec", "engine/topic", "engine/transport"},
-		"engine/script":    {"codec", "engine/topic", "engine/transport", "engine/broker", "lualib"},
-		"engine/observe":   {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib"},
-		"engine":           {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "engine/observe", "lualib"},
-		"lualib":           {},
+		"codec":               {},
+		"engine/topic":        {},
+		"engine/transport":    {"codec"},
+		"engine/broker":       {"codec", "engine/topic", "engine/transport"},
+		"engine/script":       {"codec", "engine/topic", "engine/transport", "engine/broker", "lualib"},
+		"engine/script/iolib": {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib"},
+		"engine/observe":      {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib"},
+		"engine":              {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "engine/script/iolib", "engine/observe", "lualib"},
+		"lualib":              {},
 	}
 	noLua := map[string]bool{"codec": true, "engine/topic": true, "engine/transport": true, "engine/broker": true}
 	root := filepath.Join("..")

@@ -18,4 +18,9 @@
 // down into the broker (sessions, routing) and the transport (send,
 // close). A handler that fails is logged with its script position and
 // closes only its own connection.
+//
+// A binding that does I/O (iolib's http, redis and pg, sleep, bcrypt)
+// waits through VM.await with the VM's lock released (await.go): the VM
+// runs other handlers meanwhile, on its main Lua state or a spare thread,
+// and the waiting call goes on where it was.
 package script
