@@ -8,6 +8,7 @@ import (
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/script"
 	"github.com/mqttlua/broker/engine/script/iolib"
+	"github.com/mqttlua/broker/engine/store"
 	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
 )
@@ -58,6 +59,16 @@ type Config struct {
 	// call may allocate and what a worker may keep between calls
 	// (default 256 MiB; negative: none). See script/membudget.go.
 	ScriptMemory int64
+	// DataDir is the folder the broker keeps its state in across
+	// restarts (engine/store); empty: memory only. Durability is
+	// "sync" (default: a QoS 1/2 PUBLISH is acknowledged once what it
+	// wrote is on disk) or "periodic" (synced every SyncEvery, default
+	// 1 s). StoreEngine is "pebble" (default) or "bbolt".
+	DataDir, Durability, StoreEngine string
+	SyncEvery                        time.Duration
+	// Store, if set, is used instead of opening DataDir (an embedder's
+	// own store, or a test's that fails on purpose).
+	Store store.KV
 	// MaxOutbound bounds a connection's queued outbound bytes (default
 	// 4 MiB); past it the connection is closed as a slow consumer.
 	MaxOutbound int
@@ -134,6 +145,15 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.ScriptMemory == 0 {
 		out.ScriptMemory = 256 << 20
+	}
+	if out.Durability == "" {
+		out.Durability = "sync"
+	}
+	if out.StoreEngine == "" {
+		out.StoreEngine = "pebble"
+	}
+	if out.SyncEvery <= 0 {
+		out.SyncEvery = time.Second
 	}
 	if out.MaxOutbound <= 0 {
 		out.MaxOutbound = 4 << 20

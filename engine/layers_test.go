@@ -20,14 +20,15 @@ func TestLayers(t *testing.T) {
 		"codec":               {},
 		"engine/topic":        {},
 		"engine/transport":    {"codec"},
-		"engine/broker":       {"codec", "engine/topic", "engine/transport"},
-		"engine/script":       {"codec", "engine/topic", "engine/transport", "engine/broker", "lualib"},
-		"engine/script/iolib": {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib"},
-		"engine/observe":      {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib"},
-		"engine":              {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "engine/script/iolib", "engine/observe", "lualib"},
+		"engine/store":        {},
+		"engine/broker":       {"codec", "engine/topic", "engine/transport", "engine/store"},
+		"engine/script":       {"codec", "engine/topic", "engine/transport", "engine/broker", "lualib", "engine/store"},
+		"engine/script/iolib": {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib", "engine/store"},
+		"engine/observe":      {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib", "engine/store"},
+		"engine":              {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "engine/script/iolib", "engine/observe", "lualib", "engine/store"},
 		"lualib":              {},
 	}
-	noLua := map[string]bool{"codec": true, "engine/topic": true, "engine/transport": true, "engine/broker": true}
+	noLua := map[string]bool{"codec": true, "engine/topic": true, "engine/store": true, "engine/transport": true, "engine/broker": true}
 	root := filepath.Join("..")
 	direct := map[string][]string{}
 	var load func(pkg string) []string

@@ -13,7 +13,9 @@ import (
 	"github.com/mqttlua/broker/engine/observe"
 	"github.com/mqttlua/broker/engine/script"
 	"github.com/mqttlua/broker/engine/script/iolib"
+	"github.com/mqttlua/broker/engine/store"
 	"github.com/mqttlua/broker/engine/transport"
+	"github.com/sirupsen/logrus"
 )
 
 // Server is a running broker: the three layers wired together.
@@ -22,7 +24,8 @@ type Server struct {
 	tr     *transport.Transport
 	broker *broker.Broker
 	pool   *script.Pool
-	io     *iolib.Lib // the clients of the http, redis and pg modules
+	io     *iolib.Lib       // the clients of the http, redis and pg modules
+	store  *store.Committer // the data folder, nil: memory only
 
 	// Shared is the key-value store every VM sees as `shared`.
 	Shared *script.SharedStore
@@ -80,6 +83,13 @@ func New(cfg Config) (*Server, error) {
 		Errors: &s.Stats.ScriptErrors, MemoryBudget: c.ScriptMemory, Required: required, EnvPrefix: c.ScriptEnvPrefix,
 	}, s.broker)
 	if err != nil {
+		s.io.Close()
+		return nil, err
+	}
+	// After the scripts loaded (their errors come first, alone), before
+	// anything is served.
+	if err := s.openStore(); err != nil {
+		pool.Close()
 		s.io.Close()
 		return nil, err
 	}
@@ -185,5 +195,54 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	s.pool.Close()
 	s.io.Close()
+	s.closeStore()
 	return err
+}
+
+// openStore opens the data folder, loads what it keeps into the broker
+// and makes the broker write through it; without a data folder the broker
+// keeps everything in memory, and says so.
+func (s *Server) openStore() error {
+	c := &s.cfg
+	kv := c.Store
+	if kv == nil {
+		if c.DataDir == "" {
+			c.Log.Info("persistence off (no data folder): retained messages are lost when the broker stops")
+			return nil
+		}
+		var err error
+		if kv, err = store.Open(c.DataDir, store.Engine(c.StoreEngine)); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	n, err := s.broker.LoadRetained(kv)
+	if err != nil {
+		kv.Close()
+		return fmt.Errorf("data folder %s: %v", c.DataDir, err)
+	}
+	mode := store.Sync
+	if c.Durability == "periodic" {
+		mode = store.Periodic
+	}
+	s.store = store.NewCommitter(kv, mode, c.SyncEvery, func(err error) {
+		c.Log.WithError(err).WithField("data_dir", c.DataDir).Error("the data folder cannot be written: QoS 1/2 publishes that write to it are refused until it can")
+	})
+	s.broker.SetStore(s.store)
+	durability := "sync (acknowledged once on disk)"
+	if mode == store.Periodic {
+		durability = fmt.Sprintf("periodic (synced every %s: a crash loses at most that)", c.SyncEvery)
+	}
+	c.Log.WithFields(logrus.Fields{"data_dir": c.DataDir, "engine": c.StoreEngine, "retained": n, "took": time.Since(start).Round(time.Millisecond).String()}).
+		Infof("persistence on: retained messages kept in %s, durability %s", c.DataDir, durability)
+	return nil
+}
+
+func (s *Server) closeStore() {
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.cfg.Log.WithError(err).Error("closing the data folder")
+		}
+		s.store = nil
+	}
 }

@@ -126,6 +126,10 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "time a new connection has to send CONNECT")
 	handlerTimeout := fs.Duration("handler-timeout", time.Second, "CPU time one Lua handler call may use (its waits for I/O not counted)")
 	ioTimeout := fs.Duration("io-timeout", 5*time.Second, "default bound of one wait of a handler for I/O (http, redis, pg, sleep), when the call names none")
+	dataDir := fs.String("data-dir", "", "folder the broker keeps its state in across restarts (retained messages); empty: memory only")
+	durability := fs.String("durability", "sync", "sync: a QoS 1/2 PUBLISH that writes to the data folder is acknowledged once on disk; periodic: synced every --sync-every (a crash loses at most that)")
+	syncEvery := fs.Duration("sync-every", time.Second, "with --durability periodic, how often the data folder is synced")
+	storeEngine := fs.String("store-engine", "pebble", "the data folder's engine: pebble or bbolt (see docs/persistence.md)")
 	handlerDeadline := fs.Duration("handler-deadline", 30*time.Second, "bound of one Lua handler call as a whole, its waits for I/O included")
 	scriptMemory := fs.Int("script-memory", 256, "memory budget of each Lua worker in MiB: a call allocating more fails (its client is closed), a worker keeping more is rebuilt from the scripts; 0: no budget")
 	maxOutbound := fs.Int("max-outbound", 4<<20, "bytes queued for one connection before it is cut off as a slow consumer")
@@ -228,6 +232,24 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	}
 	if fs.Changed("handler-deadline") || cfg.HandlerDeadline == 0 {
 		cfg.HandlerDeadline = *handlerDeadline
+	}
+	if fs.Changed("data-dir") || cfg.DataDir == "" {
+		cfg.DataDir = *dataDir
+	}
+	if fs.Changed("durability") || cfg.Durability == "" {
+		cfg.Durability = *durability
+	}
+	if cfg.Durability != "sync" && cfg.Durability != "periodic" {
+		return nil, nil, runOpts{}, &exitError{2, fmt.Sprintf("--durability %q: want sync or periodic", cfg.Durability)}
+	}
+	if fs.Changed("sync-every") || cfg.SyncEvery == 0 {
+		cfg.SyncEvery = *syncEvery
+	}
+	if fs.Changed("store-engine") || cfg.StoreEngine == "" {
+		cfg.StoreEngine = *storeEngine
+	}
+	if cfg.StoreEngine != "pebble" && cfg.StoreEngine != "bbolt" {
+		return nil, nil, runOpts{}, &exitError{2, fmt.Sprintf("--store-engine %q: want pebble or bbolt", cfg.StoreEngine)}
 	}
 	if fs.Changed("script-memory") || cfg.ScriptMemory == 0 {
 		cfg.ScriptMemory = int64(*scriptMemory) << 20

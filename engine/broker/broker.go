@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine/store"
 	"github.com/mqttlua/broker/engine/topic"
 	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
@@ -66,6 +67,9 @@ type Stats struct {
 	// SessionsRefused counts CONNECTs refused because their client id's
 	// session belongs to another user (Settings.OpenSessions).
 	SessionsRefused atomic.Int64
+	// StoreFailures counts QoS 1/2 PUBLISHes not acknowledged because
+	// their writes failed (persist.go).
+	StoreFailures atomic.Int64
 }
 
 // Config are the broker's protocol limits. Every field must be set; the
@@ -116,6 +120,10 @@ type Broker struct {
 	shareMu   sync.Mutex
 	shares    map[string]*shareGroup
 	shareTree *topic.Tree[*shareGroup, struct{}]
+
+	// store, when set, is where what must survive a restart is written
+	// (persist.go); nil: memory only.
+	store *store.Committer
 
 	// Stats are the broker's counters.
 	Stats Stats

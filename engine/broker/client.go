@@ -22,6 +22,10 @@ type Client struct {
 	t     *transport.Conn
 	hooks ClientHooks
 
+	// pendingAcks counts the client's acknowledgements waiting for the
+	// store (persist.go): while any wait, later ones queue behind them.
+	pendingAcks atomic.Int32
+
 	// Set by the reader when CONNECT arrives; read by anyone.
 	version   atomic.Uint32
 	clientID  atomic.Pointer[string]

@@ -321,6 +321,7 @@ func (k *Broker) sendRetained(s *Session, c *Client, ds []delivery, batch *trans
 		}
 		if stored.expired(now) {
 			k.retained.Delete(stored.Topic)
+			k.forgetRetained(stored.Topic)
 			continue
 		}
 		k.deliverRetained(s, c, d, batch)
@@ -538,4 +539,7 @@ func (k *Broker) RetainedMatch(filter string, limit int) []*Message {
 
 // DeleteRetained removes a topic's retained message and reports whether
 // there was one.
-func (k *Broker) DeleteRetained(topic string) bool { return k.retained.Delete(topic) }
+func (k *Broker) DeleteRetained(topic string) bool {
+	k.forgetRetained(topic)
+	return k.retained.Delete(topic)
+}

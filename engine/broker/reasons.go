@@ -29,7 +29,7 @@ func disconnectCode(r transport.CloseReason) codec.ReasonCode {
 		return codec.PacketTooLarge
 	case transport.CloseSlowConsumer:
 		return codec.QuotaExceeded
-	case transport.CloseScriptError, transport.CloseHandlerTimeout:
+	case transport.CloseScriptError, transport.CloseHandlerTimeout, transport.CloseStoreError:
 		return codec.ImplementationSpecificError
 	case transport.CloseTakenOver:
 		return codec.SessionTakenOver

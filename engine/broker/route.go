@@ -84,6 +84,9 @@ func (k *Broker) routeVia(m *Message, from *Client, batch *transport.Batch, hook
 			m.own()
 			k.retained.Set(m.Topic, m)
 		}
+		if k.store != nil {
+			k.persistRetained(m)
+		}
 	}
 	sc := scratchPool.Get().(*routeScratch)
 	sc.hook = hook
@@ -457,8 +460,9 @@ func (k *Broker) PublishVia(c *Client, m *Message, id uint16, batch *transport.B
 		n = k.routeVia(m, c, batch, hook)
 	case 1:
 		n = k.routeVia(m, c, batch, hook)
-		// [MQTT-4.3.2-2] PUBACK after taking ownership.
-		k.ackPublish(c, codec.PUBACK, id, n, batch)
+		// [MQTT-4.3.2-2] PUBACK after taking ownership (and, with a
+		// store, once what it wrote is durable).
+		k.ackPublish(c, codec.PUBACK, id, n, m.Retain, batch)
 	case 2:
 		first := true
 		if st := stateOf(c); st != nil {
@@ -480,17 +484,21 @@ func (k *Broker) PublishVia(c *Client, m *Message, id uint16, batch *transport.B
 		if first {
 			n = k.routeVia(m, c, batch, hook)
 		}
-		k.ackPublish(c, codec.PUBREC, id, n, batch)
+		k.ackPublish(c, codec.PUBREC, id, n, first && m.Retain, batch)
 	}
 	return n
 }
 
 // ackPublish sends PUBACK or PUBREC; 5.0 clients learn when nobody
-// subscribed (0x10 No matching subscribers).
-func (k *Broker) ackPublish(c *Client, t codec.Type, id uint16, n int, batch *transport.Batch) {
+// subscribed (0x10 No matching subscribers). wrote says the PUBLISH wrote
+// to the store: the acknowledgement then waits for it (persist.go).
+func (k *Broker) ackPublish(c *Client, t codec.Type, id uint16, n int, wrote bool, batch *transport.Batch) {
 	ack := codec.Packet{Type: t, PacketID: id}
 	if n == 0 && c.Version() == codec.V5 {
 		ack.ReasonCode = codec.NoMatchingSubscribers
+	}
+	if k.store != nil && k.durableAck(c, ack, wrote) {
+		return
 	}
 	c.SendPacketVia(&ack, batch)
 }
@@ -515,6 +523,9 @@ func (k *Broker) Ack(c *Client, qos byte, id uint16, code codec.ReasonCode, batc
 	}
 	if c.Version() == codec.V5 {
 		ack.ReasonCode = code
+	}
+	if k.store != nil && k.durableAck(c, ack, false) {
+		return // behind acknowledgements that wait for the store
 	}
 	c.SendPacketVia(&ack, batch)
 }

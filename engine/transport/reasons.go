@@ -24,6 +24,7 @@ const (
 	CloseTakenOver                            // another connection took over the session
 	CloseServerShutdown                       // the broker is stopping
 	CloseClientDisconnectWithWill             // a 5.0 DISCONNECT 0x04: publish the will
+	CloseStoreError                           // a message could not be stored, and 3.1.1 has no way to refuse it
 )
 
 var closeReasonNames = [...]string{
@@ -45,6 +46,7 @@ var closeReasonNames = [...]string{
 	CloseTakenOver:                "session_taken_over",
 	CloseServerShutdown:           "server_shutdown",
 	CloseClientDisconnectWithWill: "client_disconnect_with_will",
+	CloseStoreError:               "store_error",
 }
 
 // String returns the reason's snake_case name.
