@@ -136,3 +136,109 @@ func TestStoreFailureRefuses(t *testing.T) {
 		t.Fatalf("after recovery: PUBACK %#x", byte(ack.ReasonCode))
 	}
 }
+
+// TestSessionsSurviveRestart: persistent sessions come back after a
+// restart with their subscriptions, their queued messages, their messages
+// in flight (sent again with DUP) and their inbound QoS 2 packet ids (a
+// PUBLISH sent again after the restart is not delivered twice).
+func TestSessionsSurviveRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := engine.Config{Scripts: enginetest.CopyScripts(t, nil), DataDir: dir}
+	srv, addr, _ := startServer(t, cfg)
+
+	off := dialRaw(t, addr, codec.V311) // offline while messages arrive
+	off.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "off", KeepAlive: 60})
+	off.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "s/#", QoS: 2}}})
+	off.Expect(codec.SUBACK)
+	off.Send(&codec.Packet{Type: codec.DISCONNECT})
+	off.ExpectClosed()
+
+	on := dialRaw(t, addr, codec.V5) // online, acknowledges nothing
+	p := &codec.Packet{Type: codec.CONNECT, ClientID: "on", KeepAlive: 60}
+	p.Properties.Set(codec.PropSessionExpiry)
+	p.Properties.SessionExpiry = 3600
+	on.ConnectWith(p)
+	on.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "s/#", QoS: 1}}})
+	on.Expect(codec.SUBACK)
+
+	pub := dialRaw(t, addr, codec.V311)
+	pub.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "pub", KeepAlive: 60})
+	for i, m := range []string{"a", "b", "c"} {
+		pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "s/" + m, Payload: []byte(m), QoS: 1, PacketID: uint16(i + 1)})
+		pub.Expect(codec.PUBACK)
+	}
+	for range 3 {
+		on.Expect(codec.PUBLISH) // in flight, never acknowledged
+	}
+	pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "s/q2", Payload: []byte("once"), QoS: 2, PacketID: 9})
+	pub.Expect(codec.PUBREC) // no PUBREL before the restart
+	on.Expect(codec.PUBLISH)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Shutdown(ctx)
+	cancel()
+
+	_, addr, logs := startServer(t, cfg)
+	if !strings.Contains(logs.String(), "sessions=3") {
+		t.Errorf("loaded:\n%s", logs)
+	}
+	// The publisher sends its QoS 2 PUBLISH again (it never got
+	// PUBCOMP): acknowledged, not delivered a second time.
+	pub = dialRaw(t, addr, codec.V311)
+	if ack := pub.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "pub", KeepAlive: 60}); !ack.SessionPresent {
+		t.Fatal("pub: no session present")
+	}
+	pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "s/q2", Payload: []byte("once"), QoS: 2, PacketID: 9, Dup: true})
+	pub.Expect(codec.PUBREC)
+	pub.Send(&codec.Packet{Type: codec.PUBREL, PacketID: 9})
+	if c := pub.Expect(codec.PUBCOMP); c.ReasonCode != 0 {
+		t.Fatalf("PUBCOMP %#x", byte(c.ReasonCode))
+	}
+
+	off = dialRaw(t, addr, codec.V311)
+	if ack := off.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "off", KeepAlive: 60}); !ack.SessionPresent {
+		t.Fatal("off: no session present")
+	}
+	var got []string
+	for range 4 {
+		m := off.Expect(codec.PUBLISH)
+		got = append(got, string(m.Payload))
+		if m.QoS == 2 {
+			off.Send(&codec.Packet{Type: codec.PUBREC, PacketID: m.PacketID})
+			off.Expect(codec.PUBREL)
+			off.Send(&codec.Packet{Type: codec.PUBCOMP, PacketID: m.PacketID})
+		} else {
+			off.Send(&codec.Packet{Type: codec.PUBACK, PacketID: m.PacketID})
+		}
+	}
+	if strings.Join(got, ",") != "a,b,c,once" {
+		t.Errorf("off got %v", got)
+	}
+	off.ExpectNothing(200 * time.Millisecond)
+
+	on = dialRaw(t, addr, codec.V5)
+	p = &codec.Packet{Type: codec.CONNECT, ClientID: "on", KeepAlive: 60}
+	p.Properties.Set(codec.PropSessionExpiry)
+	p.Properties.SessionExpiry = 3600
+	if ack := on.ConnectWith(p); !ack.SessionPresent {
+		t.Fatal("on: no session present")
+	}
+	got = nil
+	for range 4 {
+		m := on.Expect(codec.PUBLISH)
+		if !m.Dup {
+			t.Errorf("in flight before the restart, sent again without DUP: %v", m)
+		}
+		got = append(got, string(m.Payload))
+		on.Send(&codec.Packet{Type: codec.PUBACK, PacketID: m.PacketID})
+	}
+	if strings.Join(got, ",") != "a,b,c,once" {
+		t.Errorf("on got %v", got)
+	}
+	// The subscription survived too: a new message arrives.
+	pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "s/new", Payload: []byte("new"), QoS: 1, PacketID: 10})
+	pub.Expect(codec.PUBACK)
+	if m := on.Expect(codec.PUBLISH); string(m.Payload) != "new" {
+		t.Fatalf("after the restart: %v", m)
+	}
+}

@@ -86,6 +86,8 @@ func New(cfg Config) (*Server, error) {
 		s.io.Close()
 		return nil, err
 	}
+	s.pool, s.Shared = pool, pool.Shared
+	s.broker.SetHooks(pool)
 	// After the scripts loaded (their errors come first, alone), before
 	// anything is served.
 	if err := s.openStore(); err != nil {
@@ -93,8 +95,6 @@ func New(cfg Config) (*Server, error) {
 		s.io.Close()
 		return nil, err
 	}
-	s.pool, s.Shared = pool, pool.Shared
-	s.broker.SetHooks(pool)
 	s.tr = transport.New(transport.Config{
 		Listeners: listeners, Loops: c.Workers, GoroutinePerConn: c.GoroutinePerConn,
 		MaxPacketSize: c.MaxPacketSize, MaxConnections: c.MaxConnections,
@@ -207,7 +207,7 @@ func (s *Server) openStore() error {
 	kv := c.Store
 	if kv == nil {
 		if c.DataDir == "" {
-			c.Log.Info("persistence off (no data folder): retained messages are lost when the broker stops")
+			c.Log.Info("persistence off (no data folder): sessions and retained messages are lost when the broker stops")
 			return nil
 		}
 		var err error
@@ -217,6 +217,10 @@ func (s *Server) openStore() error {
 	}
 	start := time.Now()
 	n, err := s.broker.LoadRetained(kv)
+	var sessions, deliveries int
+	if err == nil {
+		sessions, deliveries, err = s.broker.LoadSessions(kv)
+	}
 	if err != nil {
 		kv.Close()
 		return fmt.Errorf("data folder %s: %v", c.DataDir, err)
@@ -233,8 +237,9 @@ func (s *Server) openStore() error {
 	if mode == store.Periodic {
 		durability = fmt.Sprintf("periodic (synced every %s: a crash loses at most that)", c.SyncEvery)
 	}
-	c.Log.WithFields(logrus.Fields{"data_dir": c.DataDir, "engine": c.StoreEngine, "retained": n, "took": time.Since(start).Round(time.Millisecond).String()}).
-		Infof("persistence on: retained messages kept in %s, durability %s", c.DataDir, durability)
+	c.Log.WithFields(logrus.Fields{"data_dir": c.DataDir, "engine": c.StoreEngine, "retained": n, "sessions": sessions, "queued": deliveries,
+		"took": time.Since(start).Round(time.Millisecond).String()}).
+		Infof("persistence on: sessions and retained messages kept in %s, durability %s", c.DataDir, durability)
 	return nil
 }
 

@@ -189,6 +189,10 @@ type Message struct {
 	// expireAt is when a 5.0 message with a Message Expiry Interval
 	// expires (UnixNano), 0 for never.
 	expireAt int64
+	// durable is set while routing when a copy of the message (retained,
+	// or a delivery to a persistent session) was written to the store:
+	// its acknowledgement waits for the disk (persist.go).
+	durable bool
 }
 
 // expired reports whether the message's lifetime has passed
@@ -309,8 +313,9 @@ func (k *Broker) connClosed(c *Client, reason transport.CloseReason) {
 	gen := s.gen
 	var orphans []delivery
 	if !ended {
+		s.storeMetaLocked(k) // its expiry may have changed
 		// Queued shared-subscription messages go to a connected member.
-		orphans = s.sharedOrphansLocked(false)
+		orphans = s.sharedOrphansLocked(k, false)
 		if delay > 0 || expiry != neverExpire {
 			// 5.0 §3.1.3.2.2: the will goes when its delay passes or the
 			// session ends, whichever is first.

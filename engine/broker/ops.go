@@ -89,11 +89,23 @@ func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, bat
 		s = newSession(clientID, persistent, expiry)
 		s.owner = user
 		k.sessions[clientID] = s
+		if discard != nil {
+			// The new session's stored deliveries must not reuse the
+			// keys of the old one's, deleted after it.
+			discard.mu.Lock()
+			discard.replaced = true
+			s.seq = discard.seq
+			discard.mu.Unlock()
+		}
 	}
 	st.sess = s
 	c.state.Store(st)
 	s.mu.Lock()
+	if s.persistent && !persistent && k.store != nil {
+		s.forgetLocked(k) // 5.0: resumed with no expiry: nothing to keep
+	}
 	s.persistent, s.expiry = persistent, expiry
+	s.storeMetaLocked(k)
 	s.gen++ // cancels a pending will and the expiry of the old connection
 	if s.timer != nil {
 		s.timer.Stop()
@@ -210,6 +222,7 @@ func (k *Broker) SubscribeVia(c *Client, p *codec.Packet, codes []codec.ReasonCo
 			st.sess.subs = map[string]subOpts{}
 		}
 		st.sess.subs[sub.Topic] = o
+		st.sess.storeMetaLocked(k)
 		// [MQTT-3.8.4-3] a subscription to the same filter is replaced.
 		// Added under the session lock so clear cannot miss it.
 		isNew := k.addSub(sub.Topic, st.sess, o)
@@ -357,6 +370,9 @@ func (k *Broker) Unsubscribe(c *Client, p *codec.Packet, batch *transport.Batch)
 			st.sess.mu.Lock()
 			_, existed = st.sess.subs[f]
 			delete(st.sess.subs, f)
+			if existed {
+				st.sess.storeMetaLocked(k)
+			}
 			st.sess.mu.Unlock()
 			k.removeSub(f, st.sess)
 		}

@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -42,12 +43,14 @@ func retainedKey(topic string) []byte {
 // topic cleared when m has no payload.
 func (k *Broker) persistRetained(m *Message) {
 	key := retainedKey(m.Topic)
+	m.durable = true
 	if len(m.Payload) == 0 {
 		k.store.Submit(func(b *store.Batch) { b.Delete(key) }, nil)
 		return
 	}
 	val := encodeMessage(m)
 	k.store.Submit(func(b *store.Batch) { b.Put(key, val) }, nil)
+	m.durable = true
 }
 
 // forgetRetained clears a topic's stored retained message.
@@ -151,4 +154,304 @@ func decodeMessage(b []byte) (*Message, error) {
 		m.Props = &props
 	}
 	return m, nil
+}
+
+// Sessions. A persistent session (3.1.1 clean session 0, 5.0 session
+// expiry > 0) is kept as:
+//
+//   - "s/" + client id: its record (owner, expiry, subscriptions), written
+//     when it is created or resumed and when its subscriptions change;
+//   - "q/" + client id + NUL + seq: each QoS 1/2 delivery to it, queued or
+//     in flight (with its packet id, and whether PUBREL was sent), written
+//     when routed and again when sent, deleted when acknowledged;
+//   - "i/" + client id + NUL + packet id: each inbound QoS 2 packet id
+//     awaiting PUBREL.
+//
+// All of them go through the committer with the session's lock held, so
+// they reach the disk in the order they happened. A PUBLISH whose routing
+// wrote a delivery (Message.durable) is acknowledged once durable.
+
+var (
+	sessionPrefix  = []byte("s/")
+	deliveryPrefix = []byte("q/")
+	inboundPrefix  = []byte("i/")
+)
+
+// durable reports whether the session is kept in the store.
+func (s *Session) durable(k *Broker) bool { return k.store != nil && s.persistent }
+
+type sessionRecord struct {
+	Owner  string      `json:"owner,omitempty"`
+	Expiry int64       `json:"expiry"` // seconds; -1: never (3.1.1)
+	Subs   []subRecord `json:"subs,omitempty"`
+}
+
+type subRecord struct {
+	Filter  string `json:"f"`
+	QoS     byte   `json:"q"`
+	NoLocal bool   `json:"nl,omitempty"`
+	RAP     bool   `json:"rap,omitempty"`
+	RH      byte   `json:"rh,omitempty"`
+	SubID   uint32 `json:"id,omitempty"`
+}
+
+func sessionKey(id string) []byte { return append(append([]byte(nil), sessionPrefix...), id...) }
+
+func seqKey(prefix []byte, id string, n uint64, width int) []byte {
+	k := make([]byte, 0, len(prefix)+len(id)+1+width)
+	k = append(append(append(k, prefix...), id...), 0)
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	return append(k, b[8-width:]...)
+}
+
+// storeMetaLocked writes the session's record. mu is held.
+func (s *Session) storeMetaLocked(k *Broker) {
+	if !s.durable(k) {
+		return
+	}
+	rec := sessionRecord{Owner: s.owner, Expiry: -1}
+	if s.expiry != neverExpire {
+		rec.Expiry = int64(s.expiry / time.Second)
+	}
+	for f, o := range s.subs {
+		rec.Subs = append(rec.Subs, subRecord{Filter: f, QoS: o.QoS, NoLocal: o.NoLocal, RAP: o.RetainAsPublished, RH: o.RetainHandling, SubID: o.SubID})
+	}
+	val, _ := json.Marshal(rec)
+	key := sessionKey(s.clientID)
+	k.store.Submit(func(b *store.Batch) { b.Put(key, val) }, nil)
+}
+
+// storeDeliveryLocked writes a QoS 1/2 delivery of a persistent session,
+// giving it its sequence number the first time; pid is its packet id
+// once sent. It reports whether it wrote. mu is held.
+func (s *Session) storeDeliveryLocked(k *Broker, d *delivery, pid uint16, released bool) bool {
+	if !s.durable(k) || d.qos == 0 {
+		return false
+	}
+	if d.seq == 0 {
+		s.seq++
+		d.seq = s.seq
+	}
+	val := encodeDelivery(d, pid, released)
+	key := seqKey(deliveryPrefix, s.clientID, d.seq, 8)
+	k.store.Submit(func(b *store.Batch) { b.Put(key, val) }, nil)
+	d.msg.durable = true
+	return true
+}
+
+// forgetDeliveryLocked deletes a stored delivery. mu is held.
+func (s *Session) forgetDeliveryLocked(k *Broker, seq uint64) {
+	if seq == 0 || k.store == nil {
+		return
+	}
+	key := seqKey(deliveryPrefix, s.clientID, seq, 8)
+	k.store.Submit(func(b *store.Batch) { b.Delete(key) }, nil)
+}
+
+// storeInboundLocked records an inbound QoS 2 packet id; it reports
+// whether it wrote. mu is held.
+func (s *Session) storeInboundLocked(k *Broker, id uint16) bool {
+	if !s.durable(k) {
+		return false
+	}
+	key := seqKey(inboundPrefix, s.clientID, uint64(id), 2)
+	k.store.Submit(func(b *store.Batch) { b.Put(key, nil) }, nil)
+	return true
+}
+
+func (s *Session) forgetInboundLocked(k *Broker, id uint16) {
+	if !s.durable(k) {
+		return
+	}
+	key := seqKey(inboundPrefix, s.clientID, uint64(id), 2)
+	k.store.Submit(func(b *store.Batch) { b.Delete(key) }, nil)
+}
+
+// forgetLocked deletes everything stored of the session. mu is held.
+func (s *Session) forgetLocked(k *Broker) {
+	if k.store == nil {
+		return
+	}
+	var keys [][]byte
+	if !s.replaced {
+		keys = append(keys, sessionKey(s.clientID))
+	}
+	for _, d := range s.queue {
+		if d.seq != 0 {
+			keys = append(keys, seqKey(deliveryPrefix, s.clientID, d.seq, 8))
+		}
+	}
+	for _, o := range s.inflight {
+		if o.seq != 0 {
+			keys = append(keys, seqKey(deliveryPrefix, s.clientID, o.seq, 8))
+		}
+	}
+	for id := range s.inbound2 {
+		keys = append(keys, seqKey(inboundPrefix, s.clientID, uint64(id), 2))
+	}
+	k.store.Submit(func(b *store.Batch) {
+		for _, key := range keys {
+			b.Delete(key)
+		}
+	}, nil)
+}
+
+// The stored form of a delivery: a version byte, its QoS, flags (1:
+// retain, 2: PUBREL sent), its packet id (0: queued), its subscription
+// identifiers, its shared subscription's key, then the message.
+const deliveryFormat = 1
+
+func encodeDelivery(d *delivery, pid uint16, released bool) []byte {
+	out := []byte{deliveryFormat, d.qos, 0, byte(pid >> 8), byte(pid)}
+	if d.retain {
+		out[2] |= 1
+	}
+	if released {
+		out[2] |= 2
+	}
+	out = binary.AppendUvarint(out, uint64(len(d.subIDs)))
+	for _, id := range d.subIDs {
+		out = binary.AppendUvarint(out, uint64(id))
+	}
+	share := ""
+	if d.share != nil {
+		share = d.share.key
+	}
+	out = binary.AppendUvarint(out, uint64(len(share)))
+	out = append(out, share...)
+	return append(out, encodeMessage(d.msg)...)
+}
+
+func decodeDelivery(b []byte) (d delivery, pid uint16, released bool, share string, err error) {
+	bad := errors.New("not a stored delivery of this format")
+	if len(b) < 5 || b[0] != deliveryFormat || b[1] > 2 {
+		return d, 0, false, "", bad
+	}
+	d.qos, d.retain, released = b[1], b[2]&1 != 0, b[2]&2 != 0
+	pid = uint16(b[3])<<8 | uint16(b[4])
+	rest := b[5:]
+	n, w := binary.Uvarint(rest)
+	if w <= 0 || n > 64 {
+		return d, 0, false, "", bad
+	}
+	rest = rest[w:]
+	for range n {
+		id, w := binary.Uvarint(rest)
+		if w <= 0 {
+			return d, 0, false, "", bad
+		}
+		d.subIDs = append(d.subIDs, uint32(id))
+		rest = rest[w:]
+	}
+	l, w := binary.Uvarint(rest)
+	if w <= 0 || uint64(len(rest)-w) < l {
+		return d, 0, false, "", bad
+	}
+	share = string(rest[w : w+int(l)])
+	d.msg, err = decodeMessage(rest[w+int(l):])
+	return d, pid, released, share, err
+}
+
+// LoadSessions reads the persistent sessions kv holds into the broker:
+// offline, with their subscriptions, their deliveries (in flight ones are
+// sent again, with DUP, when the client resumes) and their inbound QoS 2
+// packet ids; each expires its expiry after the start. It returns how
+// many sessions and deliveries it loaded.
+func (k *Broker) LoadSessions(kv store.KV) (sessions, deliveries int, err error) {
+	err = kv.Scan(sessionPrefix, func(key, val []byte) error {
+		id := string(key[len(sessionPrefix):])
+		var rec sessionRecord
+		if err := json.Unmarshal(val, &rec); err != nil {
+			return fmt.Errorf("session %q: %v", id, err)
+		}
+		expiry := neverExpire
+		if rec.Expiry >= 0 {
+			expiry = time.Duration(rec.Expiry) * time.Second
+		}
+		s := newSession(id, true, expiry)
+		s.owner = rec.Owner
+		for _, sub := range rec.Subs {
+			o := subOpts{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RAP, RetainHandling: sub.RH, SubID: sub.SubID}
+			if s.subs == nil {
+				s.subs = map[string]subOpts{}
+			}
+			s.subs[sub.Filter] = o
+			k.addSub(sub.Filter, s, o)
+		}
+		k.sessions[id] = s
+		sessions++
+		return nil
+	})
+	if err != nil {
+		return
+	}
+	var orphans [][]byte
+	err = kv.Scan(deliveryPrefix, func(key, val []byte) error {
+		rest := key[len(deliveryPrefix):]
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 || len(rest)-i-1 != 8 {
+			return fmt.Errorf("delivery key %q: not of this format", key)
+		}
+		s := k.sessions[string(rest[:i])]
+		if s == nil {
+			orphans = append(orphans, append([]byte(nil), key...))
+			return nil
+		}
+		d, pid, released, share, err := decodeDelivery(val)
+		if err != nil {
+			return fmt.Errorf("a delivery to %q: %v", s.clientID, err)
+		}
+		d.seq = binary.BigEndian.Uint64(rest[i+1:])
+		s.seq = max(s.seq, d.seq)
+		if share != "" {
+			k.shareMu.Lock()
+			d.share = k.shares[share]
+			k.shareMu.Unlock()
+		}
+		if pid == 0 {
+			s.queue = append(s.queue, d)
+		} else {
+			if s.inflight == nil {
+				s.inflight = map[uint16]*outbound{}
+			}
+			s.inflight[pid] = &outbound{delivery: d, released: released}
+			s.order = append(s.order, pid)
+			s.lastID = pid
+		}
+		deliveries++
+		return nil
+	})
+	if err != nil {
+		return
+	}
+	err = kv.Scan(inboundPrefix, func(key, val []byte) error {
+		rest := key[len(inboundPrefix):]
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 || len(rest)-i-1 != 2 {
+			return fmt.Errorf("inbound key %q: not of this format", key)
+		}
+		if s := k.sessions[string(rest[:i])]; s != nil {
+			s.markInbound2(uint16(rest[i+1])<<8 | uint16(rest[i+2]))
+		}
+		return nil
+	})
+	if err != nil {
+		return
+	}
+	if len(orphans) > 0 {
+		var b store.Batch
+		for _, key := range orphans {
+			b.Delete(key)
+		}
+		err = kv.Apply(&b, false)
+	}
+	// Offline from the start: each expires as if it had just disconnected.
+	for _, s := range k.sessions {
+		if s.expiry != neverExpire {
+			gen := s.gen
+			s.timer = time.AfterFunc(s.expiry, func() { k.sessionTimer(s, gen, nil) })
+		}
+	}
+	return
 }

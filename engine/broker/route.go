@@ -424,6 +424,7 @@ func (k *Broker) intercept(c *Client, p *codec.Packet, batch *transport.Batch) b
 		default:
 			// [MQTT-4.3.3-3] answer PUBREC with PUBREL.
 			o.released = true
+			s.storeDeliveryLocked(k, &o.delivery, p.PacketID, true)
 			s.acks++
 			c.SendPacketVia(&codec.Packet{Type: codec.PUBREL, PacketID: p.PacketID}, batch)
 		}
@@ -434,6 +435,7 @@ func (k *Broker) intercept(c *Client, p *codec.Packet, batch *transport.Batch) b
 		ack := &codec.Packet{Type: codec.PUBCOMP, PacketID: p.PacketID}
 		if _, ok := s.inbound2[p.PacketID]; ok {
 			delete(s.inbound2, p.PacketID)
+			s.forgetInboundLocked(k, p.PacketID)
 		} else {
 			ack.ReasonCode = codec.PacketIdentifierNotFound
 		}
@@ -462,9 +464,9 @@ func (k *Broker) PublishVia(c *Client, m *Message, id uint16, batch *transport.B
 		n = k.routeVia(m, c, batch, hook)
 		// [MQTT-4.3.2-2] PUBACK after taking ownership (and, with a
 		// store, once what it wrote is durable).
-		k.ackPublish(c, codec.PUBACK, id, n, m.Retain, batch)
+		k.ackPublish(c, codec.PUBACK, id, n, m.durable, batch)
 	case 2:
-		first := true
+		first, wrote := true, false
 		if st := stateOf(c); st != nil {
 			st.sess.mu.Lock()
 			_, dup := st.sess.inbound2[id]
@@ -477,6 +479,9 @@ func (k *Broker) PublishVia(c *Client, m *Message, id uint16, batch *transport.B
 			}
 			if !dup {
 				st.sess.markInbound2(id)
+				// Exactly once across a restart: the id is durable
+				// before PUBREC.
+				wrote = st.sess.storeInboundLocked(k, id)
 			}
 			st.sess.mu.Unlock()
 			first = !dup
@@ -484,7 +489,7 @@ func (k *Broker) PublishVia(c *Client, m *Message, id uint16, batch *transport.B
 		if first {
 			n = k.routeVia(m, c, batch, hook)
 		}
-		k.ackPublish(c, codec.PUBREC, id, n, first && m.Retain, batch)
+		k.ackPublish(c, codec.PUBREC, id, n, wrote || (first && m.durable), batch)
 	}
 	return n
 }
@@ -516,6 +521,7 @@ func (k *Broker) Ack(c *Client, qos byte, id uint16, code codec.ReasonCode, batc
 		if st := stateOf(c); st != nil && !code.IsError() {
 			st.sess.mu.Lock()
 			st.sess.markInbound2(id)
+			st.sess.storeInboundLocked(k, id)
 			st.sess.mu.Unlock()
 		}
 	default:

@@ -61,6 +61,12 @@ type sessionState struct {
 	// Inbound QoS 2: packet ids received and not yet released by PUBREL,
 	// so a retransmitted PUBLISH is not delivered twice.
 	inbound2 map[uint16]struct{}
+
+	// seq numbers the deliveries written to the store (persist.go).
+	seq uint64
+	// replaced: a clean start took the client id for a new session, which
+	// keeps the stored record; ending this one deletes only its own.
+	replaced bool
 }
 
 // Backpressure for connected sessions: past queueHighWater queued
@@ -85,6 +91,7 @@ type delivery struct {
 	retain bool
 	subIDs []uint32    // 5.0 subscription identifiers of the matching subscriptions
 	share  *shareGroup // the shared subscription it came through, if any
+	seq    uint64      // its key in the store, 0: not stored (persist.go)
 }
 
 // outbound is an unacknowledged QoS 1 or 2 delivery.
@@ -112,9 +119,12 @@ func (s *Session) clear(k *Broker) {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
+	if s.persistent {
+		s.forgetLocked(k)
+	}
 	subs := s.subs
 	s.subs = nil
-	orphans := s.sharedOrphansLocked(true)
+	orphans := s.sharedOrphansLocked(k, true)
 	s.inflight = nil
 	s.order = nil
 	s.queue = nil
@@ -129,11 +139,13 @@ func (s *Session) clear(k *Broker) {
 // sharedOrphansLocked takes out of the session the shared-subscription
 // deliveries that another member should get instead: those queued, and,
 // when the session ends, those in flight too.
-func (s *Session) sharedOrphansLocked(inflightToo bool) []delivery {
+func (s *Session) sharedOrphansLocked(k *Broker, inflightToo bool) []delivery {
 	var out []delivery
 	kept := s.queue[:0]
 	for _, d := range s.queue {
 		if d.share != nil {
+			s.forgetDeliveryLocked(k, d.seq)
+			d.seq = 0 // another session's now
 			out = append(out, d)
 		} else {
 			kept = append(kept, d)
@@ -146,6 +158,8 @@ func (s *Session) sharedOrphansLocked(inflightToo bool) []delivery {
 	if inflightToo {
 		for _, id := range s.order {
 			if o, ok := s.inflight[id]; ok && o.share != nil && !o.released {
+				s.forgetDeliveryLocked(k, o.seq)
+				o.seq = 0
 				out = append(out, o.delivery)
 				delete(s.inflight, id)
 			}
@@ -250,20 +264,24 @@ func (s *Session) sendLocked(k *Broker, c *Client, d delivery, f *codec.Fanout, 
 	if d.msg.expired(time.Now()) {
 		k.Stats.Expired.Add(1)
 		k.emit(EventDropped, s.clientID, d.msg, d.qos, "expired")
+		s.forgetDeliveryLocked(k, d.seq)
 		return false
 	}
 	id := s.nextIDLocked()
 	if s.inflight == nil {
 		s.inflight = map[uint16]*outbound{}
 	}
-	s.inflight[id] = &outbound{delivery: d}
+	o := &outbound{delivery: d}
+	s.inflight[id] = o
 	s.order = append(s.order, id)
+	s.storeDeliveryLocked(k, &o.delivery, id, false)
 	switch err := k.send(c, d, false, id, f, batch); err {
 	case nil:
 		return true
 	case transport.ErrTooLarge:
 		// Over the client's Maximum Packet Size: dropped, never sent.
 		k.emit(EventDropped, s.clientID, d.msg, d.qos, "too_large")
+		s.forgetDeliveryLocked(k, o.seq)
 		delete(s.inflight, id)
 		s.order = s.order[:len(s.order)-1]
 	default:
@@ -291,9 +309,11 @@ func (s *Session) enqueueLocked(k *Broker, d delivery) {
 			return
 		}
 		k.emit(EventDropped, s.clientID, s.queue[0].msg, s.queue[0].qos, "queue_full")
+		s.forgetDeliveryLocked(k, s.queue[0].seq)
 		copy(s.queue, s.queue[1:])
 		s.queue = s.queue[:len(s.queue)-1]
 	}
+	s.storeDeliveryLocked(k, &d, 0, false)
 	s.queue = append(s.queue, d)
 	if s.conn.Load() == nil {
 		k.emit(EventQueued, s.clientID, d.msg, d.qos, "")
@@ -353,6 +373,7 @@ func (s *Session) ackLocked(k *Broker, id uint16, batch *transport.Batch) bool {
 	}
 	k.emit(EventAcked, s.clientID, o.msg, o.qos, "")
 	s.acks++
+	s.forgetDeliveryLocked(k, o.seq)
 	delete(s.inflight, id)
 	for i, x := range s.order {
 		if x == id {
