@@ -20,14 +20,17 @@ import (
 //     routed, loaded at start (LoadRetained);
 //
 // and a QoS 1 or 2 PUBLISH that wrote something is acknowledged (PUBACK,
-// PUBREC) only once the write is durable. The acknowledgement then goes
+// PUBREC) only once the write is durable; so are PUBREL (once the
+// delivery's released state is) and PUBCOMP (once the inbound packet id
+// is forgotten). The acknowledgement then goes
 // out from the committer's callback; while a client has acknowledgements
 // waiting there, its later ones queue behind them, so they keep the order
 // of its PUBLISHes ([MQTT-4.6.0-2], [MQTT-4.6.0-3]). A write that fails
 // (a full disk) is not acknowledged: an MQTT 5 client gets its PUBACK or
 // PUBREC with 0x80 (Unspecified error) and may send again; a 3.1.1
 // client, which has no way to be refused, is disconnected and sends it
-// again when it reconnects.
+// again when it reconnects (as is any client whose PUBREL or PUBCOMP
+// could not be made durable: the flow resumes on its next connection).
 
 // SetStore makes the broker write through c (nil: memory only). It must
 // be called before the transport serves.
@@ -112,7 +115,7 @@ func (k *Broker) durableAck(c *Client, ack codec.Packet, wrote bool) bool {
 			return
 		}
 		k.Stats.StoreFailures.Add(1)
-		if c.Version() == codec.V5 {
+		if c.Version() == codec.V5 && (ack.Type == codec.PUBACK || ack.Type == codec.PUBREC) {
 			ack.ReasonCode = codec.UnspecifiedError
 			c.SendPacketVia(&ack, nil)
 			return
@@ -260,12 +263,15 @@ func (s *Session) storeInboundLocked(k *Broker, id uint16) bool {
 	return true
 }
 
-func (s *Session) forgetInboundLocked(k *Broker, id uint16) {
+// forgetInboundLocked deletes a stored inbound QoS 2 packet id; it
+// reports whether it wrote. mu is held.
+func (s *Session) forgetInboundLocked(k *Broker, id uint16) bool {
 	if !s.durable(k) {
-		return
+		return false
 	}
 	key := seqKey(inboundPrefix, s.clientID, uint64(id), 2)
 	k.store.Submit(func(b *store.Batch) { b.Delete(key) }, nil)
+	return true
 }
 
 // forgetLocked deletes everything stored of the session. mu is held.

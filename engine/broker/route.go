@@ -422,24 +422,34 @@ func (k *Broker) intercept(c *Client, p *codec.Packet, batch *transport.Batch) b
 			// 5.0 §4.3.3: a failed PUBREC ends the flow.
 			s.ackLocked(k, p.PacketID, batch)
 		default:
-			// [MQTT-4.3.3-3] answer PUBREC with PUBREL.
+			// [MQTT-4.3.3-3] answer PUBREC with PUBREL: once the
+			// released state is durable, so that a restart sends PUBREL
+			// again, never the PUBLISH the client has released.
 			o.released = true
-			s.storeDeliveryLocked(k, &o.delivery, p.PacketID, true)
 			s.acks++
-			c.SendPacketVia(&codec.Packet{Type: codec.PUBREL, PacketID: p.PacketID}, batch)
+			rel := codec.Packet{Type: codec.PUBREL, PacketID: p.PacketID}
+			if !s.storeDeliveryLocked(k, &o.delivery, p.PacketID, true) || !k.durableAck(c, rel, true) {
+				c.SendPacketVia(&rel, batch)
+			}
 		}
 	case codec.PUBCOMP:
 		s.ackLocked(k, p.PacketID, batch)
 	case codec.PUBREL:
 		// [MQTT-4.3.3-11] PUBCOMP releases the packet id for reuse.
 		ack := &codec.Packet{Type: codec.PUBCOMP, PacketID: p.PacketID}
+		forgot := false
 		if _, ok := s.inbound2[p.PacketID]; ok {
 			delete(s.inbound2, p.PacketID)
-			s.forgetInboundLocked(k, p.PacketID)
+			forgot = s.forgetInboundLocked(k, p.PacketID)
 		} else {
 			ack.ReasonCode = codec.PacketIdentifierNotFound
 		}
-		c.SendPacketVia(ack, batch)
+		// Once the id is forgotten on disk: a restart must not keep it,
+		// or the client's next PUBLISH with that id would be taken for
+		// a duplicate and lost.
+		if !k.durableAck(c, *ack, forgot) {
+			c.SendPacketVia(ack, batch)
+		}
 	default:
 		return false
 	}
