@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
+	"strings"
 	"path/filepath"
 	"regexp"
 	"sync"
@@ -140,4 +142,240 @@ func TestCrashKeepsAcknowledgedRetained(t *testing.T) {
 		}
 	}
 	t.Logf("%d topics acknowledged across 3 kill -9s, %d lost", len(acked), lost)
+}
+
+// mqttConn is a minimal client for the crash test: it speaks 3.1.1 over a
+// raw connection and does the receiver's side of QoS 1 and 2.
+type mqttConn struct {
+	c net.Conn
+	r *codec.Reader
+}
+
+func dialMQTT(addr, id string, clean bool) (*mqttConn, bool, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	b, _ := codec.Encode(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: 4, ClientID: id, CleanSession: clean, KeepAlive: 60}, codec.V311)
+	c.Write(b)
+	m := &mqttConn{c: c, r: codec.NewReader(c, 0)}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var p codec.Packet
+	if err := m.r.ReadPacket(&p); err != nil || p.Type != codec.CONNACK || p.ReasonCode != 0 {
+		c.Close()
+		return nil, false, fmt.Errorf("CONNACK %v %v", p.ReasonCode, err)
+	}
+	return m, p.SessionPresent, nil
+}
+
+func (m *mqttConn) send(p *codec.Packet) error {
+	b, _ := codec.Encode(p, codec.V311)
+	_, err := m.c.Write(b)
+	return err
+}
+
+// receiver records what a persistent subscriber receives: every QoS 1
+// delivery (duplicates counted) and QoS 2 ones exactly once, by the
+// receiver's rule: a PUBLISH with a packet id not yet released is new.
+type receiver struct {
+	mu       sync.Mutex
+	got      map[string]int  // payload -> times recorded
+	pending2 map[uint16]bool // QoS 2 ids received, not yet released
+}
+
+func (rc *receiver) read(m *mqttConn, until time.Time) {
+	for {
+		m.c.SetReadDeadline(until)
+		var p codec.Packet
+		if err := m.r.ReadPacket(&p); err != nil {
+			return
+		}
+		switch p.Type {
+		case codec.PUBLISH:
+			rc.mu.Lock()
+			switch p.QoS {
+			case 1:
+				rc.got[string(p.Payload)]++
+				rc.mu.Unlock()
+				m.send(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID})
+			case 2:
+				if !rc.pending2[p.PacketID] {
+					rc.pending2[p.PacketID] = true
+					rc.got[string(p.Payload)]++
+				}
+				rc.mu.Unlock()
+				m.send(&codec.Packet{Type: codec.PUBREC, PacketID: p.PacketID})
+			default:
+				rc.mu.Unlock()
+			}
+		case codec.PUBREL:
+			rc.mu.Lock()
+			delete(rc.pending2, p.PacketID)
+			rc.mu.Unlock()
+			m.send(&codec.Packet{Type: codec.PUBCOMP, PacketID: p.PacketID})
+		}
+	}
+}
+
+// TestCrashKeepsAcknowledgedMessages: QoS 1 and QoS 2 publishers, a
+// persistent subscriber online and one offline, kill -9 at random moments
+// three times, restart, reconnect: every message whose PUBACK or PUBCOMP
+// its publisher received reaches both subscribers, QoS 2 ones exactly
+// once (QoS 1 duplicates are counted and reported).
+func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "broker")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	// The default scripts keep 1,000 messages for an offline client and
+	// drop the oldest past that (by design): room for all of them here.
+	scripts := t.TempDir()
+	for _, name := range []string{"main.lua", "auth.lua", "acl.lua"} {
+		b, err := os.ReadFile(filepath.Join("../../scripts", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := strings.Replace(string(b), "max_queued = 1000,", "max_queued = 1000000,", 1)
+		os.WriteFile(filepath.Join(scripts, name), []byte(src), 0o644)
+	}
+	args := []string{"--scripts", scripts, "--data-dir", data}
+	cmd, addr := startBinary(t, bin, args...)
+	for _, id := range []string{"sub-on", "sub-off"} {
+		m, _, err := dialMQTT(addr, id, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "msgs/#", QoS: 2}}})
+		var p codec.Packet
+		m.r.ReadPacket(&p)
+		m.c.Close()
+	}
+	on := &receiver{got: map[string]int{}, pending2: map[uint16]bool{}}
+	off := &receiver{got: map[string]int{}, pending2: map[uint16]bool{}}
+	var mu sync.Mutex
+	acked := map[string]byte{} // payload -> QoS, for those acknowledged
+	for round := range 3 {
+		if round > 0 {
+			cmd, addr = startBinary(t, bin, args...)
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { // the online subscriber, reconnecting to its session
+			defer wg.Done()
+			m, present, err := dialMQTT(addr, "sub-on", false)
+			if err != nil {
+				return
+			}
+			defer m.c.Close()
+			if !present {
+				t.Errorf("round %d: sub-on's session not present", round)
+			}
+			on.read(m, time.Now().Add(10*time.Second))
+		}()
+		for p := range 3 {
+			qos := byte(1)
+			if p == 2 {
+				qos = 2
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m, _, err := dialMQTT(addr, fmt.Sprintf("pub-%d-%d", round, p), true)
+				if err != nil {
+					return
+				}
+				defer m.c.Close()
+				for i := 1; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					payload := fmt.Sprintf("r%d-p%d-%d", round, p, i)
+					id := uint16(i%60000 + 1)
+					if m.send(&codec.Packet{Type: codec.PUBLISH, Topic: "msgs/" + payload, Payload: []byte(payload), QoS: qos, PacketID: id}) != nil {
+						return
+					}
+					var pk codec.Packet
+					m.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					if m.r.ReadPacket(&pk) != nil {
+						return
+					}
+					if qos == 2 {
+						if pk.Type != codec.PUBREC || m.send(&codec.Packet{Type: codec.PUBREL, PacketID: id}) != nil || m.r.ReadPacket(&pk) != nil || pk.Type != codec.PUBCOMP {
+							return
+						}
+					} else if pk.Type != codec.PUBACK {
+						return
+					}
+					mu.Lock()
+					acked[payload] = qos
+					mu.Unlock()
+				}
+			}()
+		}
+		time.Sleep(time.Duration(150+rand.IntN(300)) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+		close(stop)
+		wg.Wait()
+	}
+	cmd, addr = startBinary(t, bin, args...)
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	for _, s := range []struct {
+		id string
+		rc *receiver
+	}{{"sub-on", on}, {"sub-off", off}} {
+		m, present, err := dialMQTT(addr, s.id, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !present {
+			t.Errorf("%s: session not present after the crashes", s.id)
+		}
+		// Read until a second passes with nothing new.
+		for {
+			s.rc.mu.Lock()
+			n := len(s.rc.got)
+			s.rc.mu.Unlock()
+			s.rc.read(m, time.Now().Add(time.Second))
+			s.rc.mu.Lock()
+			more := len(s.rc.got) > n
+			s.rc.mu.Unlock()
+			if !more {
+				break
+			}
+			m.c.Close()
+			if m, _, err = dialMQTT(addr, s.id, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m.c.Close()
+	}
+	if len(acked) == 0 {
+		t.Fatal("nothing acknowledged in three rounds")
+	}
+	for _, s := range []struct {
+		id string
+		rc *receiver
+	}{{"sub-on", on}, {"sub-off", off}} {
+		lost, dup1, dup2 := 0, 0, 0
+		for payload, qos := range acked {
+			n := s.rc.got[payload]
+			switch {
+			case n == 0:
+				lost++
+			case n > 1 && qos == 2:
+				dup2++
+			case n > 1:
+				dup1++
+			}
+		}
+		t.Logf("%s: %d acknowledged messages, %d lost, %d QoS 1 duplicates, %d QoS 2 duplicates", s.id, len(acked), lost, dup1, dup2)
+		if lost > 0 || dup2 > 0 {
+			t.Errorf("%s: %d lost, %d QoS 2 delivered more than once", s.id, lost, dup2)
+		}
+	}
 }

@@ -274,7 +274,10 @@ func (s *Session) sendLocked(k *Broker, c *Client, d delivery, f *codec.Fanout, 
 	o := &outbound{delivery: d}
 	s.inflight[id] = o
 	s.order = append(s.order, id)
-	s.storeDeliveryLocked(k, &o.delivery, id, false)
+	if s.storeDeliveryLocked(k, &o.delivery, id, false) && d.qos == 2 {
+		s.sendDurableLocked(k, c, o, id)
+		return true
+	}
 	switch err := k.send(c, d, false, id, f, batch); err {
 	case nil:
 		return true
@@ -289,6 +292,39 @@ func (s *Session) sendLocked(k *Broker, c *Client, d delivery, f *codec.Fanout, 
 		// sent again, with DUP, when the session resumes.
 	}
 	return false
+}
+
+// sendDurableLocked sends a QoS 2 delivery to a persistent session once
+// its packet id is on disk. The client keeps a QoS 2 packet id until
+// PUBREL: had the broker sent the PUBLISH and then lost, in a crash, that
+// it had, it would give that id to another message after the restart,
+// which the client would take for the first one sent again, and drop.
+// QoS 1 has no such state and goes at once.
+func (s *Session) sendDurableLocked(k *Broker, c *Client, o *outbound, id uint16) {
+	k.store.Submit(nil, func(err error) {
+		if err != nil {
+			// Not on disk: the connection ends, and the delivery, still
+			// in flight in memory, goes again when the client resumes.
+			c.Close(transport.CloseStoreError)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.inflight[id] != o || s.conn.Load() != c {
+			return // a resumed session sends it itself, with DUP
+		}
+		if k.send(c, o.delivery, false, id, nil, nil) == transport.ErrTooLarge {
+			k.emit(EventDropped, s.clientID, o.msg, o.qos, "too_large")
+			s.forgetDeliveryLocked(k, o.seq)
+			delete(s.inflight, id)
+			for i, x := range s.order {
+				if x == id {
+					s.order = append(s.order[:i], s.order[i+1:]...)
+					break
+				}
+			}
+		}
+	})
 }
 
 func (s *Session) enqueueLocked(k *Broker, d delivery) {
