@@ -126,7 +126,7 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	connectTimeout := fs.Duration("connect-timeout", 10*time.Second, "time a new connection has to send CONNECT")
 	handlerTimeout := fs.Duration("handler-timeout", time.Second, "CPU time one Lua handler call may use (its waits for I/O not counted)")
 	ioTimeout := fs.Duration("io-timeout", 5*time.Second, "default bound of one wait of a handler for I/O (http, redis, pg, sleep), when the call names none")
-	dataDir := fs.String("data-dir", "", "folder the broker keeps its state in across restarts (retained messages); empty: memory only")
+	dataDir := fs.String("data-dir", "./data", "folder the broker keeps its state in across restarts (persistent sessions, their queued messages, retained messages); --data-dir= (empty): memory only")
 	durability := fs.String("durability", "sync", "sync: a QoS 1/2 PUBLISH that writes to the data folder is acknowledged once on disk; periodic: synced every --sync-every (a crash loses at most that)")
 	syncEvery := fs.Duration("sync-every", time.Second, "with --durability periodic, how often the data folder is synced")
 	storeEngine := fs.String("store-engine", "pebble", "the data folder's engine: pebble or bbolt (see docs/persistence.md)")
@@ -233,6 +233,8 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	if fs.Changed("handler-deadline") || cfg.HandlerDeadline == 0 {
 		cfg.HandlerDeadline = *handlerDeadline
 	}
+	// Default on: ./data unless --data-dir says otherwise ("" keeps
+	// everything in memory, which the start logs).
 	if fs.Changed("data-dir") || cfg.DataDir == "" {
 		cfg.DataDir = *dataDir
 	}

@@ -52,7 +52,7 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			code := run(tc.args, &stderr)
+			code := run(append([]string{"--data-dir", t.TempDir()}, tc.args...), &stderr)
 			out := stderr.String()
 			if code != 2 {
 				t.Fatalf("exit %d, want 2; stderr %q", code, out)
@@ -83,7 +83,7 @@ func TestSignalShutdown(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "--scripts", "../../scripts/examples/simps", "--listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, "--scripts", "../../scripts/examples/simps", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -160,7 +160,7 @@ end)
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	lualib, _ := filepath.Abs(filepath.Join("..", "..", "lualib"))
-	cmd := exec.Command(bin, "--scripts", scripts, "--lualib", lualib, "--listen", "127.0.0.1:0", "--test-before-reload")
+	cmd := exec.Command(bin, "--scripts", scripts, "--lualib", lualib, "--listen", "127.0.0.1:0", "--test-before-reload", "--data-dir", t.TempDir())
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -282,7 +282,7 @@ func TestGCPercent(t *testing.T) {
 	for _, tc := range cases {
 		t.Setenv("GOGC", tc.gogc)
 		debug.SetGCPercent(100)
-		args := append([]string{"--scripts", "../../scripts/examples/simps", "--listen", "127.0.0.1:0"}, tc.args...)
+		args := append([]string{"--scripts", "../../scripts/examples/simps", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, tc.args...)
 		srv, _, _, err := setup(args, io.Discard)
 		if err != nil {
 			t.Fatal(err)
@@ -305,7 +305,7 @@ func TestGCTunerFollowsLiveHeap(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	defer gcAuto.Store(false)
 	t.Setenv("GOGC", "")
-	srv, _, _, err := setup([]string{"--scripts", "../../scripts/examples/simps", "--listen", "127.0.0.1:0"}, io.Discard)
+	srv, _, _, err := setup([]string{"--scripts", "../../scripts/examples/simps", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +349,7 @@ func TestGCPercentFor(t *testing.T) {
 // --http serves the metrics.
 func TestLogFileAndHTTP(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "broker.log")
-	srv, _, _, err := setup([]string{"--scripts", "../../scripts/examples/simps", "--listen", "127.0.0.1:0", "--log-file", path, "--http", "127.0.0.1:0"}, io.Discard)
+	srv, _, _, err := setup([]string{"--scripts", "../../scripts/examples/simps", "--listen", "127.0.0.1:0", "--log-file", path, "--http", "127.0.0.1:0", "--data-dir", t.TempDir()}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +374,7 @@ func TestLogFileAndHTTP(t *testing.T) {
 func TestCtl(t *testing.T) {
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600)
-	srv, _, _, err := setup([]string{"--scripts", "../../scripts", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--http-token-file", tokenFile}, io.Discard)
+	srv, _, _, err := setup([]string{"--scripts", "../../scripts", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--http-token-file", tokenFile, "--data-dir", t.TempDir()}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +428,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	t.Setenv("MQTTLUA_LISTEN", "127.0.0.1:0 ws://127.0.0.1:0/mqtt")
 	t.Setenv("MQTTLUA_WORKERS", "3")
 	t.Setenv("MQTTLUA_MAX_PACKET_SIZE", "4096")
-	srv, _, _, err := setup([]string{"--scripts", "../../scripts/examples/simps", "--max-packet-size", "8192"}, io.Discard)
+	srv, _, _, err := setup([]string{"--scripts", "../../scripts/examples/simps", "--max-packet-size", "8192", "--data-dir", t.TempDir()}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +440,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	}
 	t.Setenv("MQTTLUA_WORKERS", "many")
 	var stderr bytes.Buffer
-	if code := run([]string{"--scripts", "../../scripts/examples/simps"}, &stderr); code != 2 || !strings.Contains(stderr.String(), `MQTTLUA_WORKERS="many"`) {
+	if code := run([]string{"--scripts", "../../scripts/examples/simps", "--data-dir", t.TempDir()}, &stderr); code != 2 || !strings.Contains(stderr.String(), `MQTTLUA_WORKERS="many"`) {
 		t.Fatalf("bad environment value: exit %d, %q", code, stderr.String())
 	}
 }

@@ -36,7 +36,7 @@ fi
 printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$MOSQ" > "$work/mosquitto.conf"
 mosquitto -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 & pids+=($!); mosq_pid=$!
 
-"$work/broker" --scripts ./scripts --listen "127.0.0.1:$OURS" --log-level warn > "$work/ours.log" 2>&1 & pids+=($!); ours_pid=$!
+"$work/broker" --scripts ./scripts --listen "127.0.0.1:$OURS" --data-dir= --log-level warn > "$work/ours.log" 2>&1 & pids+=($!); ours_pid=$!
 
 # The busy variant: every PUBLISH goes through an ACL rule check and a
 # shared counter.
@@ -44,7 +44,7 @@ mkdir "$work/busy"
 cp scripts/main.lua scripts/auth.lua scripts/acl.lua "$work/busy/"
 sed -i 's|^acl.rules = {|acl.rules = {\n  { action = "deny", topic = "secret/#" },\n  { action = "allow", topic = "bench/#" },|' "$work/busy/acl.lua"
 sed -i 's|^  route(fd, data)|  shared.incr("published:" .. data.topic, 1)\n  route(fd, data)|' "$work/busy/main.lua"
-"$work/broker" --scripts "$work/busy" --lualib ./lualib --listen "127.0.0.1:$BUSY" --log-level warn > "$work/busy.log" 2>&1 & pids+=($!); busy_pid=$!
+"$work/broker" --scripts "$work/busy" --lualib ./lualib --listen "127.0.0.1:$BUSY" --data-dir= --log-level warn > "$work/busy.log" 2>&1 & pids+=($!); busy_pid=$!
 sleep 1
 
 bench() { "$work/mqtt-bench" --duration "${SECS}s" "$@"; }
