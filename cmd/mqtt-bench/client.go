@@ -67,6 +67,10 @@ func dialConn(addr string) (net.Conn, error) {
 	return nil, fmt.Errorf("--addr %q: want host:port or an mqtt://, mqtts://, ws:// or wss:// URL", addr)
 }
 
+// persistentSubs makes subscribers (client ids with "sub") connect with
+// clean session 0 (--persistent).
+var persistentSubs bool
+
 // dial connects and completes the MQTT handshake. bufSize sizes the
 // write buffer and the reader's first buffer (which grows if a packet
 // needs it).
@@ -77,7 +81,8 @@ func dial(addr, id string, level byte, bufSize int) (*client, error) {
 	}
 	c := &client{conn: conn, w: bufio.NewWriterSize(conn, bufSize), r: codec.NewReader(conn, bufSize), level: level}
 	c.r.Version = level
-	if err := c.send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: level, ClientID: id, CleanSession: true, KeepAlive: 300}); err != nil {
+	clean := !(persistentSubs && strings.Contains(id, "sub"))
+	if err := c.send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: level, ClientID: id, CleanSession: clean, KeepAlive: 300}); err != nil {
 		conn.Close()
 		return nil, err
 	}

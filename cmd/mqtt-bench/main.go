@@ -62,6 +62,7 @@ func main() {
 	pflag.IntVar(&cfg.pid, "pid", 0, "broker process id, for its memory (idle) and CPU time per connection (connect)")
 	pflag.IntVar(&cfg.window, "window", 100, "unacknowledged QoS 1 messages per publisher")
 	pflag.IntVar(&level, "level", 4, "protocol level: 4 (3.1.1) or 5")
+	pflag.BoolVar(&persistentSubs, "persistent", false, "subscribers keep persistent sessions (clean session 0), so a broker with persistence stores what it queues for them")
 	pflag.Parse()
 	cfg.qos, cfg.level = byte(qos), byte(level)
 	if cfg.size < headerLen {
