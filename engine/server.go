@@ -218,8 +218,12 @@ func (s *Server) openStore() error {
 	start := time.Now()
 	n, err := s.broker.LoadRetained(kv)
 	var sessions, deliveries int
+	var wills int
 	if err == nil {
 		sessions, deliveries, err = s.broker.LoadSessions(kv)
+	}
+	if err == nil {
+		wills, err = s.broker.LoadWills(kv)
 	}
 	if err != nil {
 		kv.Close()
@@ -237,7 +241,7 @@ func (s *Server) openStore() error {
 	if mode == store.Periodic {
 		durability = fmt.Sprintf("periodic (synced every %s: a crash loses at most that)", c.SyncEvery)
 	}
-	c.Log.WithFields(logrus.Fields{"data_dir": c.DataDir, "engine": c.StoreEngine, "retained": n, "sessions": sessions, "queued": deliveries,
+	c.Log.WithFields(logrus.Fields{"data_dir": c.DataDir, "engine": c.StoreEngine, "retained": n, "sessions": sessions, "queued": deliveries, "wills": wills,
 		"took": time.Since(start).Round(time.Millisecond).String()}).
 		Infof("persistence on: sessions and retained messages kept in %s, durability %s", c.DataDir, durability)
 	return nil

@@ -379,3 +379,52 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashPublishesWills: a client connected with a will when the broker
+// is killed loses its connection abnormally: after the restart its will
+// is published (here to a persistent subscriber that was offline).
+func TestCrashPublishesWills(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "broker")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	args := []string{"--scripts", "../../scripts", "--data-dir", filepath.Join(t.TempDir(), "data")}
+	cmd, addr := startBinary(t, bin, args...)
+	sub, _, err := dialMQTT(addr, "watcher", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "wills/#", QoS: 1}}})
+	var p codec.Packet
+	sub.r.ReadPacket(&p)
+	sub.send(&codec.Packet{Type: codec.DISCONNECT})
+	sub.c.Close()
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := codec.Encode(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: 4, ClientID: "dev", CleanSession: true, KeepAlive: 60,
+		Will: &codec.Will{Topic: "wills/dev", Payload: []byte("gone"), QoS: 1}}, codec.V311)
+	c.Write(b)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := codec.NewReader(c, 0).ReadPacket(&p); err != nil || p.Type != codec.CONNACK {
+		t.Fatalf("CONNACK: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond) // the will written (nothing waits for it)
+	cmd.Process.Kill()
+	cmd.Wait()
+	c.Close()
+
+	cmd, addr = startBinary(t, bin, args...)
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	time.Sleep(200 * time.Millisecond) // the will goes out at start, queued for the watcher
+	sub, present, err := dialMQTT(addr, "watcher", false)
+	if err != nil || !present {
+		t.Fatalf("watcher: %v, session present %v", err, present)
+	}
+	sub.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := sub.r.ReadPacket(&p); err != nil || p.Type != codec.PUBLISH || p.Topic != "wills/dev" || string(p.Payload) != "gone" {
+		t.Fatalf("want the will, got %v %v", &p, err)
+	}
+}

@@ -286,6 +286,9 @@ func (k *Broker) connClosed(c *Client, reason transport.CloseReason) {
 		return
 	}
 	s := st.sess
+	if st.will != nil && k.store != nil {
+		k.forgetWill(s.clientID, c.FD) // handled in memory from here
+	}
 	k.mu.Lock()
 	s.mu.Lock()
 	if s.conn.Load() != c {

@@ -40,6 +40,9 @@ func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, bat
 			p := copyProps(&w.Properties)
 			st.will.Props = &p
 		}
+		if k.store != nil {
+			k.storeWill(clientID, c.FD, st.will)
+		}
 	}
 	persistent, expiry := !p.CleanSession, neverExpire
 	if v5 {

@@ -461,3 +461,84 @@ func (k *Broker) LoadSessions(kv store.KV) (sessions, deliveries int, err error)
 	}
 	return
 }
+
+// Wills. A connected client's will is kept under "w/" + client id + NUL +
+// the connection's fd while the connection lasts (deleted when it ends,
+// whatever becomes of the will then): a will found at start belongs to a
+// client the crash disconnected, and is published, after its delay,
+// unless the client has reconnected by then.
+
+var willPrefix = []byte("w/")
+
+func willKey(clientID string, fd int) []byte {
+	return seqKey(willPrefix, clientID, uint64(fd), 8)
+}
+
+// storeWill keeps a connection's will.
+func (k *Broker) storeWill(clientID string, fd int, w *Message) {
+	m := *w
+	delay := w.willDelay()
+	if w.Props != nil {
+		p := *w.Props
+		p.Clear(codec.PropWillDelay) // not a PUBLISH property
+		m.Props = &p
+	}
+	val := binary.BigEndian.AppendUint64(nil, uint64(delay))
+	val = append(val, encodeMessage(&m)...)
+	key := willKey(clientID, fd)
+	k.store.Submit(func(b *store.Batch) { b.Put(key, val) }, nil)
+}
+
+// forgetWill deletes a connection's stored will.
+func (k *Broker) forgetWill(clientID string, fd int) {
+	key := willKey(clientID, fd)
+	k.store.Submit(func(b *store.Batch) { b.Delete(key) }, nil)
+}
+
+// LoadWills schedules the wills of the clients a crash disconnected, and
+// deletes them from kv (a crash during a will's delay loses it). It
+// returns how many it scheduled.
+func (k *Broker) LoadWills(kv store.KV) (int, error) {
+	var keys [][]byte
+	n := 0
+	err := kv.Scan(willPrefix, func(key, val []byte) error {
+		rest := key[len(willPrefix):]
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 || len(val) < 8 {
+			return fmt.Errorf("will key %q: not of this format", key)
+		}
+		id := string(rest[:i])
+		delay := time.Duration(binary.BigEndian.Uint64(val[:8]))
+		w, err := decodeMessage(val[8:])
+		if err != nil {
+			return fmt.Errorf("the will of %q: %v", id, err)
+		}
+		keys = append(keys, append([]byte(nil), key...))
+		s := k.sessions[id]
+		var gen uint64
+		if s != nil {
+			gen = s.gen
+		}
+		time.AfterFunc(delay, func() {
+			if s != nil {
+				s.mu.Lock()
+				back := s.gen != gen
+				s.mu.Unlock()
+				if back {
+					return // the client reconnected within the delay
+				}
+			}
+			k.sendWill(w)
+		})
+		n++
+		return nil
+	})
+	if err != nil || len(keys) == 0 {
+		return n, err
+	}
+	var b store.Batch
+	for _, key := range keys {
+		b.Delete(key)
+	}
+	return n, kv.Apply(&b, false)
+}
