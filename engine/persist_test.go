@@ -242,3 +242,56 @@ func TestSessionsSurviveRestart(t *testing.T) {
 		t.Fatalf("after the restart: %v", m)
 	}
 }
+
+// TestBackupWhileRunning: a backup taken while publishers publish is a
+// data folder a broker starts on, with what the first had at the time.
+func TestBackupWhileRunning(t *testing.T) {
+	for _, eng := range []string{"pebble", "bbolt"} {
+		t.Run(eng, func(t *testing.T) {
+			scripts := enginetest.CopyScripts(t, nil)
+			srv, addr, _ := startServer(t, engine.Config{Scripts: scripts, DataDir: filepath.Join(t.TempDir(), "data"), StoreEngine: eng})
+			sub := dialRaw(t, addr, codec.V311)
+			sub.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "sub", KeepAlive: 60})
+			sub.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "b/#", QoS: 1}}})
+			sub.Expect(codec.SUBACK)
+			sub.Send(&codec.Packet{Type: codec.DISCONNECT})
+			sub.ExpectClosed()
+			pub := dialRaw(t, addr, codec.V311)
+			pub.Connect("pub")
+			pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "b/first", Payload: []byte("1"), QoS: 1, PacketID: 1, Retain: true})
+			pub.Expect(codec.PUBACK)
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() { // publishing goes on during the backup
+				defer close(done)
+				for i := 2; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "b/more", Payload: []byte("x"), QoS: 1, PacketID: uint16(i)})
+					pub.Expect(codec.PUBACK)
+				}
+			}()
+			time.Sleep(50 * time.Millisecond)
+			backup := filepath.Join(t.TempDir(), "backup")
+			if err := srv.Backup(backup); err != nil {
+				t.Fatal(err)
+			}
+			close(stop)
+			<-done
+			if err := srv.Backup(backup); err == nil || !strings.Contains(err.Error(), "exists already") {
+				t.Fatalf("a backup over an existing folder: %v", err)
+			}
+			_, addr2, _ := startServer(t, engine.Config{Scripts: scripts, DataDir: backup, StoreEngine: eng})
+			sub = dialRaw(t, addr2, codec.V311)
+			if ack := sub.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "sub", KeepAlive: 60}); !ack.SessionPresent {
+				t.Fatal("the backup has no session for sub")
+			}
+			if m := sub.Expect(codec.PUBLISH); string(m.Payload) != "1" {
+				t.Fatalf("first queued message from the backup: %v", m)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -136,7 +137,7 @@ func (s *Server) Listen() error {
 		return err
 	}
 	src := observe.Sources{Transport: s.tr, Broker: s.broker, Scripts: s.pool, ScriptErrors: &s.Stats.ScriptErrors,
-		Version: Version, Started: time.Now(), Reload: func() error { return s.Reload(nil) }}
+		Version: Version, Started: time.Now(), Reload: func() error { return s.Reload(nil) }, Backup: s.Backup}
 	h, err := observe.Listen(src, observe.HTTPConfig{Addr: s.cfg.HTTPAddr, Token: s.cfg.HTTPToken, Ready: func() bool { return !s.shut.Load() }})
 	if err != nil {
 		return err
@@ -197,6 +198,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.io.Close()
 	s.closeStore()
 	return err
+}
+
+// Backup writes a consistent copy of the data folder, as it is now, into
+// dir (a new folder, on the broker's machine), while the broker runs: a
+// broker started with --data-dir dir has what this one had.
+func (s *Server) Backup(dir string) error {
+	if s.store == nil {
+		return errors.New("backup: persistence is off (no data folder)")
+	}
+	return s.store.Backup(dir)
 }
 
 // openStore opens the data folder, loads what it keeps into the broker

@@ -18,7 +18,7 @@ import (
 // ctl is `broker ctl`: the admin API's command-line client.
 //
 //	broker ctl [--http ADDR] [--token-file F] [--json] clients [--prefix P] [--user U]
-//	broker ctl client ID | kick ID [--code 0x98] [--reason TEXT] | subs | stats | reload
+//	broker ctl client ID | kick ID [--code 0x98] [--reason TEXT] | subs | stats | reload | backup DIR
 func ctl(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("broker ctl", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -29,7 +29,7 @@ func ctl(args []string, stdout, stderr io.Writer) int {
 	user := fs.String("user", "", "clients: only this user's")
 	code := fs.String("code", "0x98", "kick: the DISCONNECT reason code 5.0 clients get")
 	reason := fs.String("reason", "", "kick: the reason string 5.0 clients get")
-	usage := "Usage: broker ctl [--http ADDR] [--token-file F] [--json] clients [--prefix P] [--user U] | client ID | kick ID [--code C] [--reason R] | subs [--prefix P] | stats | reload\n\nFlags:\n" + fs.FlagUsages()
+	usage := "Usage: broker ctl [--http ADDR] [--token-file F] [--json] clients [--prefix P] [--user U] | client ID | kick ID [--code C] [--reason R] | subs [--prefix P] | stats | reload | backup DIR\n\nFlags:\n" + fs.FlagUsages()
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintln(stderr, "broker ctl:", err, "(see broker ctl --help)")
 		return 2
@@ -49,10 +49,10 @@ func ctl(args []string, stdout, stderr io.Writer) int {
 	}
 	c := &ctlClient{base: "http://" + *addr, token: token, http: &http.Client{Timeout: 30 * time.Second}}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	need := map[string]int{"clients": 0, "client": 1, "kick": 1, "subs": 0, "stats": 0, "reload": 0}
+	need := map[string]int{"clients": 0, "client": 1, "kick": 1, "subs": 0, "stats": 0, "reload": 0, "backup": 1}
 	n, known := need[cmd]
 	if !known || len(rest) != n {
-		fmt.Fprintf(stderr, "broker ctl: %q: want clients, client ID, kick ID, subs, stats or reload\n", strings.Join(fs.Args(), " "))
+		fmt.Fprintf(stderr, "broker ctl: %q: want clients, client ID, kick ID, subs, stats, reload or backup DIR\n", strings.Join(fs.Args(), " "))
 		return 2
 	}
 	var v map[string]any
@@ -70,6 +70,9 @@ func ctl(args []string, stdout, stderr io.Writer) int {
 		v, err = c.do("GET", "/api/stats", nil)
 	case "reload":
 		v, err = c.do("POST", "/api/reload", nil)
+	case "backup":
+		// The folder is the broker's: relative to where it runs.
+		v, err = c.do("POST", "/api/backup", url.Values{"dir": {rest[0]}})
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "broker ctl:", err)

@@ -22,6 +22,7 @@ import (
 //	GET  /api/stats                                      the counters
 //	GET  /api/handlers                                   Lua handlers by total time, most first
 //	POST /api/reload                                     reload the scripts
+//	POST /api/backup?dir=DIR                             a consistent copy of the data folder into DIR (new, on the broker's machine)
 
 func (h *api) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/clients", h.clients)
@@ -31,6 +32,7 @@ func (h *api) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/stats", h.stats)
 	mux.HandleFunc("GET /api/handlers", h.handlers)
 	mux.HandleFunc("POST /api/reload", h.reload)
+	mux.HandleFunc("POST /api/backup", h.backup)
 }
 
 type api struct{ src Sources }
@@ -199,6 +201,19 @@ func (h *api) handlers(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(out.Handlers, func(i, j int) bool { return out.Handlers[i].Seconds > out.Handlers[j].Seconds })
 	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *api) backup(w http.ResponseWriter, r *http.Request) {
+	dir := r.FormValue("dir")
+	if h.src.Backup == nil || dir == "" {
+		writeJSON(w, http.StatusBadRequest, apiError{"want ?dir=DIR, a folder that does not exist yet"})
+		return
+	}
+	if err := h.src.Backup(dir); err != nil {
+		writeJSON(w, http.StatusConflict, apiError{err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"backup": dir})
 }
 
 func (h *api) reload(w http.ResponseWriter, r *http.Request) {

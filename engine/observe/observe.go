@@ -31,6 +31,8 @@ type Sources struct {
 	// Reload loads the scripts again (the admin API's reload); nil: not
 	// offered.
 	Reload func() error
+	// Backup copies the data folder into a new folder (POST /api/backup).
+	Backup func(dir string) error
 }
 
 // collector turns a snapshot of the sources into Prometheus metrics at

@@ -2,6 +2,8 @@ package store
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -65,5 +67,14 @@ func (b *boltKV) Apply(batch *Batch, sync bool) error {
 	})
 }
 
-func (b *boltKV) Sync() error  { return b.db.Sync() }
+func (b *boltKV) Sync() error { return b.db.Sync() }
+
+// Backup copies the file within one read transaction: consistent, while
+// writes go on.
+func (b *boltKV) Backup(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return b.db.View(func(tx *bolt.Tx) error { return tx.CopyFile(filepath.Join(dir, "store.bolt"), 0o600) })
+}
 func (b *boltKV) Close() error { return b.db.Close() }

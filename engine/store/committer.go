@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+	"os"
 	"sync"
 	"time"
 )
@@ -142,6 +144,24 @@ func (c *Committer) report(err error) {
 	if err != nil && was && c.onError != nil {
 		c.onError(err)
 	}
+}
+
+// Backup waits until everything submitted so far is written, then writes
+// a consistent copy of the store into dir (a new folder), which a broker
+// can be started on; writes go on meanwhile.
+func (c *Committer) Backup(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return fmt.Errorf("backup: %s exists already", dir)
+	}
+	done := make(chan error, 1)
+	c.Submit(nil, func(err error) { done <- err })
+	if err := <-done; err != nil {
+		return fmt.Errorf("backup: %v", err)
+	}
+	if err := c.kv.Backup(dir); err != nil {
+		return fmt.Errorf("backup into %s: %v", dir, err)
+	}
+	return nil
 }
 
 // Close commits what was submitted, stops, and closes the store.

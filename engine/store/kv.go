@@ -19,6 +19,9 @@ type KV interface {
 	Apply(b *Batch, sync bool) error
 	// Sync makes every write applied so far durable.
 	Sync() error
+	// Backup writes a consistent copy of the store, as it is now, into
+	// dir (which must not exist yet), as a data folder of its own.
+	Backup(dir string) error
 	Close() error
 }
 

@@ -1,6 +1,9 @@
 package store
 
 import (
+	"os"
+	"path/filepath"
+
 	"github.com/cockroachdb/pebble/v2"
 )
 
@@ -64,6 +67,15 @@ func (p *pebbleKV) Apply(b *Batch, sync bool) error {
 func (p *pebbleKV) Sync() error { return p.db.LogData(nil, pebble.Sync) }
 
 func (p *pebbleKV) Close() error { return p.db.Close() }
+
+// Backup is a Pebble checkpoint: hard links to the immutable tables and
+// a copy of the rest, consistent at one point.
+func (p *pebbleKV) Backup(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return p.db.Checkpoint(filepath.Join(dir, "pebble"), pebble.WithFlushedWAL())
+}
 
 // quietLogger keeps Pebble's routine messages (compactions, WAL
 // recycling) out of the broker's log; a fatal error still stops it.
