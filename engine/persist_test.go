@@ -114,7 +114,7 @@ func TestStoreFailureRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &failingKV{KV: kv, broken: true}
-	_, addr, logs := startServer(t, engine.Config{Scripts: enginetest.CopyScripts(t, nil), Store: f})
+	srv, addr, logs := startServer(t, engine.Config{Scripts: enginetest.CopyScripts(t, nil), Store: f})
 	v5 := dialRaw(t, addr, codec.V5)
 	v5.Connect("v5")
 	v5.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "r/x", Payload: []byte("x"), QoS: 1, PacketID: 7, Retain: true})
@@ -125,6 +125,9 @@ func TestStoreFailureRefuses(t *testing.T) {
 	v3.Connect("v3")
 	v3.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "r/y", Payload: []byte("y"), QoS: 1, PacketID: 8, Retain: true})
 	v3.ExpectClosed()
+	if n := srv.Broker().Stats.StoreFailures.Load(); n != 2 {
+		t.Errorf("store failures counted %d, want 2", n)
+	}
 	if got := strings.Count(logs.String(), "the data folder cannot be written"); got != 1 {
 		t.Errorf("failure logged %d times:\n%s", got, logs)
 	}
@@ -293,5 +296,34 @@ func TestBackupWhileRunning(t *testing.T) {
 				t.Fatalf("first queued message from the backup: %v", m)
 			}
 		})
+	}
+}
+
+// TestExpiredSessionLeavesStore: a session that expired is deleted from
+// the store with its deliveries: after a restart it is not there.
+func TestExpiredSessionLeavesStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := engine.Config{Scripts: enginetest.CopyScripts(t, nil), DataDir: dir}
+	srv, addr, _ := startServer(t, cfg)
+	c := dialRaw(t, addr, codec.V5)
+	p := &codec.Packet{Type: codec.CONNECT, ClientID: "brief", KeepAlive: 60}
+	p.Properties.Set(codec.PropSessionExpiry)
+	p.Properties.SessionExpiry = 1
+	c.ConnectWith(p)
+	c.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "e/#", QoS: 1}}})
+	c.Expect(codec.SUBACK)
+	c.Send(&codec.Packet{Type: codec.DISCONNECT})
+	c.ExpectClosed()
+	pub := dialRaw(t, addr, codec.V311)
+	pub.Connect("pub")
+	pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "e/x", Payload: []byte("x"), QoS: 1, PacketID: 1})
+	pub.Expect(codec.PUBACK)
+	waitFor(t, "the session to expire", func() bool { return srv.Broker().Stats.SessionsEnded.Load() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Shutdown(ctx)
+	cancel()
+	_, _, logs := startServer(t, cfg)
+	if !strings.Contains(logs.String(), "queued=0") || !strings.Contains(logs.String(), "sessions=0") {
+		t.Fatalf("the expired session is still stored:\n%s", logs)
 	}
 }

@@ -76,6 +76,12 @@ func New(cfg Config) (*Server, error) {
 	} else if s.io, err = iolib.New(c.IO, c.Log); err != nil {
 		return nil, &script.ScriptError{File: filepath.Join(c.Scripts, "config.lua"), Msg: err.Error()}
 	}
+	// The data folder before any script runs: its errors stand alone.
+	kv, err := s.openKV()
+	if err != nil {
+		s.io.Close()
+		return nil, err
+	}
 	modules := append(append([]script.Module(nil), c.Modules...), s.io.Modules()...)
 	pool, err := script.New(script.Config{
 		Scripts: c.Scripts, LuaLib: c.LuaLib, Workers: c.Workers, HandlerTimeout: c.HandlerTimeout,
@@ -85,13 +91,16 @@ func New(cfg Config) (*Server, error) {
 	}, s.broker)
 	if err != nil {
 		s.io.Close()
+		if kv != nil && c.Store == nil {
+			kv.Close()
+		}
 		return nil, err
 	}
 	s.pool, s.Shared = pool, pool.Shared
 	s.broker.SetHooks(pool)
-	// After the scripts loaded (their errors come first, alone), before
-	// anything is served.
-	if err := s.openStore(); err != nil {
+	// Loaded once the hooks are set (an expiring session tells the
+	// scripts), before anything is served.
+	if err := s.openStore(kv); err != nil {
 		pool.Close()
 		s.io.Close()
 		return nil, err
@@ -210,21 +219,25 @@ func (s *Server) Backup(dir string) error {
 	return s.store.Backup(dir)
 }
 
-// openStore opens the data folder, loads what it keeps into the broker
+// openKV opens the data folder (taking its lock and checking its format)
+// before any script runs, so that its errors stand alone; nil without
+// one.
+func (s *Server) openKV() (store.KV, error) {
+	c := &s.cfg
+	if c.Store != nil || c.DataDir == "" {
+		return c.Store, nil
+	}
+	return store.Open(c.DataDir, store.Engine(c.StoreEngine))
+}
+
+// openStore loads what the data folder keeps into the broker
 // and makes the broker write through it; without a data folder the broker
 // keeps everything in memory, and says so.
-func (s *Server) openStore() error {
+func (s *Server) openStore(kv store.KV) error {
 	c := &s.cfg
-	kv := c.Store
 	if kv == nil {
-		if c.DataDir == "" {
-			c.Log.Info("persistence off (no data folder): sessions and retained messages are lost when the broker stops")
-			return nil
-		}
-		var err error
-		if kv, err = store.Open(c.DataDir, store.Engine(c.StoreEngine)); err != nil {
-			return err
-		}
+		c.Log.Info("persistence off (no data folder): sessions and retained messages are lost when the broker stops")
+		return nil
 	}
 	start := time.Now()
 	n, err := s.broker.LoadRetained(kv)

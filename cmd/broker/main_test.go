@@ -30,6 +30,9 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 	os.Mkdir(badCfg, 0o755)
 	os.WriteFile(filepath.Join(badCfg, "main.lua"), []byte(""), 0o644)
 	os.WriteFile(filepath.Join(badCfg, "config.lua"), []byte("return { settings = { worker_num = 'two' } }\n"), 0o644)
+	foreign := filepath.Join(dir, "foreign")
+	os.Mkdir(foreign, 0o755)
+	os.WriteFile(filepath.Join(foreign, "store.bolt"), []byte("not a store\n"), 0o600)
 	cases := []struct {
 		name string
 		args []string
@@ -39,6 +42,9 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		{"bad value", []string{"--workers", "x"}, "--workers"},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
 		{"bad gc percent", []string{"--gc-percent", "-1"}, "--gc-percent must be positive"},
+		{"data folder is a file", []string{"--scripts", "../../scripts", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "badcfg", "main.lua")}, "data folder " + filepath.Join(dir, "badcfg", "main.lua")},
+		{"foreign data folder", []string{"--scripts", "../../scripts", "--listen", "127.0.0.1:0", "--data-dir", foreign, "--store-engine", "bbolt"}, "data folder " + foreign},
+		{"bad durability", []string{"--durability", "always"}, `--durability "always"`},
 		{"missing scripts", []string{"--scripts", filepath.Join(dir, "none")}, "scripts folder does not exist"},
 		{"syntax error", []string{"--scripts", broken}, "broken/main.lua:3: "},
 		{"bad config", []string{"--scripts", badCfg}, "config.lua: settings.worker_num must be a number"},

@@ -76,6 +76,7 @@ var metricDefs = []metricDef{
 	{"sessions_refused_total", "CONNECTs refused because the client id's session belongs to another user.", nil},
 	{"takeovers_total", "Sessions taken over by a new connection with the same client id.", nil},
 	{"wills_sent_total", "Wills published.", nil},
+	{"store_failures_total", "QoS 1/2 publishes refused because the data folder could not be written.", nil},
 	{"retained_messages", "Retained messages stored.", nil},
 	{"subscriptions", "Subscriptions (filters, over all sessions).", nil},
 	{"logins_limited_total", "Logins refused without a check after too many failures.", nil},
@@ -142,6 +143,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge("session_messages", float64(sc.Inflight), "inflight")
 	gauge("session_messages", float64(sc.Queued), "queued")
 	counter("sessions_refused_total", float64(bs.SessionsRefused.Load()))
+	counter("store_failures_total", float64(bs.StoreFailures.Load()))
 	counter("takeovers_total", float64(bs.Takeovers.Load()))
 	counter("wills_sent_total", float64(bs.WillsSent.Load()))
 	gauge("retained_messages", float64(k.RetainedCount()))

@@ -411,6 +411,7 @@ func (b *binding) stats(L *lua.LState) int {
 		"dropped": k.Stats.Dropped.Load(), "takeovers": k.Stats.Takeovers.Load(), "wills_sent": k.Stats.WillsSent.Load(),
 		"retained": int64(k.RetainedCount()), "subscriptions": int64(k.SubscriptionCount()),
 		"connections": k.TransportStats().Connections.Load(), "sessions_refused": k.Stats.SessionsRefused.Load(),
+		"store_failures": k.Stats.StoreFailures.Load(),
 		"logins_limited": k.Logins.Refused(),
 		"slow_consumers": k.TransportStats().SlowConsumers.Load(),
 	} {
