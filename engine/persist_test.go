@@ -327,3 +327,32 @@ func TestExpiredSessionLeavesStore(t *testing.T) {
 		t.Fatalf("the expired session is still stored:\n%s", logs)
 	}
 }
+
+// TestSessionExpiresAcrossRestart: a session's expiry counts from its
+// disconnection, not from the restart: one that expired while the broker
+// was down is gone after it.
+func TestSessionExpiresAcrossRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := engine.Config{Scripts: enginetest.CopyScripts(t, nil), DataDir: dir}
+	srv, addr, _ := startServer(t, cfg)
+	for _, tc := range []struct {
+		id     string
+		expiry uint32
+	}{{"short", 1}, {"long", 3600}} {
+		c := dialRaw(t, addr, codec.V5)
+		p := &codec.Packet{Type: codec.CONNECT, ClientID: tc.id, KeepAlive: 60}
+		p.Properties.Set(codec.PropSessionExpiry)
+		p.Properties.SessionExpiry = tc.expiry
+		c.ConnectWith(p)
+		c.Send(&codec.Packet{Type: codec.DISCONNECT})
+		c.ExpectClosed()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Shutdown(ctx)
+	cancel()
+	time.Sleep(1500 * time.Millisecond) // "short" expires while the broker is down
+	_, _, logs := startServer(t, cfg)
+	if !strings.Contains(logs.String(), "sessions=1") {
+		t.Fatalf("want only the long session loaded:\n%s", logs)
+	}
+}

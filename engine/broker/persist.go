@@ -187,6 +187,9 @@ type sessionRecord struct {
 	Owner  string      `json:"owner,omitempty"`
 	Expiry int64       `json:"expiry"` // seconds; -1: never (3.1.1)
 	Subs   []subRecord `json:"subs,omitempty"`
+	// Offline is when the session's connection ended (Unix seconds), 0
+	// while connected: its expiry counts from then, across a restart.
+	Offline int64 `json:"offline,omitempty"`
 }
 
 type subRecord struct {
@@ -214,6 +217,9 @@ func (s *Session) storeMetaLocked(k *Broker) {
 		return
 	}
 	rec := sessionRecord{Owner: s.owner, Expiry: -1}
+	if s.conn.Load() == nil {
+		rec.Offline = time.Now().Unix()
+	}
 	if s.expiry != neverExpire {
 		rec.Expiry = int64(s.expiry / time.Second)
 	}
@@ -362,9 +368,12 @@ func decodeDelivery(b []byte) (d delivery, pid uint16, released bool, share stri
 // LoadSessions reads the persistent sessions kv holds into the broker:
 // offline, with their subscriptions, their deliveries (in flight ones are
 // sent again, with DUP, when the client resumes) and their inbound QoS 2
-// packet ids; each expires its expiry after the start. It returns how
+// packet ids. A session expires its expiry after its connection ended
+// (after the start, for one that was connected when the broker stopped);
+// one that expired while the broker was down is deleted. It returns how
 // many sessions and deliveries it loaded.
 func (k *Broker) LoadSessions(kv store.KV) (sessions, deliveries int, err error) {
+	var expiredIDs []string
 	err = kv.Scan(sessionPrefix, func(key, val []byte) error {
 		id := string(key[len(sessionPrefix):])
 		var rec sessionRecord
@@ -372,10 +381,20 @@ func (k *Broker) LoadSessions(kv store.KV) (sessions, deliveries int, err error)
 			return fmt.Errorf("session %q: %v", id, err)
 		}
 		expiry := neverExpire
+		left := neverExpire
 		if rec.Expiry >= 0 {
 			expiry = time.Duration(rec.Expiry) * time.Second
+			left = expiry
+			if rec.Offline > 0 {
+				left -= time.Since(time.Unix(rec.Offline, 0))
+			}
+			if left <= 0 {
+				expiredIDs = append(expiredIDs, id)
+				return nil
+			}
 		}
 		s := newSession(id, true, expiry)
+		s.left = left
 		s.owner = rec.Owner
 		for _, sub := range rec.Subs {
 			o := subOpts{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RAP, RetainHandling: sub.RH, SubID: sub.SubID}
@@ -400,7 +419,7 @@ func (k *Broker) LoadSessions(kv store.KV) (sessions, deliveries int, err error)
 			return fmt.Errorf("delivery key %q: not of this format", key)
 		}
 		s := k.sessions[string(rest[:i])]
-		if s == nil {
+		if s == nil { // its session expired, or is gone
 			orphans = append(orphans, append([]byte(nil), key...))
 			return nil
 		}
@@ -439,24 +458,28 @@ func (k *Broker) LoadSessions(kv store.KV) (sessions, deliveries int, err error)
 		}
 		if s := k.sessions[string(rest[:i])]; s != nil {
 			s.markInbound2(uint16(rest[i+1])<<8 | uint16(rest[i+2]))
+		} else {
+			orphans = append(orphans, append([]byte(nil), key...))
 		}
 		return nil
 	})
 	if err != nil {
 		return
 	}
-	if len(orphans) > 0 {
+	if len(orphans) > 0 || len(expiredIDs) > 0 {
 		var b store.Batch
 		for _, key := range orphans {
 			b.Delete(key)
 		}
+		for _, id := range expiredIDs {
+			b.Delete(sessionKey(id))
+		}
 		err = kv.Apply(&b, false)
 	}
-	// Offline from the start: each expires as if it had just disconnected.
 	for _, s := range k.sessions {
 		if s.expiry != neverExpire {
 			gen := s.gen
-			s.timer = time.AfterFunc(s.expiry, func() { k.sessionTimer(s, gen, nil) })
+			s.timer = time.AfterFunc(s.left, func() { k.sessionTimer(s, gen, nil) })
 		}
 	}
 	return

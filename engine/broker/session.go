@@ -67,6 +67,8 @@ type sessionState struct {
 	// replaced: a clean start took the client id for a new session, which
 	// keeps the stored record; ending this one deletes only its own.
 	replaced bool
+	// left is what remained of a loaded session's expiry at start.
+	left time.Duration
 }
 
 // Backpressure for connected sessions: past queueHighWater queued
