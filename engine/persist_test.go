@@ -356,3 +356,68 @@ func TestSessionExpiresAcrossRestart(t *testing.T) {
 		t.Fatalf("want only the long session loaded:\n%s", logs)
 	}
 }
+
+// TestSharedSubscriptionAcrossRestart: messages queued for the offline
+// members of a shared subscription survive a restart, and the members
+// get them, each message once among them.
+func TestSharedSubscriptionAcrossRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := engine.Config{Scripts: enginetest.CopyScripts(t, nil), DataDir: dir}
+	srv, addr, _ := startServer(t, cfg)
+	member := func(addr, id string) (*enginetest.Client, bool) {
+		c := dialRaw(t, addr, codec.V5)
+		p := &codec.Packet{Type: codec.CONNECT, ClientID: id, KeepAlive: 60}
+		p.Properties.Set(codec.PropSessionExpiry)
+		p.Properties.SessionExpiry = 3600
+		return c, c.ConnectWith(p).SessionPresent
+	}
+	for _, id := range []string{"m1", "m2"} {
+		c, _ := member(addr, id)
+		c.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "$share/g/sh/#", QoS: 1}}})
+		c.Expect(codec.SUBACK)
+		c.Send(&codec.Packet{Type: codec.DISCONNECT})
+		c.ExpectClosed()
+	}
+	pub := dialRaw(t, addr, codec.V311)
+	pub.Connect("pub")
+	for i := 1; i <= 6; i++ {
+		pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "sh/x", Payload: []byte{byte('0' + i)}, QoS: 1, PacketID: uint16(i)})
+		pub.Expect(codec.PUBACK)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Shutdown(ctx)
+	cancel()
+
+	_, addr, _ = startServer(t, cfg)
+	got := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, id := range []string{"m1", "m2"} {
+		c, present := member(addr, id)
+		if !present {
+			t.Fatalf("%s: no session present", id)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				p, err := c.Next(time.Second)
+				if err != nil {
+					return
+				}
+				if p.Type == codec.PUBLISH {
+					mu.Lock()
+					got[string(p.Payload)]++
+					mu.Unlock()
+					c.Send(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID})
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i := 1; i <= 6; i++ {
+		if n := got[string(rune('0'+i))]; n != 1 {
+			t.Errorf("message %d reached the group %d times (want once)", i, n)
+		}
+	}
+}
