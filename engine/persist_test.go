@@ -421,3 +421,36 @@ func TestSharedSubscriptionAcrossRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestDurableAckWithChangedDelivery: when onMqDeliver changes the message
+// a persistent subscriber gets, the publisher's PUBACK still waits for
+// that delivery's write (here it fails: 5.0 PUBACK 0x80).
+func TestDurableAckWithChangedDelivery(t *testing.T) {
+	scripts := enginetest.CopyScripts(t, func(name, src string) string {
+		if name == "main.lua" {
+			src += "\nfunction onMqDeliver(server, fd, fromId, data)\n  data.message = data.message .. '!'\n  return data\nend\n"
+		}
+		return src
+	})
+	kv, err := store.Open(t.TempDir(), store.Pebble)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &failingKV{KV: kv}
+	_, addr, _ := startServer(t, engine.Config{Scripts: scripts, Store: f})
+	sub := dialRaw(t, addr, codec.V311)
+	sub.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "sub", KeepAlive: 60})
+	sub.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{{Topic: "d/#", QoS: 1}}})
+	sub.Expect(codec.SUBACK)
+	sub.Send(&codec.Packet{Type: codec.DISCONNECT})
+	sub.ExpectClosed()
+	f.mu.Lock()
+	f.broken = true
+	f.mu.Unlock()
+	pub := dialRaw(t, addr, codec.V5)
+	pub.Connect("pub")
+	pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "d/x", Payload: []byte("x"), QoS: 1, PacketID: 3})
+	if ack := pub.Expect(codec.PUBACK); ack.ReasonCode != codec.UnspecifiedError {
+		t.Fatalf("PUBACK %#x: acknowledged without the changed delivery on disk", byte(ack.ReasonCode))
+	}
+}

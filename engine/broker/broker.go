@@ -189,9 +189,10 @@ type Message struct {
 	// expireAt is when a 5.0 message with a Message Expiry Interval
 	// expires (UnixNano), 0 for never.
 	expireAt int64
-	// durable is set while routing when a copy of the message (retained,
-	// or a delivery to a persistent session) was written to the store:
-	// its acknowledgement waits for the disk (persist.go).
+	// durable is set by routing, on the publisher's goroutine, when a
+	// copy of the message (retained, or a delivery to a persistent
+	// session) was written to the store: its acknowledgement waits for
+	// the disk (persist.go).
 	durable bool
 }
 

@@ -172,7 +172,8 @@ func decodeMessage(b []byte) (*Message, error) {
 //
 // All of them go through the committer with the session's lock held, so
 // they reach the disk in the order they happened. A PUBLISH whose routing
-// wrote a delivery (Message.durable) is acknowledged once durable.
+// reached a persistent session (Message.durable, set by routing) is
+// acknowledged once durable.
 
 var (
 	sessionPrefix  = []byte("s/")
@@ -245,7 +246,6 @@ func (s *Session) storeDeliveryLocked(k *Broker, d *delivery, pid uint16, releas
 	val := encodeDelivery(d, pid, released)
 	key := seqKey(deliveryPrefix, s.clientID, d.seq, 8)
 	k.store.Submit(func(b *store.Batch) { b.Put(key, val) }, nil)
-	d.msg.durable = true
 	return true
 }
 

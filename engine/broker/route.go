@@ -28,6 +28,9 @@ type routeScratch struct {
 	groups  []*shareGroup
 	pkt     codec.Packet
 	fanout  codec.Fanout
+	// durable: a delivery went to a persistent session, whose store
+	// write the publisher's acknowledgement must wait for.
+	durable bool
 }
 
 var scratchPool = sync.Pool{New: func() any { return &routeScratch{index: map[*Session]int{}} }}
@@ -130,6 +133,10 @@ func (k *Broker) routeVia(m *Message, from *Client, batch *transport.Batch, hook
 		k.emit(EventDropped, "", m, m.QoS, "no_subscribers")
 	}
 	n := len(sc.targets)
+	if sc.durable {
+		m.durable = true // read by PublishVia, on this goroutine
+		sc.durable = false
+	}
 	for i := range sc.targets {
 		sc.targets[i] = target{}
 	}
@@ -193,6 +200,10 @@ func (k *Broker) fanOut(m *Message, from *Client, sc *routeScratch, batch *trans
 		}
 		m.own()
 		t.s.mu.Lock()
+		// Noted per target, not on d.msg: a hook may have replaced the
+		// message, and a session draining on another goroutine must
+		// not write the routed Message while its publisher reads it.
+		sc.durable = sc.durable || t.s.durable(k)
 		if t.s.deliverLocked(k, d, f, batch) {
 			delivered++
 		}

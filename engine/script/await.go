@@ -175,7 +175,9 @@ func (vm *VM) await(L *lua.LState, what string, timeout time.Duration, op func(c
 
 	err := op(ctx)
 
-	vm.relock()
+	// A reload may have replaced the VM meanwhile: the call still
+	// finishes on it (close leaves the Lua state to the last waiter).
+	vm.mu.Lock()
 	vm.waiting--
 	if saved.running == vm.L {
 		vm.mainBusy = false
@@ -213,18 +215,4 @@ func (vm *VM) mayWait() string {
 		return "the scripts are loading; wait in handlers or timers"
 	}
 	return ""
-}
-
-// relock takes the VM's lock again after a wait. A reload may have
-// replaced the VM meanwhile: the call still finishes on it (close leaves
-// the Lua state to the last waiting call).
-func (vm *VM) relock() {
-	vm.mu.Lock()
-}
-
-// cancelCall stops the running call as the watchdog does.
-func (vm *VM) cancelCall() {
-	vm.ctxMu.Lock()
-	vm.cancel()
-	vm.ctxMu.Unlock()
 }

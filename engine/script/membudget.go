@@ -93,9 +93,7 @@ func (s *Pool) checkMemory(now time.Time) {
 // stopOverBudget stops the VM's running call as over its memory budget.
 func (vm *VM) stopOverBudget() {
 	vm.overBudget.Store(true)
-	vm.ctxMu.Lock()
-	vm.cancel()
-	vm.ctxMu.Unlock()
+	vm.cancelCall()
 }
 
 // checkRetained estimates what each idle VM keeps and rebuilds those

@@ -341,10 +341,16 @@ func (e *LuaError) Error() string { return e.Msg }
 func (vm *VM) watchdog(now time.Time, limit time.Duration) {
 	start := vm.busySince.Load()
 	if start != 0 && now.UnixNano()-start > int64(limit) {
-		vm.ctxMu.Lock()
-		vm.cancel()
-		vm.ctxMu.Unlock()
+		vm.cancelCall()
 	}
+}
+
+// cancelCall stops the running call: the next Lua instruction raises.
+// Safe without mu (the watchdog's goroutine).
+func (vm *VM) cancelCall() {
+	vm.ctxMu.Lock()
+	vm.cancel()
+	vm.ctxMu.Unlock()
 }
 
 // handler returns the global function for a packet type, or nil.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -33,7 +34,6 @@ type Committer struct {
 	closed  bool
 	done    chan struct{}
 	healthy bool
-	lastErr error
 
 	onError func(error) // told of a failed commit, once per run of failures
 }
@@ -139,7 +139,7 @@ func (c *Committer) run() {
 func (c *Committer) report(err error) {
 	c.mu.Lock()
 	was := c.healthy
-	c.healthy, c.lastErr = err == nil, err
+	c.healthy = err == nil
 	c.mu.Unlock()
 	if err != nil && was && c.onError != nil {
 		c.onError(err)
@@ -177,8 +177,4 @@ func (c *Committer) Close() error {
 	return c.kv.Close()
 }
 
-type closedError struct{}
-
-func (closedError) Error() string { return "the store is closed" }
-
-var errClosed error = closedError{}
+var errClosed = errors.New("the store is closed")

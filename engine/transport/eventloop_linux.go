@@ -642,7 +642,7 @@ func (l *loop) read(c *Conn, hangup bool) {
 			l.end(c)
 			return
 		}
-		if rc.isDetached() {
+		if rc.detached.Load() {
 			// A handler waited, on this goroutine, and the loop went
 			// on without it (release).
 			l.reattach(c)
@@ -858,8 +858,6 @@ func (rc *rawConn) waitWritable() error {
 		return os.ErrDeadlineExceeded
 	}
 }
-
-func (rc *rawConn) isDetached() bool { return rc.detached.Load() }
 
 // blocking is Conn.Blocking for a socket a loop serves: on the runner,
 // the loop goes on in a new one. Elsewhere (the goroutine a release left,

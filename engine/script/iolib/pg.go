@@ -32,7 +32,6 @@ type pgModule struct{ l *Lib }
 func (m *pgModule) Name() string { return "pg" }
 
 type pgClient struct {
-	name    string
 	backend pgBackend
 	timeout time.Duration
 }
@@ -109,7 +108,7 @@ func (m *pgModule) Open(vm *script.VM) *lua.LTable {
 	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"pool": handles(meta, "database", "pg", func(name string) (any, bool) {
 			backend, timeout, ok := m.l.pgFor(name)
-			return &pgClient{name: name, backend: backend, timeout: timeout}, ok
+			return &pgClient{backend: backend, timeout: timeout}, ok
 		}),
 	})
 }

@@ -30,7 +30,6 @@ func (m *redisModule) Name() string { return "redis" }
 
 // redisClient is what redis.client returns.
 type redisClient struct {
-	name    string
 	backend redisBackend
 	timeout time.Duration
 }
@@ -114,7 +113,7 @@ func (m *redisModule) Open(vm *script.VM) *lua.LTable {
 	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"client": handles(meta, "server", "redis", func(name string) (any, bool) {
 			backend, timeout, ok := m.l.redisFor(name)
-			return &redisClient{name: name, backend: backend, timeout: timeout}, ok
+			return &redisClient{backend: backend, timeout: timeout}, ok
 		}),
 	})
 }

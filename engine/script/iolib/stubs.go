@@ -187,7 +187,7 @@ func (m *stubModule) Name() string { return "stub" }
 func (m *stubModule) Open(vm *script.VM) *lua.LTable {
 	L := vm.L
 	s := m.s
-	common := func(L *lua.LState, t *lua.LTable) *stubAnswer {
+	common := func(t *lua.LTable) *stubAnswer {
 		a := &stubAnswer{}
 		if d, ok := t.RawGetString("delay").(lua.LNumber); ok {
 			a.delay = time.Duration(float64(d) * float64(time.Second))
@@ -200,7 +200,7 @@ func (m *stubModule) Open(vm *script.VM) *lua.LTable {
 	return L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"http": func(L *lua.LState) int {
 			t := L.CheckTable(1)
-			a := common(L, t)
+			a := common(t)
 			u, ok := t.RawGetString("url").(lua.LString)
 			if !ok {
 				L.ArgError(1, "url missing")
@@ -237,7 +237,7 @@ func (m *stubModule) Open(vm *script.VM) *lua.LTable {
 		},
 		"redis": func(L *lua.LState) int {
 			t := L.CheckTable(1)
-			a := common(L, t)
+			a := common(t)
 			cmd, ok := t.RawGetString("command").(*lua.LTable)
 			if !ok {
 				L.ArgError(1, "command missing: a list such as { \"GET\", \"key\" }")
@@ -256,7 +256,7 @@ func (m *stubModule) Open(vm *script.VM) *lua.LTable {
 		},
 		"pg": func(L *lua.LState) int {
 			t := L.CheckTable(1)
-			a := common(L, t)
+			a := common(t)
 			sql, ok := t.RawGetString("sql").(lua.LString)
 			if !ok {
 				L.ArgError(1, "sql missing")
