@@ -92,12 +92,19 @@ func (c *Committer) run() {
 	var batch Batch
 	var waiters []func(error)
 	dirty := false
+	// failed is the error of the last write, nil once one succeeds: a
+	// waiter that comes in a round with nothing to write (its writes
+	// went in an earlier round, which failed) must hear of it too.
+	var failed error
 	for {
 		select {
 		case <-c.wake:
 		case <-tick:
 			if dirty {
-				c.report(c.kv.Sync())
+				if err := c.kv.Sync(); err != nil {
+					failed = err
+				}
+				c.report(failed)
 				dirty = false
 			}
 			continue
@@ -107,12 +114,12 @@ func (c *Committer) run() {
 		waiters, c.waiters = c.waiters, waiters[:0]
 		closed := c.closed
 		c.mu.Unlock()
-		var err error
 		if batch.Len() > 0 {
-			err = c.kv.Apply(&batch, c.mode == Sync)
+			failed = c.kv.Apply(&batch, c.mode == Sync)
 			dirty = c.mode == Periodic
-			c.report(err)
+			c.report(failed)
 		}
+		err := failed
 		for i, w := range waiters {
 			w(err)
 			waiters[i] = nil

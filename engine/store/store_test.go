@@ -181,6 +181,13 @@ func TestCommitterFailure(t *testing.T) {
 	if c.Healthy() {
 		t.Fatal("healthy after a failure")
 	}
+	// A waiter with nothing of its own to write, after writes that
+	// failed in an earlier round, is told so (an acknowledgement must not
+	// go out for a write that was lost).
+	c.Submit(nil, func(err error) { done <- err })
+	if err := <-done; err == nil {
+		t.Fatal("a waiter after a failed write reported done")
+	}
 	f.mu.Lock()
 	f.broken = false
 	f.mu.Unlock()
