@@ -23,89 +23,60 @@ func PacketTable(L *lua.LState, p *codec.Packet, version byte) *lua.LTable {
 		version = p.ProtocolLevel
 	}
 	fields := codec.Fields(p.Type)
-	// A hint of at most 8 keeps Go's map for the fields in one group,
-	// which holds a CONNECT's usual six to eight; 10 made it allocate a
-	// full table.
-	t := L.CreateTable(0, 8)
-	setField(t, "type", typeValues[p.Type&15])
+	var vals [maxScalars]lua.LValue
+	vals[0] = typeValues[p.Type&15]
+	n, present := 1, uint32(0)
 	for i := range fields {
 		f := &fields[i]
 		if f.When != nil && !f.When(p, version) {
 			continue
 		}
+		present |= 1 << i
 		switch f.Kind {
 		case codec.KindInt:
-			setField(t, f.Name, lua.LNumber(f.Int(p)))
+			vals[n] = smallNumber(f.Int(p))
 		case codec.KindBool:
-			setField(t, f.Name, lua.LBool(f.Bool(p)))
+			vals[n] = lua.LBool(f.Bool(p))
 		case codec.KindString:
-			setField(t, f.Name, lua.LString(f.Str(p)))
+			vals[n] = lua.LString(f.Str(p))
 		case codec.KindBytes:
-			setField(t, f.Name, lua.LString(f.Bytes(p)))
+			vals[n] = lua.LString(f.Bytes(p))
 		}
+		n++
 	}
+	t := newShapedTable(shapeOf(p.Type, present), vals[:n])
 	if hasCompounds(p, version) {
 		codec.Compounds(p, version, func(name string, v any) { t.RawSetString(name, ToLua(L, v)) })
 	}
 	return t
 }
 
-// setField is t.RawSetString(name, v) with the names of codec.Fields as
-// constants. gopher-lua keeps every new key of a table boxed as an
-// LValue; boxing a constant string costs nothing, boxing any other
-// allocates, twice per key. With the names spelled out here a PUBLISH's
-// table costs 14 allocations instead of 27 (BenchmarkPacketTable). A name
-// missing from the list still works, at that cost; TestSetFieldNames
-// keeps the list complete.
-func setField(t *lua.LTable, name string, v lua.LValue) {
-	switch name {
-	case "type":
-		t.RawSetString("type", v)
-	case "protocol_name":
-		t.RawSetString("protocol_name", v)
-	case "protocol_level":
-		t.RawSetString("protocol_level", v)
-	case "clean_session":
-		t.RawSetString("clean_session", v)
-	case "keep_alive":
-		t.RawSetString("keep_alive", v)
-	case "client_id":
-		t.RawSetString("client_id", v)
-	case "user_name":
-		t.RawSetString("user_name", v)
-	case "password":
-		t.RawSetString("password", v)
-	case "session_present":
-		t.RawSetString("session_present", v)
-	case "code":
-		t.RawSetString("code", v)
-	case "dup":
-		t.RawSetString("dup", v)
-	case "qos":
-		t.RawSetString("qos", v)
-	case "retain":
-		t.RawSetString("retain", v)
-	case "topic":
-		t.RawSetString("topic", v)
-	case "message":
-		t.RawSetString("message", v)
-	case "message_id":
-		t.RawSetString("message_id", v)
-	default:
-		t.RawSetString(name, v)
-	}
-}
+// maxScalars bounds the scalar fields of one packet type, "type"
+// included (CONNECT has the most).
+const maxScalars = 16
 
-// typeValues are the packet types as Lua values, boxed once.
-var typeValues = func() (v [16]lua.LValue) {
+// smallNumbers are the integers a packet's scalar fields usually hold
+// (QoS, flags, reason codes, small packet ids), boxed once: boxing a
+// float64 allocates.
+var smallNumbers = func() (v [256]lua.LValue) {
 	for i := range v {
 		v[i] = lua.LNumber(i)
 	}
 	return v
 }()
 
-// setFieldNames are the names setField spells out.
-var setFieldNames = []string{"type", "protocol_name", "protocol_level", "clean_session", "keep_alive", "client_id", "user_name", "password", "session_present", "code", "dup", "qos", "retain", "topic", "message", "message_id"}
+func smallNumber(n int) lua.LValue {
+	if n >= 0 && n < len(smallNumbers) {
+		return smallNumbers[n]
+	}
+	return lua.LNumber(n)
+}
+
+// typeValues are the packet types as Lua values, boxed once.
+var typeValues = func() (v [16]lua.LValue) {
+	copy(v[:], smallNumbers[:16])
+	return v
+}()
 
 // hasCompounds reports whether p has compound fields to convert, so
 // that the common packets (PUBLISH without properties, acks, PINGREQ)

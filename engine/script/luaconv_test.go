@@ -84,20 +84,77 @@ func TestTablePacketRoundTrip(t *testing.T) {
 	}
 }
 
-// TestSetFieldNames: every scalar field name of the data mapping is one
-// setField spells out, so building a table never boxes a key.
-func TestSetFieldNames(t *testing.T) {
-	known := map[string]bool{}
-	for _, n := range setFieldNames {
-		known[n] = true
+// TestTableLayout: the copy of gopher-lua's table struct that
+// newShapedTable writes through matches the gopher-lua in go.mod. If an
+// upgrade changes it, tables are still built (the slow way) and this
+// fails, so the copy gets updated.
+func TestTableLayout(t *testing.T) {
+	if !tableLayoutOK {
+		t.Fatal("ltableLayout no longer matches lua.LTable: update it from gopher-lua's value.go")
 	}
-	for typ := codec.Type(1); typ <= 15; typ++ {
-		for _, f := range codec.Fields(typ) {
-			if !known[f.Name] {
-				t.Errorf("%s: field %q is not in setFieldNames", typ, f.Name)
+}
+
+// TestShapedTableIsPlainTable: a table built from a shape is the one
+// RawSetString makes, to gopher-lua: the same values, the same order for
+// `next`, and keys a script adds or removes afterwards behave as in any
+// table.
+func TestShapedTableIsPlainTable(t *testing.T) {
+	L := lua.NewState()
+	defer L.Close()
+	for _, f := range validFixtures(t) {
+		got := PacketTable(L, &f.p, f.level)
+		version := f.level
+		if f.p.Type == codec.CONNECT {
+			version = f.p.ProtocolLevel
+		}
+		// What RawSetString in the old order made: "type", the present
+		// scalars in codec.Fields' order, then the compounds.
+		want := L.NewTable()
+		want.RawSetString("type", lua.LNumber(f.p.Type))
+		for _, fl := range codec.Fields(f.p.Type) {
+			if v := got.RawGetString(fl.Name); v != lua.LNil {
+				want.RawSetString(fl.Name, v)
 			}
 		}
+		codec.Compounds(&f.p, version, func(name string, _ any) { want.RawSetString(name, got.RawGetString(name)) })
+		if g, w := nextKeys(got), nextKeys(want); !reflect.DeepEqual(g, w) {
+			t.Errorf("%s: keys %v, a plain table's %v", f.name, g, w)
+		}
 	}
+	p := &codec.Packet{Type: codec.PUBLISH, Topic: "a/b", Payload: []byte("x"), QoS: 1, PacketID: 300}
+	L.SetGlobal("data", PacketTable(L, p, codec.V311))
+	if err := L.DoString(`
+		data.extra = 1
+		data.topic = "c"
+		data.dup = nil
+		local seen = {}
+		for k, v in pairs(data) do seen[#seen + 1] = k .. "=" .. tostring(v) end
+		result = table.concat(seen, ",")
+	`); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := L.GetGlobal("result").String(), "type=3,qos=1,retain=false,topic=c,message=x,message_id=300,extra=1"; got != want {
+		t.Errorf("pairs after changes: %s, want %s", got, want)
+	}
+	// A second PUBLISH's table does not share the first one's keys.
+	if err := L.DoString(`first = data`); err != nil {
+		t.Fatal(err)
+	}
+	second := PacketTable(L, p, codec.V311)
+	n := 0
+	second.ForEach(func(lua.LValue, lua.LValue) { n++ })
+	if n != 7 {
+		t.Errorf("second table has %d keys, want 7", n)
+	}
+}
+
+// nextKeys lists t's keys in the order `next` gives them.
+func nextKeys(t *lua.LTable) []string {
+	var keys []string
+	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
+		keys = append(keys, k.String())
+	}
+	return keys
 }
 
 // BenchmarkPacketTable: the table of a QoS 1 PUBLISH, built for every
