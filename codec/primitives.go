@@ -139,6 +139,20 @@ func checkUTF8[T string | []byte](b T, field string) error {
 	return nil
 }
 
+// CheckTopicName reports whether topic may be a PUBLISH's topic name:
+// not empty [MQTT-4.7.3-1], a valid UTF-8 string of at most 65535 bytes
+// [MQTT-1.5.3-1], no wildcards [MQTT-3.3.2-2]. It is Check of a PUBLISH
+// without building one, for a topic a script chose.
+func CheckTopicName(topic string) error {
+	if topic == "" {
+		return &Error{Code: TopicNameInvalid, Field: "topic", Reason: "empty topic name", Spec: "MQTT-4.7.3-1"}
+	}
+	if err := checkEncUTF8(topic, "topic"); err != nil {
+		return err
+	}
+	return checkTopicName(topic, "topic")
+}
+
 // checkTopicName validates a PUBLISH topic name. empty is allowed only for a
 // 5.0 PUBLISH that carries a topic alias.
 func checkTopicName(topic string, field string) error {

@@ -138,8 +138,7 @@ func (b *binding) packetArg(L *lua.LState, n int, t *lua.LTable, want codec.Type
 // and its message_id.
 func (b *binding) messageArg(L *lua.LState, n int, t *lua.LTable) (*broker.Message, uint16) {
 	p, compounds := b.packetArg(L, n, t, codec.PUBLISH, false)
-	check := codec.Packet{Type: codec.PUBLISH, Topic: p.Topic, QoS: p.QoS, PacketID: 1}
-	if err := check.Check(codec.V311); err != nil {
+	if err := codec.CheckTopicName(p.Topic); err != nil {
 		L.ArgError(n, err.Error())
 	}
 	// The payload aliases the Lua string's bytes, which nothing writes.

@@ -81,8 +81,7 @@ func changedMessage(m *broker.Message, qos byte, t *lua.LTable) (*broker.Message
 		return nil, 0, errors.New("a table without a topic")
 	}
 	out.Topic = string(topic)
-	check := codec.Packet{Type: codec.PUBLISH, Topic: out.Topic, PacketID: 1, QoS: 1}
-	if err := check.Check(codec.V311); err != nil {
+	if err := codec.CheckTopicName(out.Topic); err != nil {
 		return nil, 0, err
 	}
 	if msg, ok := t.RawGetString("message").(lua.LString); ok && string(msg) != string(m.Payload) {
