@@ -8,7 +8,8 @@
 //
 // Scenarios: fanin (P publishers to one wildcard subscriber), fanout (one
 // publisher to S subscribers), pairs (N publisher/subscriber pairs),
-// latency (one publisher at a fixed rate; p50/p99/p99.9), connect
+// latency (--publishers publishers sharing a fixed total --rate, to one
+// subscriber; p50/p99/p99.9 of publish-to-receive), connect
 // (connections per second), idle (broker RSS per idle connection; needs
 // --pid). It targets the given address only and stops after --duration.
 package main
@@ -51,7 +52,7 @@ func main() {
 	pflag.StringVar(&cfg.addr, "addr", "127.0.0.1:1883", "broker address (loopback): host:port, or mqtt://, mqtts://, ws://host:port/path, wss://host:port/path")
 	pflag.StringVar(&cfg.scenario, "scenario", "fanin", "fanin, fanout, pairs, latency, connect or idle")
 	pflag.IntVar(&qos, "qos", 0, "QoS of publications and subscriptions (0 or 1)")
-	pflag.IntVar(&cfg.publishers, "publishers", 8, "publishers (fanin)")
+	pflag.IntVar(&cfg.publishers, "publishers", 8, "publishers (fanin, latency)")
 	pflag.IntVar(&cfg.subscribers, "subscribers", 8, "subscribers (fanout)")
 	pflag.IntVar(&cfg.pairs, "pairs", 8, "publisher/subscriber pairs (pairs)")
 	pflag.IntVar(&cfg.size, "size", 64, "payload bytes (at least 20)")
@@ -97,8 +98,7 @@ func main() {
 	case "pairs":
 		res, err = pairs(cfg)
 	case "latency":
-		cfg.publishers = 1
-		res, err = flow(cfg, 1, 1, func(int) string { return "bench/lat" }, func(int) string { return "bench/lat" })
+		res, err = flow(cfg, cfg.publishers, 1, func(i int) string { return fmt.Sprintf("bench/lat/%d", i) }, func(int) string { return "bench/lat/+" })
 	case "connect":
 		res, err = connectRate(cfg)
 	case "idle":
@@ -155,7 +155,10 @@ func (p *publisher) run(cfg config, stop <-chan struct{}) error {
 	payload := make([]byte, cfg.size)
 	pkt := codec.Packet{Type: codec.PUBLISH, Topic: p.topic, QoS: cfg.qos, Payload: payload}
 	paced := cfg.scenario == "latency"
-	start := time.Now()
+	// Paced publishers share the rate, each offset by its share of one
+	// interval, so that together they send evenly rather than in bursts.
+	every := time.Second * time.Duration(cfg.publishers) / time.Duration(cfg.rate)
+	start := time.Now().Add(every * time.Duration(p.idx) / time.Duration(cfg.publishers))
 	var seq uint64
 	for {
 		select {
@@ -164,7 +167,7 @@ func (p *publisher) run(cfg config, stop <-chan struct{}) error {
 		default:
 		}
 		if paced {
-			next := start.Add(time.Duration(seq) * time.Second / time.Duration(cfg.rate))
+			next := start.Add(time.Duration(seq) * every)
 			if d := time.Until(next); d > 0 {
 				time.Sleep(d)
 			}
