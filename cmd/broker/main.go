@@ -141,7 +141,7 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	logFile := fs.String("log-file", "", "also write the log to this file, rotated at --log-max-size MiB (keeping --log-max-backups old files, gzipped)")
 	logMaxSize := fs.Int("log-max-size", 100, "size in MiB at which --log-file is rotated")
 	logMaxBackups := fs.Int("log-max-backups", 5, "rotated --log-file files kept")
-	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
+	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles (CPU, heap, and sampled mutex and block) on this address (e.g. 127.0.0.1:6060); off by default")
 	watchFlag := fs.Bool("watch", false, "reload the scripts when a file under --scripts changes (as on SIGHUP)")
 	testFirst := fs.Bool("test-before-reload", false, "on reload, run the script tests against the new scripts and keep the old ones if any fails")
 	gcPercent := fs.Int("gc-percent", 0, "fixed Go garbage collection target (as GOGC): the heap grows by this percentage of the live heap between collections; 0 (the default) adapts it to the live heap, unless the GOGC environment variable is set")
@@ -313,6 +313,12 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 			return nil, nil, runOpts{}, &exitError{1, "--pprof: " + err.Error()}
 		}
 		log.WithField("addr", ln.Addr().String()).Info("pprof profiles at /debug/pprof/")
+		// Sampled, so that they cost little: one contended lock in 100,
+		// and blocking (channels, conditions, locks) about once per 100 us
+		// of it. /debug/pprof/mutex and /debug/pprof/block show where
+		// goroutines wait for each other.
+		runtime.SetMutexProfileFraction(100)
+		runtime.SetBlockProfileRate(100_000)
 		go http.Serve(ln, nil) // net/http/pprof registers on the default mux
 	}
 	if err := srv.Listen(); err != nil {
