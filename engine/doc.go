@@ -66,8 +66,9 @@
 //     but not while the call waits for I/O (await), nor ever while
 //     waiting for the network. VM.ctxMu guards the
 //     deadline's cancel function (the watchdog takes it without VM.mu).
-//   - script's timerSet.mu (a VM's timers), SharedStore.mu (the shared
-//     dictionary) and scripts.mu (compiled modules) are leaves.
+//   - script's timerSet.mu (a VM's timers), the shard locks of
+//     SharedStore (the shared dictionary; one per shard, never two at
+//     once) and scripts.mu (compiled modules) are leaves.
 //   - broker.Broker.mu guards the session map.
 //   - broker.Broker.shareMu guards the shared-subscription groups; a
 //     group's own mu is taken after it.

@@ -1,6 +1,7 @@
 package script
 
 import (
+	"hash/maphash"
 	"sort"
 	"strings"
 	"sync"
@@ -13,10 +14,28 @@ import (
 // OpenResty's lua_shared_dict or Swoole\Table: state shared across VMs
 // lives here, not in Lua globals. Values are strings, numbers, booleans,
 // tables (stored by value, as plain data) and sets of strings; keys may
-// expire. Every operation is atomic across the VMs (one lock).
+// expire. Every operation on a key is atomic across the VMs.
+//
+// The keys are spread over shards, each with its own lock: a counter per
+// message from every worker (the compare.sh "busy" scripts) would
+// otherwise serialize all the workers on one lock, which on 16 cores
+// is the broker's limit. Only shared.keys and Len visit every shard.
 type SharedStore struct {
+	seed   maphash.Seed
+	shards [sharedShards]sharedShard
+}
+
+// sharedShards: enough that workers rarely meet on one lock.
+const sharedShards = 64
+
+type sharedShard struct {
 	mu sync.Mutex
 	m  map[string]*sharedEntry // pointers: incr updates in place, one hash per call
+	_  [40]byte                // a cache line each, so that shards do not share one
+}
+
+func (s *SharedStore) shard(k string) *sharedShard {
+	return &s.shards[maphash.String(s.seed, k)%sharedShards]
 }
 
 // sharedEntry holds one value unboxed, so that shared.incr on a hot path
@@ -88,12 +107,18 @@ func entryOf(v any) sharedEntry {
 }
 
 // NewSharedStore returns an empty store.
-func NewSharedStore() *SharedStore { return &SharedStore{m: map[string]*sharedEntry{}} }
+func NewSharedStore() *SharedStore {
+	s := &SharedStore{seed: maphash.MakeSeed()}
+	for i := range s.shards {
+		s.shards[i].m = map[string]*sharedEntry{}
+	}
+	return s
+}
 
 // getLocked returns a live entry. The clock is read only for entries that
 // can expire: most keys never do, and time.Now is a measurable share of a
 // counter increment.
-func (s *SharedStore) getLocked(k string) *sharedEntry {
+func (s *sharedShard) getLocked(k string) *sharedEntry {
 	e := s.m[k]
 	if e != nil && e.expires != 0 && time.Now().UnixNano() >= e.expires {
 		delete(s.m, k)
@@ -104,9 +129,10 @@ func (s *SharedStore) getLocked(k string) *sharedEntry {
 
 // Get returns a value (a string, float64 or bool) and whether it is present.
 func (s *SharedStore) Get(k string) (any, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.getLocked(k)
+	sh := s.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.getLocked(k)
 	if e == nil {
 		return nil, false
 	}
@@ -119,13 +145,14 @@ func (s *SharedStore) Set(k string, v any, ttl time.Duration) {
 }
 
 func (s *SharedStore) set(k string, e sharedEntry, ttl time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.putLocked(k, e, ttl)
+	sh := s.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.putLocked(k, e, ttl)
 }
 
 // putLocked stores an entry with its expiry (ttl > 0) from now.
-func (s *SharedStore) putLocked(k string, e sharedEntry, ttl time.Duration) {
+func (s *sharedShard) putLocked(k string, e sharedEntry, ttl time.Duration) {
 	if ttl > 0 {
 		e.expires = time.Now().Add(ttl).UnixNano()
 	}
@@ -137,15 +164,16 @@ func (s *SharedStore) putLocked(k string, e sharedEntry, ttl time.Duration) {
 // key is absent, and returns the new value. ttl > 0 sets the expiry when the
 // key is created. ok is false when the key holds a non-number.
 func (s *SharedStore) Incr(k string, delta, init float64, ttl time.Duration) (float64, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.getLocked(k)
+	sh := s.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.getLocked(k)
 	if e == nil {
 		e = &sharedEntry{kind: sharedNumber, n: init}
 		if ttl > 0 {
 			e.expires = time.Now().Add(ttl).UnixNano()
 		}
-		s.m[k] = e
+		sh.m[k] = e
 	}
 	if e.kind != sharedNumber {
 		return 0, false
@@ -156,21 +184,27 @@ func (s *SharedStore) Incr(k string, delta, init float64, ttl time.Duration) (fl
 
 // Delete removes a key.
 func (s *SharedStore) Delete(k string) {
-	s.mu.Lock()
-	delete(s.m, k)
-	s.mu.Unlock()
+	sh := s.shard(k)
+	sh.mu.Lock()
+	delete(sh.m, k)
+	sh.mu.Unlock()
 }
 
 // Len returns the number of keys, expired ones included until swept.
 func (s *SharedStore) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 // sweepLocked drops a few expired keys on each write so that keys nobody
 // reads again do not accumulate.
-func (s *SharedStore) sweepLocked() {
+func (s *sharedShard) sweepLocked() {
 	now := time.Now().UnixNano()
 	n := 0
 	for k, e := range s.m {
@@ -197,12 +231,13 @@ func (vm *VM) openShared() *lua.LTable {
 		// shared.get(key) -> value | nil
 		"get": func(L *lua.LState) int {
 			k := L.CheckString(1) // may raise: not under the lock
-			st.mu.Lock()
+			sh := st.shard(k)
+			sh.mu.Lock()
 			var e sharedEntry
-			if p := st.getLocked(k); p != nil {
+			if p := sh.getLocked(k); p != nil {
 				e = *p
 			}
-			st.mu.Unlock()
+			sh.mu.Unlock()
 			L.Push(entryValue(L, &e))
 			return 1
 		},
@@ -221,13 +256,14 @@ func (vm *VM) openShared() *lua.LTable {
 		"add": func(L *lua.LState) int {
 			k := L.CheckString(1)
 			e, d := entryArg(L, 2), ttl(L, 3)
-			st.mu.Lock()
-			defer st.mu.Unlock()
-			if st.getLocked(k) != nil {
+			sh := st.shard(k)
+			sh.mu.Lock()
+			defer sh.mu.Unlock()
+			if sh.getLocked(k) != nil {
 				L.Push(lua.LFalse)
 				return 1
 			}
-			st.putLocked(k, e, d)
+			sh.putLocked(k, e, d)
 			L.Push(lua.LTrue)
 			return 1
 		},
@@ -238,11 +274,12 @@ func (vm *VM) openShared() *lua.LTable {
 			k := L.CheckString(1)
 			old := L.Get(2)
 			e, d := entryArg(L, 3), ttl(L, 4)
-			st.mu.Lock()
-			defer st.mu.Unlock()
-			cur := st.getLocked(k)
+			sh := st.shard(k)
+			sh.mu.Lock()
+			defer sh.mu.Unlock()
+			cur := sh.getLocked(k)
 			if (cur == nil && old == lua.LNil) || (cur != nil && cur.sameScalar(old)) {
-				st.putLocked(k, e, d)
+				sh.putLocked(k, e, d)
 				L.Push(lua.LTrue)
 				return 1
 			}
@@ -259,14 +296,17 @@ func (vm *VM) openShared() *lua.LTable {
 		"keys": func(L *lua.LState) int {
 			prefix, limit := L.CheckString(1), L.OptInt(2, 0)
 			now := time.Now().UnixNano()
-			st.mu.Lock()
 			var keys []string
-			for k, e := range st.m {
-				if strings.HasPrefix(k, prefix) && (e.expires == 0 || now < e.expires) {
-					keys = append(keys, k)
+			for i := range st.shards {
+				sh := &st.shards[i]
+				sh.mu.Lock()
+				for k, e := range sh.m {
+					if strings.HasPrefix(k, prefix) && (e.expires == 0 || now < e.expires) {
+						keys = append(keys, k)
+					}
 				}
+				sh.mu.Unlock()
 			}
-			st.mu.Unlock()
 			sort.Strings(keys)
 			if limit > 0 && len(keys) > limit {
 				keys = keys[:limit]
@@ -282,9 +322,10 @@ func (vm *VM) openShared() *lua.LTable {
 		// (0: clears) its expiry from now.
 		"expire": func(L *lua.LState) int {
 			k, d := L.CheckString(1), ttl(L, 2)
-			st.mu.Lock()
-			defer st.mu.Unlock()
-			e := st.getLocked(k)
+			sh := st.shard(k)
+			sh.mu.Lock()
+			defer sh.mu.Unlock()
+			e := sh.getLocked(k)
 			if e != nil {
 				e.expires = 0
 				if d > 0 {
@@ -301,12 +342,13 @@ func (vm *VM) openShared() *lua.LTable {
 		// shared.smembers(key) -> sorted list (empty for no set)
 		"smembers": func(L *lua.LState) int {
 			k := L.CheckString(1)
-			st.mu.Lock()
+			sh := st.shard(k)
+			sh.mu.Lock()
 			var members []string
-			if e := st.getLocked(k); e != nil && e.kind == sharedSet {
+			if e := sh.getLocked(k); e != nil && e.kind == sharedSet {
 				members = e.value().([]string)
 			}
-			st.mu.Unlock()
+			sh.mu.Unlock()
 			t := L.CreateTable(len(members), 0)
 			for _, m := range members {
 				t.Append(lua.LString(m))
@@ -317,24 +359,26 @@ func (vm *VM) openShared() *lua.LTable {
 		// shared.scard(key) -> members
 		"scard": func(L *lua.LState) int {
 			k := L.CheckString(1)
-			st.mu.Lock()
+			sh := st.shard(k)
+			sh.mu.Lock()
 			n := 0
-			if e := st.getLocked(k); e != nil && e.kind == sharedSet {
+			if e := sh.getLocked(k); e != nil && e.kind == sharedSet {
 				n = len(e.set)
 			}
-			st.mu.Unlock()
+			sh.mu.Unlock()
 			L.Push(lua.LNumber(n))
 			return 1
 		},
 		// shared.sismember(key, member) -> bool
 		"sismember": func(L *lua.LState) int {
 			k, m := L.CheckString(1), L.CheckString(2)
-			st.mu.Lock()
+			sh := st.shard(k)
+			sh.mu.Lock()
 			ok := false
-			if e := st.getLocked(k); e != nil && e.kind == sharedSet {
+			if e := sh.getLocked(k); e != nil && e.kind == sharedSet {
 				_, ok = e.set[m]
 			}
-			st.mu.Unlock()
+			sh.mu.Unlock()
 			L.Push(lua.LBool(ok))
 			return 1
 		},
@@ -415,15 +459,16 @@ func setOp(L *lua.LState, st *SharedStore, add bool) int {
 	for i := 2; i <= L.GetTop(); i++ {
 		members = append(members, L.CheckString(i))
 	}
-	st.mu.Lock()
-	e := st.getLocked(k)
+	sh := st.shard(k)
+	sh.mu.Lock()
+	e := sh.getLocked(k)
 	if e != nil && e.kind != sharedSet {
-		st.mu.Unlock()
+		sh.mu.Unlock()
 		L.RaiseError("shared: %s holds a %s, not a set", k, kindName(e.kind))
 	}
 	if e == nil && add {
 		e = &sharedEntry{kind: sharedSet, set: map[string]struct{}{}}
-		st.m[k] = e
+		sh.m[k] = e
 	}
 	n := 0
 	for _, m := range members {
@@ -441,9 +486,9 @@ func setOp(L *lua.LState, st *SharedStore, add bool) int {
 		}
 	}
 	if e != nil && len(e.set) == 0 {
-		delete(st.m, k) // an empty set is no key
+		delete(sh.m, k) // an empty set is no key
 	}
-	st.mu.Unlock()
+	sh.mu.Unlock()
 	L.Push(lua.LNumber(n))
 	return 1
 }

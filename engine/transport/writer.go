@@ -23,6 +23,10 @@ func (c *Conn) writeRounds(handOff bool) {
 		c.mu.Lock()
 		buf, closing := c.out, c.closing
 		c.out = c.spare[:0]
+		if c.spare == nil && len(buf) > spareMax {
+			// The next round is likely as large (see bufpool.go).
+			c.out = getBig(len(buf))
+		}
 		c.spare = nil
 		c.writing = len(buf)
 		c.pending = false
@@ -154,11 +158,16 @@ func (c *Conn) shut() {
 }
 
 // recycle keeps a written buffer as the next spare unless it grew large,
-// so an idle connection does not keep a burst's memory.
+// so an idle connection does not keep a burst's memory; a large one goes
+// back to the shared pools (bufpool.go).
 func (c *Conn) recycle(buf []byte) {
+	if cap(buf) > spareMax {
+		putBig(buf)
+		buf = nil
+	}
 	c.mu.Lock()
 	c.writing = 0
-	if c.spare == nil && cap(buf) <= 64*1024 {
+	if c.spare == nil && buf != nil {
 		c.spare = buf[:0]
 	}
 	if len(c.out) < c.lowWater() {
