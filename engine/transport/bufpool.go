@@ -53,6 +53,6 @@ func putBig(b []byte) {
 		return
 	}
 	shift = min(shift, bigMaxShift)
-	b = b[:0:1<<shift]
+	b = b[: 0 : 1<<shift]
 	bigBufs[shift-bigMinShift].Put(&b)
 }
