@@ -22,12 +22,12 @@ func (c *Conn) writeRounds(handOff bool) {
 	for {
 		c.mu.Lock()
 		buf, closing := c.out, c.closing
-		c.out = c.spare[:0]
-		if c.spare == nil && len(buf) > spareMax {
-			// The next round is likely as large (see bufpool.go).
-			c.out = getBig(len(buf))
-		}
-		c.spare = nil
+		// The next round is likely as large as the recent ones: start it
+		// with room for the largest of them (a round's size depends on
+		// when the writer got to it), so that appends rarely grow the
+		// buffer by copying (see bufpool.go).
+		c.roundSize = max(len(buf), c.roundSize-c.roundSize/8)
+		c.out = c.nextBuffer()
 		c.writing = len(buf)
 		c.pending = false
 		c.mu.Unlock()
@@ -73,8 +73,29 @@ func (c *Conn) writeRounds(handOff bool) {
 			return
 		}
 		c.writerOn = false
+		if len(c.out) == 0 && cap(c.out) > spareMax {
+			// Nothing more to write: an idle connection keeps no large
+			// buffer; the next append takes one again (appendVia).
+			putBig(c.out)
+			c.out = nil
+		}
 		c.mu.Unlock()
 		return
+	}
+}
+
+// nextBuffer returns an empty buffer for the next round: the spare if it
+// holds the recent rounds' size, else a new one that does. mu is held.
+func (c *Conn) nextBuffer() []byte {
+	switch want := c.roundSize; {
+	case cap(c.spare) >= want:
+		b := c.spare[:0]
+		c.spare = nil
+		return b
+	case want > spareMax:
+		return getBig(want)
+	default:
+		return make([]byte, 0, want)
 	}
 }
 
