@@ -56,3 +56,16 @@ func putBig(b []byte) {
 	b = b[: 0 : 1<<shift]
 	bigBufs[shift-bigMinShift].Put(&b)
 }
+
+// growOut returns b's bytes in a buffer of twice its capacity. append
+// grows a large slice by a quarter at a time, so a queue that reaches a
+// megabyte was copied some ten times over on the way; doubling ahead of
+// the encoder copies each byte about once. b goes back to the pools.
+func growOut(b []byte) []byte {
+	nb := getBig(2 * cap(b))
+	nb = append(nb, b...)
+	if cap(b) > spareMax {
+		putBig(b)
+	}
+	return nb
+}

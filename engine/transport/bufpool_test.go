@@ -27,3 +27,13 @@ func TestBigBufs(t *testing.T) {
 	}
 	putBig(make([]byte, 0, 64<<10)) // too small to pool: ignored
 }
+
+// TestGrowOut: growing keeps the bytes and at least doubles the room.
+func TestGrowOut(t *testing.T) {
+	b := append(make([]byte, 0, 20<<10), make([]byte, 18<<10)...)
+	b[0], b[len(b)-1] = 1, 2
+	g := growOut(b)
+	if len(g) != len(b) || g[0] != 1 || g[len(g)-1] != 2 || cap(g) < 2*cap(b) {
+		t.Fatalf("growOut: len %d cap %d, first %d last %d", len(g), cap(g), g[0], g[len(g)-1])
+	}
+}

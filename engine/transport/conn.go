@@ -202,6 +202,9 @@ func (c *Conn) appendVia(enc Encoder, batch *Batch, sizeCheck bool) error {
 	if c.out == nil && c.roundSize > spareMax {
 		c.out = c.nextBuffer() // the writer gave a large one back when idle
 	}
+	if room := cap(c.out) - len(c.out); cap(c.out) >= 16<<10 && room < cap(c.out)/4 {
+		c.out = growOut(c.out)
+	}
 	n := len(c.out)
 	out, err := enc(c.out)
 	if err != nil {
