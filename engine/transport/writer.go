@@ -25,7 +25,7 @@ func (c *Conn) writeRounds(handOff bool) {
 		// The next round is likely as large as the recent ones: start it
 		// with room for the largest of them (a round's size depends on
 		// when the writer got to it), so that appends rarely grow the
-		// buffer by copying (see bufpool.go).
+		// buffer by copying (see buffers.go).
 		c.roundSize = max(len(buf), c.roundSize-c.roundSize/8)
 		c.out = c.nextBuffer()
 		c.writing = len(buf)
@@ -74,9 +74,11 @@ func (c *Conn) writeRounds(handOff bool) {
 		}
 		c.writerOn = false
 		if len(c.out) == 0 && cap(c.out) > spareMax {
-			// Nothing more to write: an idle connection keeps no large
-			// buffer; the next append takes one again (appendVia).
-			putBig(c.out)
+			// Nothing more to write: keep one large buffer (the spare),
+			// not two; the next append takes the spare (appendVia).
+			if cap(c.out) > cap(c.spare) {
+				c.spare = c.out
+			}
 			c.out = nil
 		}
 		c.mu.Unlock()
@@ -93,7 +95,7 @@ func (c *Conn) nextBuffer() []byte {
 		c.spare = nil
 		return b
 	case want > spareMax:
-		return getBig(want)
+		return newBig(want)
 	default:
 		return make([]byte, 0, want)
 	}
@@ -178,17 +180,16 @@ func (c *Conn) shut() {
 	})
 }
 
-// recycle keeps a written buffer as the next spare unless it grew large,
-// so an idle connection does not keep a burst's memory; a large one goes
-// back to the shared pools (bufpool.go).
+// recycle keeps a written buffer as the next spare: one up to spareMax
+// always, a larger one while the recent rounds were that large, so that
+// a connection idle after a burst does not keep its memory for long (its
+// rounds' size decays with each round; see buffers.go).
 func (c *Conn) recycle(buf []byte) {
-	if cap(buf) > spareMax {
-		putBig(buf)
-		buf = nil
-	}
 	c.mu.Lock()
 	c.writing = 0
-	if c.spare == nil && buf != nil {
+	// The larger of the two is kept: a small spare from a quiet moment
+	// must not make every large round's buffer go.
+	if keep := cap(buf); keep > cap(c.spare) && (keep <= spareMax || keep <= bigSpareMax && keep <= 2*c.roundSize) {
 		c.spare = buf[:0]
 	}
 	if len(c.out) < c.lowWater() {
