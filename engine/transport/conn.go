@@ -63,7 +63,6 @@ type Conn struct {
 	mu           sync.Mutex
 	out          []byte
 	spare        []byte
-	roundSize    int         // the recent rounds' largest write, decaying (writeRounds)
 	maxPacketOut int         // largest packet the peer accepts, 0: no limit
 	peerReason   CloseReason // the reason for a close by the peer, if set
 	closing      bool
@@ -198,12 +197,6 @@ func (c *Conn) appendVia(enc Encoder, batch *Batch, sizeCheck bool) error {
 	if c.closing {
 		c.mu.Unlock()
 		return ErrClosed
-	}
-	if c.out == nil && c.roundSize > spareMax {
-		c.out = c.nextBuffer() // the writer gave a large one back when idle
-	}
-	if room := cap(c.out) - len(c.out); cap(c.out) >= 16<<10 && room < cap(c.out)/4 {
-		c.out = growOut(c.out)
 	}
 	n := len(c.out)
 	out, err := enc(c.out)

@@ -22,12 +22,8 @@ func (c *Conn) writeRounds(handOff bool) {
 	for {
 		c.mu.Lock()
 		buf, closing := c.out, c.closing
-		// The next round is likely as large as the recent ones: start it
-		// with room for the largest of them (a round's size depends on
-		// when the writer got to it), so that appends rarely grow the
-		// buffer by copying (see buffers.go).
-		c.roundSize = max(len(buf), c.roundSize-c.roundSize/8)
-		c.out = c.nextBuffer()
+		c.out = c.spare[:0]
+		c.spare = nil
 		c.writing = len(buf)
 		c.pending = false
 		c.mu.Unlock()
@@ -73,31 +69,8 @@ func (c *Conn) writeRounds(handOff bool) {
 			return
 		}
 		c.writerOn = false
-		if len(c.out) == 0 && cap(c.out) > spareMax {
-			// Nothing more to write: keep one large buffer (the spare),
-			// not two; the next append takes the spare (appendVia).
-			if cap(c.out) > cap(c.spare) {
-				c.spare = c.out
-			}
-			c.out = nil
-		}
 		c.mu.Unlock()
 		return
-	}
-}
-
-// nextBuffer returns an empty buffer for the next round: the spare if it
-// holds the recent rounds' size, else a new one that does. mu is held.
-func (c *Conn) nextBuffer() []byte {
-	switch want := c.roundSize; {
-	case cap(c.spare) >= want:
-		b := c.spare[:0]
-		c.spare = nil
-		return b
-	case want > spareMax:
-		return newBig(want)
-	default:
-		return make([]byte, 0, want)
 	}
 }
 
@@ -180,16 +153,12 @@ func (c *Conn) shut() {
 	})
 }
 
-// recycle keeps a written buffer as the next spare: one up to spareMax
-// always, a larger one while the recent rounds were that large, so that
-// a connection idle after a burst does not keep its memory for long (its
-// rounds' size decays with each round; see buffers.go).
+// recycle keeps a written buffer as the next spare unless it grew large,
+// so an idle connection does not keep a burst's memory.
 func (c *Conn) recycle(buf []byte) {
 	c.mu.Lock()
 	c.writing = 0
-	// The larger of the two is kept: a small spare from a quiet moment
-	// must not make every large round's buffer go.
-	if keep := cap(buf); keep > cap(c.spare) && (keep <= spareMax || keep <= bigSpareMax && keep <= 2*c.roundSize) {
+	if c.spare == nil && cap(buf) <= 64*1024 {
 		c.spare = buf[:0]
 	}
 	if len(c.out) < c.lowWater() {
