@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -210,6 +212,12 @@ func (c *client) receive(t *tally) {
 	var p codec.Packet
 	for {
 		if err := c.r.ReadPacket(&p); err != nil {
+			// A stream that does not decode is the broker's fault and
+			// would otherwise show only as lost messages.
+			var ce *codec.Error
+			if errors.As(err, &ce) {
+				fmt.Fprintln(os.Stderr, "mqtt-bench: subscriber received a malformed stream:", err)
+			}
 			return
 		}
 		if p.Type != codec.PUBLISH {
