@@ -165,7 +165,9 @@ for name in "${rows[@]}"; do
   o=$(echo ${results[$name,ours]} | tr ' ' '\n' | grep -E '^[0-9.]+$' | median)
   b=$(echo ${results[$name,busy]} | tr ' ' '\n' | grep -E '^[0-9.]+$' | median)
   ratio() { awk -v o="$1" -v p="$2" -v lo=$lower 'BEGIN { if (o == "-" || p == "-" || p == "" || o == 0 || p == 0) print "-"; else if (lo) printf "%.2fx", p / o; else printf "%.2fx", o / p }'; }
-  cost=$(awk -v o="$o" -v b="$b" -v lo=$lower 'BEGIN { if (o == "-" || b == "-" || o == 0) print "-"; else if (lo) printf "%+.0f%%", (b / o - 1) * 100; else printf "%+.0f%%", (b / o - 1) * 100 }')
+  # The variant's value against the default's: for a rate below 0 is a
+  # cost, for a latency above 0.
+  cost=$(awk -v o="$o" -v b="$b" 'BEGIN { if (o == "-" || b == "-" || o == 0) print "-"; else printf "%+.0f%%", (b / o - 1) * 100 }')
   line+="$(printf ' %11s %8s %11s %8s' "$o" "$(ratio "$o" "$best")" "$b" "$cost")"
   if [ -n "${BASE:-}" ]; then
     a=$(echo ${results[$name,base]} | tr ' ' '\n' | grep -E '^[0-9.]+$' | median)

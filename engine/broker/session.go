@@ -317,14 +317,7 @@ func (s *Session) sendDurableLocked(k *Broker, c *Client, o *outbound, id uint16
 		}
 		if k.send(c, o.delivery, false, id, nil, nil) == transport.ErrTooLarge {
 			k.emit(EventDropped, s.clientID, o.msg, o.qos, "too_large")
-			s.forgetDeliveryLocked(k, o.seq)
-			delete(s.inflight, id)
-			for i, x := range s.order {
-				if x == id {
-					s.order = append(s.order[:i], s.order[i+1:]...)
-					break
-				}
-			}
+			s.endInflightLocked(k, id, o)
 		}
 	})
 }
@@ -411,6 +404,14 @@ func (s *Session) ackLocked(k *Broker, id uint16, batch *transport.Batch) bool {
 	}
 	k.emit(EventAcked, s.clientID, o.msg, o.qos, "")
 	s.acks++
+	s.endInflightLocked(k, id, o)
+	s.drainLocked(k, batch)
+	return true
+}
+
+// endInflightLocked ends the outbound flow id (acknowledged, or dropped
+// as too large): its stored copy goes, and it leaves the window.
+func (s *Session) endInflightLocked(k *Broker, id uint16, o *outbound) {
 	s.forgetDeliveryLocked(k, o.seq)
 	delete(s.inflight, id)
 	for i, x := range s.order {
@@ -419,8 +420,6 @@ func (s *Session) ackLocked(k *Broker, id uint16, batch *transport.Batch) bool {
 			break
 		}
 	}
-	s.drainLocked(k, batch)
-	return true
 }
 
 // markInbound2 records an inbound QoS 2 packet id until its PUBREL. mu

@@ -3,7 +3,7 @@ package script
 import (
 	"maps"
 	"reflect"
-	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/mqttlua/broker/codec"
@@ -63,14 +63,21 @@ type tableShape struct {
 }
 
 // shapes caches tableShapes by packet type and the bit set of present
-// fields; a broker sees a handful. Loads are lock-free: every VM builds
-// tables at once.
-var shapes sync.Map // uint32 -> *tableShape
+// fields, one slot per possible set (a type has a handful of fields, so
+// a few hundred slots in all). An array, not a sync.Map: boxing the key
+// for a map lookup allocated on every packet. Loads are lock-free: every
+// VM builds tables at once.
+var shapes = func() (t [16][]atomic.Pointer[tableShape]) {
+	for typ := range t {
+		t[typ] = make([]atomic.Pointer[tableShape], 1<<len(codec.Fields(codec.Type(typ))))
+	}
+	return t
+}()
 
 func shapeOf(typ codec.Type, present uint32) *tableShape {
-	key := uint32(typ)<<24 | present
-	if s, ok := shapes.Load(key); ok {
-		return s.(*tableShape)
+	slot := &shapes[typ&15][present]
+	if s := slot.Load(); s != nil {
+		return s
 	}
 	s := &tableShape{names: []string{"type"}, k2i: map[lua.LValue]int{}}
 	for i, f := range codec.Fields(typ) {
@@ -82,8 +89,8 @@ func shapeOf(typ codec.Type, present uint32) *tableShape {
 		s.keys = append(s.keys, lua.LString(n))
 		s.k2i[s.keys[i]] = i
 	}
-	actual, _ := shapes.LoadOrStore(key, s)
-	return actual.(*tableShape)
+	slot.CompareAndSwap(nil, s)
+	return slot.Load()
 }
 
 // newShapedTable returns a table holding vals under the shape's names,
