@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine/cluster"
 	"github.com/mqttlua/broker/engine/script"
 	"github.com/mqttlua/broker/engine/script/iolib"
 	"github.com/mqttlua/broker/engine/store"
@@ -100,6 +101,12 @@ type Config struct {
 	// they answer from the stubs instead (script tests).
 	IO      iolib.Config
 	IOStubs *iolib.Stubs
+	// Cluster, if set, makes this broker one node of a cluster
+	// (engine/cluster); nil: a single node, with no NATS in its path.
+	// Its DataDir defaults to DataDir's "cluster" folder; in a cluster
+	// the data folder holds the cluster's JetStream files, not the
+	// single-node store (see docs/cluster.md).
+	Cluster *cluster.Config
 	// Setup is Lua run in every VM after main.lua, e.g. the setup block of
 	// a script test; SetupName names it in errors (a fixture file).
 	Setup, SetupName string

@@ -24,11 +24,12 @@ func TestLayers(t *testing.T) {
 		"engine/broker":       {"codec", "engine/topic", "engine/transport", "engine/store"},
 		"engine/script":       {"codec", "engine/topic", "engine/transport", "engine/broker", "lualib", "engine/store"},
 		"engine/script/iolib": {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib", "engine/store"},
+		"engine/cluster":      {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/store"},
 		"engine/observe":      {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib", "engine/store"},
-		"engine":              {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "engine/script/iolib", "engine/observe", "lualib", "engine/store"},
+		"engine":              {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "engine/script/iolib", "engine/observe", "lualib", "engine/store", "engine/cluster"},
 		"lualib":              {},
 	}
-	noLua := map[string]bool{"codec": true, "engine/topic": true, "engine/store": true, "engine/transport": true, "engine/broker": true}
+	noLua := map[string]bool{"codec": true, "engine/topic": true, "engine/store": true, "engine/transport": true, "engine/broker": true, "engine/cluster": true}
 	root := filepath.Join("..")
 	direct := map[string][]string{}
 	var load func(pkg string) []string

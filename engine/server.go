@@ -11,6 +11,7 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/broker"
+	"github.com/mqttlua/broker/engine/cluster"
 	"github.com/mqttlua/broker/engine/observe"
 	"github.com/mqttlua/broker/engine/script"
 	"github.com/mqttlua/broker/engine/script/iolib"
@@ -27,6 +28,7 @@ type Server struct {
 	pool   *script.Pool
 	io     *iolib.Lib       // the clients of the http, redis and pg modules
 	store  *store.Committer // the data folder, nil: memory only
+	nodes  *cluster.Cluster // the cluster this node is in, nil: none
 
 	// Shared is the key-value store every VM sees as `shared`.
 	Shared *script.SharedStore
@@ -77,7 +79,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, &script.ScriptError{File: filepath.Join(c.Scripts, "config.lua"), Msg: err.Error()}
 	}
 	// The data folder before any script runs: its errors stand alone.
-	kv, err := s.openKV()
+	// In a cluster it holds JetStream's files instead (started below).
+	var kv store.KV
+	if c.Cluster == nil {
+		kv, err = s.openKV()
+	}
 	if err != nil {
 		s.io.Close()
 		return nil, err
@@ -100,7 +106,12 @@ func New(cfg Config) (*Server, error) {
 	s.broker.SetHooks(pool)
 	// Loaded once the hooks are set (an expiring session tells the
 	// scripts), before anything is served.
-	if err := s.openStore(kv); err != nil {
+	if c.Cluster != nil {
+		err = s.joinCluster()
+	} else {
+		err = s.openStore(kv)
+	}
+	if err != nil {
 		pool.Close()
 		s.io.Close()
 		return nil, err
@@ -206,8 +217,43 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.pool.Close()
 	s.io.Close()
 	s.closeStore()
+	if s.nodes != nil {
+		s.nodes.Close()
+	}
 	return err
 }
+
+// joinCluster starts this node's link to its cluster: it returns once
+// the cluster's streams answer and the retained messages are here.
+func (s *Server) joinCluster() error {
+	c := &s.cfg
+	cc := *c.Cluster
+	if cc.DataDir == "" && cc.URL == "" {
+		if c.DataDir == "" {
+			return errors.New("cluster: an embedded NATS server needs a data folder (--data-dir) for its JetStream files")
+		}
+		cc.DataDir = filepath.Join(c.DataDir, "cluster")
+	}
+	if cc.Log == nil {
+		cc.Log = c.Log
+	}
+	start := time.Now()
+	n, err := cluster.Start(cc, s.broker)
+	if err != nil {
+		return err
+	}
+	s.nodes = n
+	how := "embedded NATS"
+	if cc.URL != "" {
+		how = "NATS at " + cc.URL
+	}
+	c.Log.WithFields(logrus.Fields{"node": cc.Node, "peers": len(cc.Peers), "retained": s.broker.RetainedCount(),
+		"took": time.Since(start).Round(time.Millisecond).String()}).Infof("cluster: node %s joined over %s", cc.Node, how)
+	return nil
+}
+
+// Cluster returns this node's link to its cluster, nil for a single node.
+func (s *Server) Cluster() *cluster.Cluster { return s.nodes }
 
 // Backup writes a consistent copy of the data folder, as it is now, into
 // dir (a new folder, on the broker's machine), while the broker runs: a

@@ -70,6 +70,9 @@ type Stats struct {
 	// StoreFailures counts QoS 1/2 PUBLISHes not acknowledged because
 	// their writes failed (persist.go).
 	StoreFailures atomic.Int64
+	// ForwardFailures counts QoS 1/2 PUBLISHes not acknowledged because
+	// the cluster did not take them (bridge.go).
+	ForwardFailures atomic.Int64
 }
 
 // Config are the broker's protocol limits. Every field must be set; the
@@ -124,6 +127,9 @@ type Broker struct {
 	// store, when set, is where what must survive a restart is written
 	// (persist.go); nil: memory only.
 	store *store.Committer
+	// bridge, when set, links this node to a cluster (bridge.go); nil:
+	// a single node.
+	bridge Bridge
 
 	// Stats are the broker's counters.
 	Stats Stats
@@ -194,6 +200,9 @@ type Message struct {
 	// session) was written to the store: its acknowledgement waits for
 	// the disk (persist.go).
 	durable bool
+	// remote: the message came from another node (RouteRemote), and
+	// is not sent back to the cluster.
+	remote bool
 }
 
 // expired reports whether the message's lifetime has passed
@@ -305,7 +314,8 @@ func (k *Broker) connClosed(c *Client, reason transport.CloseReason) {
 	s.releaseWaitersLocked()
 	expiry, ended := s.closingExpiryLocked(k, c)
 	s.expiry = expiry
-	if ended && k.sessions[s.clientID] == s {
+	released := ended && k.sessions[s.clientID] == s
+	if released {
 		delete(k.sessions, s.clientID)
 	}
 	var will *Message
@@ -340,6 +350,9 @@ func (k *Broker) connClosed(c *Client, reason transport.CloseReason) {
 	if ended {
 		// [MQTT-3.1.2-6] a clean session ends with the connection.
 		s.clear(k)
+		if k.bridge != nil && released {
+			k.bridge.Released(s.clientID)
+		}
 	}
 	k.redistribute(orphans)
 }
@@ -360,7 +373,8 @@ func (k *Broker) sessionTimer(s *Session, gen uint64, will *Message) {
 		delay = will.willDelay()
 	}
 	expired := will == nil || s.expiry <= delay
-	if expired && k.sessions[s.clientID] == s {
+	released := expired && k.sessions[s.clientID] == s
+	if released {
 		delete(k.sessions, s.clientID)
 	}
 	if !expired && s.expiry != neverExpire {
@@ -376,6 +390,9 @@ func (k *Broker) sessionTimer(s *Session, gen uint64, will *Message) {
 	if expired {
 		k.Stats.SessionsEnded.Add(1)
 		s.clear(k)
+		if k.bridge != nil && released {
+			k.bridge.Released(s.clientID)
+		}
 		if k.hooks != nil {
 			k.hooks.SessionEnded(s.clientID)
 		}

@@ -25,6 +25,9 @@ type Client struct {
 	// pendingAcks counts the client's acknowledgements waiting for the
 	// store (persist.go): while any wait, later ones queue behind them.
 	pendingAcks atomic.Int32
+	// acks orders the client's acknowledgements while some wait for the
+	// cluster (bridge.go).
+	acks ackQueue
 
 	// Set by the reader when CONNECT arrives; read by anyone.
 	version   atomic.Uint32

@@ -61,8 +61,34 @@ func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, bat
 		}
 	}
 	user, _ := c.Username()
+	var handed []byte
+	if k.bridge != nil {
+		// One session per client id in the whole cluster: this node owns
+		// it from here, and gets its state if another node had it.
+		var err error
+		if handed, err = k.bridge.Claim(clientID); err != nil {
+			code := codec.V3ServerUnavailable
+			if v5 {
+				code = codec.ServerUnavailable
+			}
+			c.SendPacketVia(&codec.Packet{Type: codec.CONNACK, ReasonCode: code}, batch)
+			return false, fmt.Errorf("cluster: %v", err)
+		}
+	}
 	k.mu.Lock()
 	s := k.sessions[clientID]
+	if s == nil && handed != nil && !p.CleanSession {
+		adopted, err := k.adopt(clientID, handed)
+		if err != nil {
+			k.log.WithError(err).WithField("client_id", clientID).Error("cluster: the session handed over is lost")
+		} else {
+			s = adopted
+			k.sessions[clientID] = s
+			for f, o := range s.subs {
+				k.addSub(f, s, o)
+			}
+		}
+	}
 	if s != nil && s.owner != "" && s.owner != user && !k.Settings().OpenSessions {
 		// The session belongs to another user: refused before anything of
 		// it is touched.

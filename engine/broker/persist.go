@@ -217,17 +217,7 @@ func (s *Session) storeMetaLocked(k *Broker) {
 	if !s.durable(k) {
 		return
 	}
-	rec := sessionRecord{Owner: s.owner, Expiry: -1}
-	if s.conn.Load() == nil {
-		rec.Offline = time.Now().Unix()
-	}
-	if s.expiry != neverExpire {
-		rec.Expiry = int64(s.expiry / time.Second)
-	}
-	for f, o := range s.subs {
-		rec.Subs = append(rec.Subs, subRecord{Filter: f, QoS: o.QoS, NoLocal: o.NoLocal, RAP: o.RetainAsPublished, RH: o.RetainHandling, SubID: o.SubID})
-	}
-	val, _ := json.Marshal(rec)
+	val := s.recordLocked()
 	key := sessionKey(s.clientID)
 	k.store.Submit(func(b *store.Batch) { b.Put(key, val) }, nil)
 }

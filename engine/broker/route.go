@@ -149,6 +149,11 @@ func (k *Broker) routeVia(m *Message, from *Client, batch *transport.Batch, hook
 	sc.fanout.Reset(nil)
 	sc.hook = nil
 	scratchPool.Put(sc)
+	if k.bridge != nil && !m.remote && (from == nil || m.QoS == 0) {
+		// To the other nodes; a client's QoS 1/2 PUBLISH is forwarded by
+		// PublishVia, whose acknowledgement waits for the cluster.
+		k.forward(m, nil)
+	}
 	return n
 }
 
@@ -336,7 +341,15 @@ func splitShare(f string) (name, filter string, ok bool) {
 }
 
 // addSub adds a subscription, shared or not, and reports whether it is new.
-func (k *Broker) addSub(f string, s *Session, o subOpts) bool {
+func (k *Broker) addSub(f string, s *Session, o subOpts) (added bool) {
+	if k.bridge != nil {
+		// The cluster draws the filter's topics to this node.
+		defer func() {
+			if added {
+				k.bridge.Subscribed(f)
+			}
+		}()
+	}
 	name, filter, shared := splitShare(f)
 	if !shared {
 		return k.subs.Add(f, s, o)
@@ -363,8 +376,15 @@ func (k *Broker) addSub(f string, s *Session, o subOpts) bool {
 }
 
 // removeSub removes a subscription and reports whether it existed.
-func (k *Broker) removeSub(f string, s *Session) bool {
+func (k *Broker) removeSub(f string, s *Session) (removed bool) {
 	name, filter, shared := splitShare(f)
+	if k.bridge != nil {
+		defer func() {
+			if removed {
+				k.bridge.Unsubscribed(f)
+			}
+		}()
+	}
 	if !shared {
 		return k.subs.Remove(f, s)
 	}
@@ -484,8 +504,9 @@ func (k *Broker) PublishVia(c *Client, m *Message, id uint16, batch *transport.B
 	case 1:
 		n = k.routeVia(m, c, batch, hook)
 		// [MQTT-4.3.2-2] PUBACK after taking ownership (and, with a
-		// store, once what it wrote is durable).
-		k.ackPublish(c, codec.PUBACK, id, n, m.durable, batch)
+		// store, once what it wrote is durable; in a cluster, once the
+		// cluster holds it).
+		k.ackPublish(c, codec.PUBACK, id, n, m.durable, batch, m)
 	case 2:
 		first, wrote := true, false
 		if st := stateOf(c); st != nil {
@@ -510,16 +531,27 @@ func (k *Broker) PublishVia(c *Client, m *Message, id uint16, batch *transport.B
 		if first {
 			n = k.routeVia(m, c, batch, hook)
 		}
-		k.ackPublish(c, codec.PUBREC, id, n, wrote || (first && m.durable), batch)
+		var fwd *Message
+		if first {
+			fwd = m
+		}
+		k.ackPublish(c, codec.PUBREC, id, n, wrote || (first && m.durable), batch, fwd)
 	}
 	return n
 }
 
 // ackPublish sends PUBACK or PUBREC; 5.0 clients learn when nobody
 // subscribed (0x10 No matching subscribers). wrote says the PUBLISH wrote
-// to the store: the acknowledgement then waits for it (persist.go).
-func (k *Broker) ackPublish(c *Client, t codec.Type, id uint16, n int, wrote bool, batch *transport.Batch) {
+// to the store: the acknowledgement then waits for it (persist.go). In a
+// cluster, fwd (nil for a QoS 2 duplicate) is forwarded to the other
+// nodes, and the acknowledgement waits for the cluster to hold it.
+func (k *Broker) ackPublish(c *Client, t codec.Type, id uint16, n int, wrote bool, batch *transport.Batch, fwd *Message) {
 	ack := codec.Packet{Type: t, PacketID: id}
+	if k.bridge != nil {
+		// Subscribers on other nodes are not counted in n: no 0x10.
+		k.clusterAck(c, ack, wrote && k.store != nil, fwd, batch)
+		return
+	}
 	if n == 0 && c.Version() == codec.V5 {
 		ack.ReasonCode = codec.NoMatchingSubscribers
 	}
@@ -527,6 +559,30 @@ func (k *Broker) ackPublish(c *Client, t codec.Type, id uint16, n int, wrote boo
 		return
 	}
 	c.SendPacketVia(&ack, batch)
+}
+
+// clusterAck sends ack once fwd is held by the cluster and, if
+// storeWait, the store's writes are durable, in the order of the
+// client's PUBLISHes.
+func (k *Broker) clusterAck(c *Client, ack codec.Packet, storeWait bool, fwd *Message, batch *transport.Batch) {
+	waits := 0
+	if fwd != nil {
+		waits++
+	}
+	if storeWait {
+		waits++
+	}
+	p := k.deferAck(c, ack, waits)
+	if p == nil {
+		c.SendPacketVia(&ack, batch)
+		return
+	}
+	if storeWait {
+		k.store.Submit(nil, func(err error) { k.ackAnswered(c, p, err) })
+	}
+	if fwd != nil {
+		k.forward(fwd, func(err error) { k.ackAnswered(c, p, err) })
+	}
 }
 
 // Ack acknowledges a PUBLISH that is not routed (an ACL denial): 3.1.1 has
@@ -550,6 +606,10 @@ func (k *Broker) Ack(c *Client, qos byte, id uint16, code codec.ReasonCode, batc
 	}
 	if c.Version() == codec.V5 {
 		ack.ReasonCode = code
+	}
+	if k.bridge != nil {
+		k.clusterAck(c, ack, false, nil, nil)
+		return
 	}
 	if k.store != nil && k.durableAck(c, ack, false) {
 		return // behind acknowledgements that wait for the store

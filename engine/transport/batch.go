@@ -165,6 +165,17 @@ func (b *Batch) Flush() {
 	b.seen = nil
 }
 
+// Settle is the end of a read for a reader that is not a connection's
+// (a cluster link bringing messages from other nodes, made with
+// new(Batch)): it wakes the writers, then waits for the receivers under
+// pressure, as a connection's reader does before reading more.
+func (b *Batch) Settle() {
+	b.Flush()
+	for _, p := range b.takePressure() {
+		Wait(p)
+	}
+}
+
 // flushAndWait flushes, then waits for the receivers under pressure. Only
 // the owner's reader calls it, holding no lock, before reading more.
 func (b *Batch) flushAndWait() {

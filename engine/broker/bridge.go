@@ -1,0 +1,297 @@
+package broker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine/transport"
+)
+
+// Bridge links the broker to the other nodes of a cluster (engine/cluster
+// implements it). Without one (nil, the default) the broker is a single
+// node and nothing below is on its path.
+//
+// Data flow: a message routed on this node (a client's PUBLISH, a will,
+// a script's publish) is delivered to local subscribers and handed to
+// Forward; the bridge brings messages from other nodes back through
+// RouteRemote (delivery) and ApplyRetained (retained state). A CONNECT
+// asks Claim for the client id's session before CONNACK; the node that
+// owned it gives it up through HandOver.
+type Bridge interface {
+	// Forward sends a message routed on this node to the other nodes.
+	// For QoS 1 and 2 from a client, done is called once, on any
+	// goroutine, with nil when the cluster holds the message durably, or
+	// the error that stopped it; done is nil when nobody waits.
+	Forward(m *Message, done func(error))
+	// Subscribed and Unsubscribed tell the bridge of each subscription
+	// added to or removed from a session of this node (the filter as
+	// subscribed, "$share/..." included), so that it draws from the other
+	// nodes only the topics this node has subscribers for. They run
+	// under the session's lock and must not block.
+	Subscribed(filter string)
+	Unsubscribed(filter string)
+	// Claim makes this node the owner of the session of clientID,
+	// cluster-wide, before the CONNECT is answered. If another node held
+	// the session, it is taken from there (its connection closed) and
+	// its state returned, as HandOver encoded it (nil: no session
+	// elsewhere, or its node did not answer). An error means the cluster
+	// cannot decide now: the CONNECT is refused as server unavailable.
+	Claim(clientID string) (state []byte, err error)
+	// Released says the session of clientID ended on this node.
+	Released(clientID string)
+}
+
+// SetBridge links the broker to a cluster. Call before serving.
+func (k *Broker) SetBridge(b Bridge) { k.bridge = b }
+
+// forward hands a locally routed message to the bridge, if any. Messages
+// that came from another node are never sent back.
+func (k *Broker) forward(m *Message, done func(error)) {
+	if k.bridge == nil || m.remote {
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	m.own() // the bridge may encode it after the handler returned
+	k.bridge.Forward(m, done)
+}
+
+// RouteRemote delivers a message another node routed to this node's
+// subscribers. It neither forwards it again nor changes the retained
+// messages (ApplyRetained does, in the cluster's order). batch, if not
+// nil, collects the writers to wake and the queues to wait for, as a
+// connection's reader does.
+func (k *Broker) RouteRemote(m *Message, batch *transport.Batch) int {
+	m.remote = true
+	retain := m.Retain
+	m.Retain = false // not stored here by routing
+	n := k.routeVia(m, nil, batch, nil)
+	m.Retain = retain
+	return n
+}
+
+// ApplyRetained sets (or, with an empty payload, clears) the retained
+// message of m's topic as the cluster ordered it, without delivering it.
+func (k *Broker) ApplyRetained(m *Message) {
+	m.remote = true
+	if len(m.Payload) == 0 {
+		k.retained.Delete(m.Topic)
+	} else {
+		m.own()
+		k.retained.Set(m.Topic, m)
+	}
+	if k.store != nil {
+		k.persistRetained(m)
+	}
+}
+
+// MarshalBinary encodes the message (topic, payload, QoS, retain flag,
+// 5.0 properties and absolute expiry) for another node or a store.
+func (m *Message) MarshalBinary() ([]byte, error) { return encodeMessage(m), nil }
+
+// UnmarshalMessage decodes what MarshalBinary encoded.
+func UnmarshalMessage(b []byte) (*Message, error) { return decodeMessage(b) }
+
+// handoverState is a session as it moves between nodes: what a store
+// keeps of it (persist.go's records), plus the packet ids of its inbound
+// QoS 2 flows.
+type handoverState struct {
+	Persistent bool     `json:"persistent"`
+	Record     []byte   `json:"record"`
+	Deliveries [][]byte `json:"deliveries,omitempty"` // in flight (in order), then queued
+	Inbound2   []uint16 `json:"inbound2,omitempty"`
+}
+
+// HandOver gives up the session of clientID to another node: its
+// connection, if any, is closed as taken over (5.0: DISCONNECT 0x8E), the
+// session leaves this node, and its state is returned for the new owner
+// (nil when this node has no session of that id). A clean session's
+// state is nil too: nothing of it survives its connection.
+func (k *Broker) HandOver(clientID string) []byte {
+	k.mu.Lock()
+	s := k.sessions[clientID]
+	if s == nil {
+		k.mu.Unlock()
+		return nil
+	}
+	delete(k.sessions, clientID)
+	s.mu.Lock()
+	old := s.conn.Load()
+	s.conn.Store(nil) // so the closing connection leaves the session alone
+	s.gen++
+	var state []byte
+	if s.persistent {
+		h := handoverState{Persistent: true, Record: s.recordLocked()}
+		for _, id := range s.order {
+			if o, ok := s.inflight[id]; ok {
+				h.Deliveries = append(h.Deliveries, encodeDelivery(&o.delivery, id, o.released))
+			}
+		}
+		for i := range s.queue {
+			h.Deliveries = append(h.Deliveries, encodeDelivery(&s.queue[i], 0, false))
+		}
+		for id := range s.inbound2 {
+			h.Inbound2 = append(h.Inbound2, id)
+		}
+		state, _ = json.Marshal(h)
+	}
+	s.mu.Unlock()
+	k.mu.Unlock()
+	if old != nil {
+		k.Stats.Takeovers.Add(1)
+		old.Close(transport.CloseTakenOver)
+	}
+	s.clear(k)
+	return state
+}
+
+// adopt builds a session from the state another node handed over.
+func (k *Broker) adopt(clientID string, state []byte) (*Session, error) {
+	var h handoverState
+	if err := json.Unmarshal(state, &h); err != nil {
+		return nil, fmt.Errorf("session state from another node: %v", err)
+	}
+	var rec sessionRecord
+	if err := json.Unmarshal(h.Record, &rec); err != nil {
+		return nil, fmt.Errorf("session record from another node: %v", err)
+	}
+	expiry := neverExpire
+	if rec.Expiry >= 0 {
+		expiry = time.Duration(rec.Expiry) * time.Second
+	}
+	s := newSession(clientID, true, expiry)
+	s.owner = rec.Owner
+	for _, sub := range rec.Subs {
+		o := subOpts{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RAP, RetainHandling: sub.RH, SubID: sub.SubID}
+		if s.subs == nil {
+			s.subs = map[string]subOpts{}
+		}
+		s.subs[sub.Filter] = o
+	}
+	for _, b := range h.Deliveries {
+		d, pid, released, share, err := decodeDelivery(b)
+		if err != nil {
+			return nil, fmt.Errorf("a delivery from another node: %v", err)
+		}
+		if share != "" {
+			k.shareMu.Lock()
+			d.share = k.shares[share]
+			k.shareMu.Unlock()
+		}
+		if pid == 0 {
+			s.queue = append(s.queue, d)
+			continue
+		}
+		if s.inflight == nil {
+			s.inflight = map[uint16]*outbound{}
+		}
+		s.inflight[pid] = &outbound{delivery: d, released: released}
+		s.order = append(s.order, pid)
+		s.lastID = pid
+	}
+	for _, id := range h.Inbound2 {
+		s.markInbound2(id)
+	}
+	return s, nil
+}
+
+// recordLocked is the session's record as the store keeps it. mu is
+// held.
+func (s *Session) recordLocked() []byte {
+	rec := sessionRecord{Owner: s.owner, Expiry: -1}
+	if s.conn.Load() == nil {
+		rec.Offline = time.Now().Unix()
+	}
+	if s.expiry != neverExpire {
+		rec.Expiry = int64(s.expiry / time.Second)
+	}
+	for f, o := range s.subs {
+		rec.Subs = append(rec.Subs, subRecord{Filter: f, QoS: o.QoS, NoLocal: o.NoLocal, RAP: o.RetainAsPublished, RH: o.RetainHandling, SubID: o.SubID})
+	}
+	val, _ := json.Marshal(rec)
+	return val
+}
+
+// errNotForwarded is what a QoS 1/2 PUBLISH gets when the cluster did not
+// take it.
+var errNotForwarded = errors.New("the cluster did not take the message")
+
+// ackQueue holds a client's acknowledgements while some wait for the
+// cluster, so that they leave in the order their PUBLISHes came
+// ([MQTT-4.6.0-2], [MQTT-4.6.0-3]): an acknowledgement that waits for
+// nothing still queues behind those that wait.
+type ackQueue struct {
+	mu      sync.Mutex
+	pending []*pendingAck
+}
+
+type pendingAck struct {
+	pkt   codec.Packet
+	waits int  // answers still to come (cluster, store)
+	err   bool // one of them failed
+}
+
+// deferAck queues ack behind the client's waiting acknowledgements,
+// waiting for waits answers of its own; it returns nil, queuing nothing,
+// when nothing waits at all (the caller sends it as usual).
+func (k *Broker) deferAck(c *Client, ack codec.Packet, waits int) *pendingAck {
+	q := &c.acks
+	q.mu.Lock()
+	if waits == 0 && len(q.pending) == 0 {
+		q.mu.Unlock()
+		return nil
+	}
+	p := &pendingAck{pkt: ack, waits: waits}
+	q.pending = append(q.pending, p)
+	q.mu.Unlock()
+	if waits == 0 {
+		k.flushAcks(c)
+	}
+	return p
+}
+
+// ackAnswered records one answer for p and sends what is ready.
+func (k *Broker) ackAnswered(c *Client, p *pendingAck, err error) {
+	c.acks.mu.Lock()
+	p.waits--
+	p.err = p.err || err != nil
+	c.acks.mu.Unlock()
+	k.flushAcks(c)
+}
+
+// flushAcks sends the acknowledgements at the head of the queue whose
+// answers have all come. The queue's lock is held while sending, so two
+// goroutines flushing cannot reorder them.
+func (k *Broker) flushAcks(c *Client) {
+	q := &c.acks
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, p := range q.pending {
+		if p.waits > 0 {
+			break
+		}
+		n++
+		if !p.err {
+			c.SendPacketVia(&p.pkt, nil)
+			continue
+		}
+		k.Stats.ForwardFailures.Add(1)
+		if c.Version() == codec.V5 {
+			// 5.0: the publisher learns it, and may send it again.
+			p.pkt.ReasonCode = codec.UnspecifiedError
+			c.SendPacketVia(&p.pkt, nil)
+			continue
+		}
+		// 3.1.1 has no negative acknowledgement: closing makes the
+		// client send it again on its next connection.
+		c.Close(transport.CloseStoreError)
+	}
+	clear(q.pending[:n])
+	q.pending = q.pending[n:]
+}

@@ -1,0 +1,719 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqttlua/broker/engine/broker"
+	"github.com/mqttlua/broker/engine/transport"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/sirupsen/logrus"
+)
+
+// Config describes how this node joins its cluster: either it embeds a
+// NATS server that routes to its peers (Name, Listen, Peers, DataDir), or
+// it connects to an existing NATS cluster (URL).
+type Config struct {
+	// Node names this node; unique in the cluster (default: the host
+	// name).
+	Node string
+	// Name is the cluster's name (embedded server).
+	Name string
+	// Listen is the embedded server's route listener, host:port.
+	Listen string
+	// Peers are the other nodes' route addresses, host:port.
+	Peers []string
+	// DataDir holds the embedded server's JetStream folder.
+	DataDir string
+	// URL, if set, is an existing NATS cluster to use instead of an
+	// embedded server.
+	URL string
+	// Replicas is how many copies JetStream keeps of the message log, the
+	// retained messages and the session registry (0: three when the
+	// embedded server has two peers or more, else one per node up to
+	// three; with URL, three, or one if that NATS is not clustered).
+	Replicas int
+	// HandoverTimeout bounds how long a CONNECT waits for the node that
+	// had its session to hand it over (default 2 s).
+	HandoverTimeout time.Duration
+	// ReadyTimeout bounds the wait for JetStream at start (default 60 s):
+	// a new cluster elects its leaders first.
+	ReadyTimeout time.Duration
+	Log *logrus.Logger
+
+	// token authenticates the broker to its embedded server.
+	token string
+}
+
+// Subjects and streams. Everything of ours is under "mq.", which no NATS
+// system subject uses.
+const (
+	msgPrefix    = "mq.m." // QoS 0 messages, core NATS, by topic
+	logPrefix    = "mq.q." // QoS 1 and 2 messages, the MQ_MSGS stream
+	retainPrefix = "mq.r." // retained messages, the MQ_RETAIN stream
+	ctlPrefix    = "mq.ctl."
+
+	logStream    = "MQ_MSGS"
+	retainStream = "MQ_RETAIN"
+	sessBucket   = "MQ_SESS"
+
+	// logHorizon is how long the message log keeps a message: time
+	// enough for every node to take it, and for a recovering node.
+	logHorizon = 15 * time.Minute
+	// maxPayload is the largest message NATS carries between nodes.
+	maxPayload = 16 << 20
+)
+
+// Cluster is this node's link to the others; it implements
+// broker.Bridge.
+//
+// Data flow. Forward sends a message routed here to the other nodes:
+// QoS 0 on core NATS, to subject mq.m.<topic>, which only nodes with a
+// matching subscription receive; QoS 1 and 2 into the replicated stream
+// MQ_MSGS, whose acknowledgement lets the publisher's PUBACK go; a
+// retained message also into MQ_RETAIN (one per topic). Each node reads
+// MQ_MSGS through its own durable consumer (all of it: no per-subscriber
+// consumers) and MQ_RETAIN through an ordered consumer that keeps its
+// retained messages as the stream orders them; core messages arrive on
+// the subscriptions Subscribed made. All arrive in broker.RouteRemote or
+// broker.ApplyRetained. Sessions: the key-value bucket MQ_SESS names each
+// client id's owner node; Claim takes it with compare-and-set and asks
+// the old owner (mq.ctl.<node>.handover) for the session.
+type Cluster struct {
+	cfg    Config
+	log    *logrus.Entry
+	k      *broker.Broker
+	ns     *server.Server // nil with an external NATS
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	sess   jetstream.KeyValue
+	origin string // this node's name and start, in every frame it sends
+	token  string // the node's name as a subject token
+
+	seq atomic.Uint64 // numbers this node's core messages, for dedupe
+
+	subMu sync.Mutex
+	subs  map[string]*interest // subject -> this node's subscription
+	core  chan *nats.Msg       // every core subscription delivers here
+
+	pendMu  sync.Mutex
+	pending map[*nats.Msg]*forwardWait
+
+	revMu sync.Mutex
+	revs  map[string]uint64 // client id -> registry revision this node wrote
+
+	logCons    jetstream.ConsumeContext
+	retainCons jetstream.ConsumeContext
+	ctlSub     *nats.Subscription
+	done       chan struct{}
+	wg         sync.WaitGroup
+
+	// Stats
+	Forwarded, Received, Duplicates, Handovers atomic.Int64
+}
+
+type interest struct {
+	n   int
+	sub *nats.Subscription
+}
+
+// forwardWait is a forwarded QoS 1/2 message's publisher, waiting for
+// the streams' acknowledgements (two for a retained message).
+type forwardWait struct {
+	left int
+	err  error
+	done func(error)
+}
+
+// Start joins the cluster and links k to it (k.SetBridge). It returns
+// once JetStream answers, the streams exist and this node holds every
+// retained message the cluster had.
+func Start(cfg Config, k *broker.Broker) (*Cluster, error) {
+	if cfg.Log == nil {
+		cfg.Log = logrus.New()
+	}
+	if cfg.HandoverTimeout == 0 {
+		cfg.HandoverTimeout = 2 * time.Second
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = 60 * time.Second
+	}
+	if cfg.Node == "" {
+		return nil, errors.New("cluster: the node needs a name (--node-name)")
+	}
+	c := &Cluster{cfg: cfg, log: cfg.Log.WithField("node", cfg.Node), k: k,
+		origin: cfg.Node + "/" + nuid.Next(), token: string(appendLevel(nil, cfg.Node)),
+		subs: map[string]*interest{}, core: make(chan *nats.Msg, 1<<16),
+		pending: map[*nats.Msg]*forwardWait{}, revs: map[string]uint64{}, done: make(chan struct{})}
+	var err error
+	if cfg.URL == "" {
+		c.cfg.token = rand.Text()
+		if c.ns, err = startServer(&c.cfg); err != nil {
+			return nil, err
+		}
+	}
+	if c.nc, err = connect(&c.cfg, c.ns); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.js, err = jetstream.New(c.nc,
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) { c.answered(m, nil) }),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { c.answered(m, err) }),
+		jetstream.WithPublishAsyncMaxPending(16384),
+		jetstream.WithPublishAsyncTimeout(10*time.Second))
+	if err == nil {
+		err = c.setup()
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	k.SetBridge(c)
+	c.wg.Add(1)
+	go c.receiveCore()
+	return c, nil
+}
+
+// setup creates (or finds) the streams and the bucket, retrying while the
+// cluster elects its leaders, then starts the consumers.
+func (c *Cluster) setup() error {
+	deadline := time.Now().Add(c.cfg.ReadyTimeout)
+	replicas := c.cfg.Replicas
+	if replicas == 0 {
+		replicas = 3
+		if c.ns != nil && len(c.cfg.Peers)+1 < 3 {
+			replicas = len(c.cfg.Peers) + 1
+		}
+	}
+	var lastErr error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		lastErr = c.createStreams(ctx, replicas)
+		cancel()
+		if lastErr == nil {
+			break
+		}
+		if c.cfg.Replicas == 0 && replicas > 1 && strings.Contains(lastErr.Error(), "replicas > 1 not supported in non-clustered mode") {
+			c.log.Warn("cluster: the NATS server is not clustered: one copy of each stream (a NATS crash loses what it held)")
+			replicas = 1
+			continue
+		}
+		c.log.WithError(lastErr).Debug("cluster: JetStream not ready yet")
+		time.Sleep(250 * time.Millisecond)
+	}
+	if lastErr != nil {
+		return fmt.Errorf("cluster: JetStream not ready after %s: %v", c.cfg.ReadyTimeout, lastErr)
+	}
+	var err error
+	if c.ctlSub, err = c.nc.Subscribe(ctlPrefix+c.token+".handover", c.handover); err != nil {
+		return err
+	}
+	if err = c.consumeLog(); err != nil {
+		return err
+	}
+	return c.consumeRetained(deadline)
+}
+
+func (c *Cluster) createStreams(ctx context.Context, replicas int) error {
+	_, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: logStream, Subjects: []string{logPrefix + ">"}, Storage: jetstream.FileStorage,
+		Replicas: replicas, Retention: jetstream.LimitsPolicy, MaxAge: logHorizon, Discard: jetstream.DiscardOld,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: retainStream, Subjects: []string{retainPrefix + ">"}, Storage: jetstream.FileStorage,
+		Replicas: replicas, MaxMsgsPerSubject: 1, AllowDirect: true,
+	})
+	if err != nil {
+		return err
+	}
+	c.sess, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: sessBucket, History: 1, Replicas: replicas, Storage: jetstream.FileStorage,
+	})
+	return err
+}
+
+// Close leaves the cluster: consumers stop, the connection drains, the
+// embedded server shuts down.
+func (c *Cluster) Close() {
+	select {
+	case <-c.done:
+		return
+	default:
+		close(c.done)
+	}
+	if c.logCons != nil {
+		c.logCons.Stop()
+	}
+	if c.retainCons != nil {
+		c.retainCons.Stop()
+	}
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	c.wg.Wait()
+	if c.ns != nil {
+		c.ns.Shutdown()
+		c.ns.WaitForShutdown()
+	}
+}
+
+// Frames. Every message between nodes is: a version byte, the sending
+// node's origin (length byte, then "name/start id"), its sequence number
+// (8 bytes; core messages only, 0 in streams), then the message as
+// broker.Message.MarshalBinary encodes it.
+const frameVersion = 1
+
+func (c *Cluster) frame(m *broker.Message, seq uint64) ([]byte, error) {
+	body, err := m.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, 2+len(c.origin)+8+len(body))
+	out = append(out, frameVersion, byte(len(c.origin)))
+	out = append(out, c.origin...)
+	out = binary.BigEndian.AppendUint64(out, seq)
+	out = append(out, body...)
+	if len(out) > maxPayload {
+		return nil, fmt.Errorf("message of %d bytes: more than the cluster carries (%d)", len(out), maxPayload)
+	}
+	return out, nil
+}
+
+var errFrame = errors.New("cluster: not a frame of this version")
+
+func parseFrame(b []byte) (origin string, seq uint64, m *broker.Message, err error) {
+	if len(b) < 2 || b[0] != frameVersion || len(b) < 2+int(b[1])+8 {
+		return "", 0, nil, errFrame
+	}
+	n := int(b[1])
+	origin = string(b[2 : 2+n])
+	seq = binary.BigEndian.Uint64(b[2+n:])
+	m, err = broker.UnmarshalMessage(b[2+n+8:])
+	return origin, seq, m, err
+}
+
+// Forward implements broker.Bridge.
+func (c *Cluster) Forward(m *broker.Message, done func(error)) {
+	if m.QoS == 0 {
+		if err := c.forwardCore(m); err != nil {
+			c.log.WithError(err).WithField("topic", m.Topic).Warn("cluster: a QoS 0 message did not go to the other nodes")
+		}
+		if m.Retain {
+			c.forwardStream(retainPrefix, m, nil)
+		}
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	var w *forwardWait
+	if done != nil {
+		w = &forwardWait{left: 1, done: done}
+		if m.Retain {
+			w.left = 2
+		}
+	}
+	c.forwardStream(logPrefix, m, w)
+	if m.Retain {
+		c.forwardStream(retainPrefix, m, w)
+	}
+}
+
+func (c *Cluster) forwardCore(m *broker.Message) error {
+	subj, err := topicSubject(msgPrefix, m.Topic)
+	if err != nil {
+		return err
+	}
+	b, err := c.frame(m, c.seq.Add(1))
+	if err != nil {
+		return err
+	}
+	c.Forwarded.Add(1)
+	return c.nc.Publish(subj, b)
+}
+
+// forwardStream publishes m into a stream; w, if not nil, is answered
+// when JetStream acknowledges it (answered).
+func (c *Cluster) forwardStream(prefix string, m *broker.Message, w *forwardWait) {
+	subj, err := topicSubject(prefix, m.Topic)
+	var b []byte
+	if err == nil {
+		b, err = c.frame(m, 0)
+	}
+	if err == nil {
+		msg := &nats.Msg{Subject: subj, Data: b}
+		if w != nil {
+			c.pendMu.Lock()
+			c.pending[msg] = w
+			c.pendMu.Unlock()
+		}
+		c.Forwarded.Add(1)
+		if _, err = c.js.PublishMsgAsync(msg); err != nil && w != nil {
+			c.pendMu.Lock()
+			delete(c.pending, msg)
+			c.pendMu.Unlock()
+		} else if err == nil {
+			return
+		}
+	}
+	c.log.WithError(err).WithField("topic", m.Topic).Warn("cluster: a message was not taken by the cluster")
+	if w != nil {
+		c.settle(w, err)
+	}
+}
+
+// answered is JetStream's answer to an asynchronous publish.
+func (c *Cluster) answered(msg *nats.Msg, err error) {
+	c.pendMu.Lock()
+	w := c.pending[msg]
+	delete(c.pending, msg)
+	c.pendMu.Unlock()
+	if w != nil {
+		c.settle(w, err)
+	}
+}
+
+func (c *Cluster) settle(w *forwardWait, err error) {
+	c.pendMu.Lock()
+	w.left--
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	last := w.left == 0
+	c.pendMu.Unlock()
+	if last {
+		w.done(w.err)
+	}
+}
+
+// Subscribed implements broker.Bridge: the first local subscription to a
+// subject subscribes this node to it on NATS.
+func (c *Cluster) Subscribed(filter string) {
+	subjects, err := filterSubjects(msgPrefix, filter)
+	if err != nil {
+		c.log.WithError(err).WithField("filter", filter).Warn("cluster: this filter gets no messages from other nodes")
+		return
+	}
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	for _, s := range subjects {
+		in := c.subs[s]
+		if in == nil {
+			sub, err := c.nc.ChanSubscribe(s, c.core)
+			if err != nil {
+				c.log.WithError(err).WithField("filter", filter).Warn("cluster: cannot subscribe on NATS")
+				continue
+			}
+			// Unbounded here: the channel is the bound.
+			sub.SetPendingLimits(-1, -1)
+			in = &interest{sub: sub}
+			c.subs[s] = in
+		}
+		in.n++
+	}
+}
+
+// Unsubscribed implements broker.Bridge.
+func (c *Cluster) Unsubscribed(filter string) {
+	subjects, err := filterSubjects(msgPrefix, filter)
+	if err != nil {
+		return
+	}
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	for _, s := range subjects {
+		in := c.subs[s]
+		if in == nil {
+			continue
+		}
+		if in.n--; in.n == 0 {
+			in.sub.Unsubscribe()
+			delete(c.subs, s)
+		}
+	}
+}
+
+// receiveCore routes the QoS 0 messages of other nodes. A message that
+// matches several of this node's subjects (overlapping filters) arrives
+// once per subject, one after the other; only the first is routed (each
+// origin's sequence numbers only grow, and NATS keeps one origin's order).
+func (c *Cluster) receiveCore() {
+	defer c.wg.Done()
+	last := map[string]uint64{}
+	batch := new(transport.Batch)
+	for {
+		var msg *nats.Msg
+		select {
+		case msg = <-c.core:
+		case <-c.done:
+			return
+		}
+		origin, seq, m, err := parseFrame(msg.Data)
+		switch {
+		case err != nil:
+			c.log.WithError(err).WithField("subject", msg.Subject).Warn("cluster: a message from another node does not decode")
+		case seq <= last[origin]:
+			c.Duplicates.Add(1)
+		default:
+			last[origin] = seq
+			c.Received.Add(1)
+			c.k.RouteRemote(m, batch)
+		}
+		if len(c.core) == 0 {
+			batch.Settle()
+		}
+	}
+}
+
+// consumeLog reads MQ_MSGS through this node's durable consumer and
+// routes what other nodes published; this node's own messages were
+// delivered here when they were published. A message is acknowledged
+// once routed into the local sessions, so a node that stops first gets
+// it again when it comes back.
+func (c *Cluster) consumeLog() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := c.js.CreateOrUpdateConsumer(ctx, logStream, jetstream.ConsumerConfig{
+		Durable: "node-" + consumerName(c.cfg.Node), DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxAckPending: 1 << 16,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: the node's consumer of %s: %v", logStream, err)
+	}
+	in := make(chan jetstream.Msg, 4096)
+	c.logCons, err = cons.Consume(func(m jetstream.Msg) {
+		select {
+		case in <- m:
+		case <-c.done:
+		}
+	}, jetstream.PullMaxMessages(2048))
+	if err != nil {
+		return err
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		batch := new(transport.Batch)
+		var routed []jetstream.Msg
+		for {
+			var jm jetstream.Msg
+			select {
+			case jm = <-in:
+			case <-c.done:
+				return
+			}
+			origin, _, m, err := parseFrame(jm.Data())
+			switch {
+			case err != nil:
+				c.log.WithError(err).Warn("cluster: a logged message does not decode")
+			case origin != c.origin && !strings.HasPrefix(origin, c.cfg.Node+"/"):
+				c.Received.Add(1)
+				c.k.RouteRemote(m, batch)
+			}
+			routed = append(routed, jm)
+			if len(in) == 0 {
+				// Delivered (queued to the sessions): acknowledged.
+				batch.Settle()
+				for _, r := range routed {
+					r.Ack()
+				}
+				clear(routed)
+				routed = routed[:0]
+			}
+		}
+	}()
+	return nil
+}
+
+// consumeRetained keeps this node's retained messages as MQ_RETAIN holds
+// them: an ordered consumer reads the last message of every topic, then
+// what follows. Start waits until it has read what the stream held.
+func (c *Cluster) consumeRetained(deadline time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := c.js.OrderedConsumer(ctx, retainStream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: reading %s: %v", retainStream, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return err
+	}
+	caughtUp := make(chan struct{})
+	var once sync.Once
+	if info.NumPending == 0 {
+		once.Do(func() { close(caughtUp) })
+	}
+	c.retainCons, err = cons.Consume(func(jm jetstream.Msg) {
+		if _, _, m, err := parseFrame(jm.Data()); err != nil {
+			c.log.WithError(err).Warn("cluster: a retained message does not decode")
+		} else {
+			c.k.ApplyRetained(m)
+		}
+		if md, err := jm.Metadata(); err == nil && md.NumPending == 0 {
+			once.Do(func() { close(caughtUp) })
+		}
+	})
+	if err != nil {
+		return err
+	}
+	select {
+	case <-caughtUp:
+		return nil
+	case <-time.After(time.Until(deadline)):
+		return errors.New("cluster: the retained messages did not arrive in time")
+	}
+}
+
+// consumerName makes a node name fit a JetStream consumer name.
+func consumerName(node string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '.' || r == '*' || r == '>' || r <= ' ' || r == '/' || r == '\\' {
+			return '_'
+		}
+		return r
+	}, node)
+}
+
+// Sessions. The registry MQ_SESS maps "s.<base64url(client id)>" to the
+// owner node's name. Ownership is decided by the compare-and-set write,
+// not by the read before it, which a follower may answer stale.
+
+type ownerRecord struct {
+	Node string `json:"node"`
+}
+
+func sessionKey(clientID string) string {
+	return "s." + base64.RawURLEncoding.EncodeToString([]byte(clientID))
+}
+
+// claimAttempts bounds the compare-and-set retries of one CONNECT:
+// each failure means another node wrote the record in between.
+const claimAttempts = 8
+
+// Claim implements broker.Bridge.
+func (c *Cluster) Claim(clientID string) ([]byte, error) {
+	key := sessionKey(clientID)
+	val, _ := json.Marshal(ownerRecord{Node: c.cfg.Node})
+	for range claimAttempts {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		prev, rev, err := c.owner(ctx, key)
+		if err == nil {
+			if rev == 0 {
+				rev, err = c.sess.Create(ctx, key, val)
+			} else {
+				rev, err = c.sess.Update(ctx, key, val, rev)
+			}
+		}
+		cancel()
+		if errors.Is(err, jetstream.ErrKeyExists) || isWrongRevision(err) {
+			continue // another node's CONNECT came between: read again
+		}
+		if err != nil {
+			return nil, err
+		}
+		c.revMu.Lock()
+		c.revs[clientID] = rev
+		c.revMu.Unlock()
+		if prev == "" || prev == c.cfg.Node {
+			return nil, nil // new, or this node's: the broker has it
+		}
+		return c.takeFrom(prev, clientID), nil
+	}
+	return nil, fmt.Errorf("client id %q: claimed by other nodes %d times in a row", clientID, claimAttempts)
+}
+
+// owner reads a session's owner and the record's revision (0: none).
+func (c *Cluster) owner(ctx context.Context, key string) (string, uint64, error) {
+	e, err := c.sess.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	var rec ownerRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return "", e.Revision(), nil // unreadable: taken over as if none
+	}
+	return rec.Node, e.Revision(), nil
+}
+
+// isWrongRevision reports a compare-and-set that lost: another write to
+// the key came first (10071, or 10164 from replicated streams).
+func isWrongRevision(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// takeFrom asks the session's previous owner for it. A node that does
+// not answer in time (stopped, cut off) keeps nothing the new owner gets.
+func (c *Cluster) takeFrom(node, clientID string) []byte {
+	reply, err := c.nc.Request(ctlPrefix+string(appendLevel(nil, node))+".handover", []byte(clientID), c.cfg.HandoverTimeout)
+	if err != nil {
+		c.log.WithError(err).WithFields(logrus.Fields{"client_id": clientID, "from": node}).
+			Warn("cluster: the session's previous node did not hand it over; starting without its state")
+		return nil
+	}
+	c.Handovers.Add(1)
+	if len(reply.Data) == 0 {
+		return nil
+	}
+	return reply.Data
+}
+
+// handover answers another node's takeover of a session this node had.
+func (c *Cluster) handover(msg *nats.Msg) {
+	clientID := string(msg.Data)
+	c.revMu.Lock()
+	delete(c.revs, clientID)
+	c.revMu.Unlock()
+	state := c.k.HandOver(clientID)
+	if err := msg.Respond(state); err != nil {
+		c.log.WithError(err).WithField("client_id", clientID).Warn("cluster: handing a session over")
+	}
+}
+
+// Released implements broker.Bridge: the session's record goes, unless
+// another node wrote it since.
+func (c *Cluster) Released(clientID string) {
+	c.revMu.Lock()
+	rev, ok := c.revs[clientID]
+	delete(c.revs, clientID)
+	c.revMu.Unlock()
+	if !ok {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := c.sess.Delete(ctx, sessionKey(clientID), jetstream.LastRevision(rev))
+		if err != nil && !isWrongRevision(err) {
+			c.log.WithError(err).WithField("client_id", clientID).Debug("cluster: removing a session's record")
+		}
+	}()
+}
+
+// Node returns this node's name.
+func (c *Cluster) Node() string { return c.cfg.Node }
