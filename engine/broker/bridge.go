@@ -38,9 +38,13 @@ type Bridge interface {
 	// cluster-wide, before the CONNECT is answered. If another node held
 	// the session, it is taken from there (its connection closed) and
 	// its state returned, as HandOver encoded it (nil: no session
-	// elsewhere, or its node did not answer). An error means the cluster
-	// cannot decide now: the CONNECT is refused as server unavailable.
-	Claim(clientID string) (state []byte, err error)
+	// elsewhere, or its node did not answer). settled must be called
+	// once the session is in place here (or the CONNECT failed): until
+	// then a node taking the session from this one waits, so that it
+	// cannot miss the connection being set up. An error means the
+	// cluster cannot decide now: the CONNECT is refused as server
+	// unavailable.
+	Claim(clientID string) (state []byte, settled func(), err error)
 	// Released says the session of clientID ended on this node.
 	Released(clientID string)
 }

@@ -65,8 +65,12 @@ func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, bat
 	if k.bridge != nil {
 		// One session per client id in the whole cluster: this node owns
 		// it from here, and gets its state if another node had it.
-		var err error
-		if handed, err = k.bridge.Claim(clientID); err != nil {
+		handedState, settled, err := k.bridge.Claim(clientID)
+		handed = handedState
+		if err == nil {
+			defer settled()
+		}
+		if err != nil {
 			code := codec.V3ServerUnavailable
 			if v5 {
 				code = codec.ServerUnavailable

@@ -51,7 +51,7 @@ type Config struct {
 	// ReadyTimeout bounds the wait for JetStream at start (default 60 s):
 	// a new cluster elects its leaders first.
 	ReadyTimeout time.Duration
-	Log *logrus.Logger
+	Log          *logrus.Logger
 
 	// token authenticates the broker to its embedded server.
 	token string
@@ -114,6 +114,9 @@ type Cluster struct {
 	revMu sync.Mutex
 	revs  map[string]uint64 // client id -> registry revision this node wrote
 
+	claimMu  sync.Mutex
+	claiming map[string]chan struct{} // client ids this node is claiming
+
 	logCons    jetstream.ConsumeContext
 	retainCons jetstream.ConsumeContext
 	ctlSub     *nats.Subscription
@@ -156,7 +159,7 @@ func Start(cfg Config, k *broker.Broker) (*Cluster, error) {
 	c := &Cluster{cfg: cfg, log: cfg.Log.WithField("node", cfg.Node), k: k,
 		origin: cfg.Node + "/" + nuid.Next(), token: string(appendLevel(nil, cfg.Node)),
 		subs: map[string]*interest{}, core: make(chan *nats.Msg, 1<<16),
-		pending: map[*nats.Msg]*forwardWait{}, revs: map[string]uint64{}, done: make(chan struct{})}
+		pending: map[*nats.Msg]*forwardWait{}, revs: map[string]uint64{}, claiming: map[string]chan struct{}{}, done: make(chan struct{})}
 	var err error
 	if cfg.URL == "" {
 		c.cfg.token = rand.Text()
@@ -217,7 +220,9 @@ func (c *Cluster) setup() error {
 		return fmt.Errorf("cluster: JetStream not ready after %s: %v", c.cfg.ReadyTimeout, lastErr)
 	}
 	var err error
-	if c.ctlSub, err = c.nc.Subscribe(ctlPrefix+c.token+".handover", c.handover); err != nil {
+	// Each request on its own goroutine: one may wait for a claim.
+	handover := func(msg *nats.Msg) { go c.handover(msg) }
+	if c.ctlSub, err = c.nc.Subscribe(ctlPrefix+c.token+".handover", handover); err != nil {
 		return err
 	}
 	if err = c.consumeLog(); err != nil {
@@ -609,7 +614,46 @@ func sessionKey(clientID string) string {
 const claimAttempts = 8
 
 // Claim implements broker.Bridge.
-func (c *Cluster) Claim(clientID string) ([]byte, error) {
+func (c *Cluster) Claim(clientID string) ([]byte, func(), error) {
+	settled := c.startClaim(clientID)
+	state, err := c.claim(clientID)
+	if err != nil {
+		settled()
+		return nil, nil, err
+	}
+	return state, settled, nil
+}
+
+// startClaim marks clientID as being claimed by this node, after any
+// claim of it already under way here; the function returned ends the
+// mark. A handover request that arrives meanwhile waits for it: the
+// registry may already name this node while the broker has not yet set
+// the session up, and a handover then would find nothing to close.
+func (c *Cluster) startClaim(clientID string) func() {
+	ch := make(chan struct{})
+	for {
+		c.claimMu.Lock()
+		prev := c.claiming[clientID]
+		if prev == nil {
+			c.claiming[clientID] = ch
+			c.claimMu.Unlock()
+			break
+		}
+		c.claimMu.Unlock()
+		<-prev
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.claimMu.Lock()
+			delete(c.claiming, clientID)
+			c.claimMu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+func (c *Cluster) claim(clientID string) ([]byte, error) {
 	key := sessionKey(clientID)
 	val, _ := json.Marshal(ownerRecord{Node: c.cfg.Node})
 	for range claimAttempts {
@@ -683,9 +727,19 @@ func (c *Cluster) takeFrom(node, clientID string) []byte {
 	return reply.Data
 }
 
-// handover answers another node's takeover of a session this node had.
+// handover answers another node's takeover of a session this node had,
+// once a claim of it under way here has settled (startClaim).
 func (c *Cluster) handover(msg *nats.Msg) {
 	clientID := string(msg.Data)
+	c.claimMu.Lock()
+	pending := c.claiming[clientID]
+	c.claimMu.Unlock()
+	if pending != nil {
+		select {
+		case <-pending:
+		case <-time.After(c.cfg.HandoverTimeout):
+		}
+	}
 	c.revMu.Lock()
 	delete(c.revs, clientID)
 	c.revMu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,27 +100,39 @@ func stopCluster(ns []*node) {
 	}
 }
 
+var (
+	clusterOnce sync.Once
+	clusterDir  string
+	clusterErr  error
+)
+
+// threeNodes starts the package's cluster on first use.
+func threeNodes(t *testing.T) []*node {
+	t.Helper()
+	clusterOnce.Do(func() {
+		if clusterDir, clusterErr = os.MkdirTemp("", "cluster-test-"); clusterErr == nil {
+			nodes, clusterErr = startCluster(clusterDir, 3)
+		}
+	})
+	if clusterErr != nil {
+		t.Fatal("starting the cluster:", clusterErr)
+	}
+	return nodes
+}
+
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cluster-test-")
-	if err != nil {
-		panic(err)
-	}
-	nodes, err = startCluster(dir, 3)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the cluster:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
 	stopCluster(nodes)
-	os.RemoveAll(dir)
+	if clusterDir != "" {
+		os.RemoveAll(clusterDir)
+	}
 	os.Exit(code)
 }
 
 // connect opens a clean 3.1.1 session on node i.
 func connect(t *testing.T, i int, id string) *enginetest.Client {
 	t.Helper()
-	c := enginetest.Dial(t, nodes[i].addr, codec.V311)
+	c := enginetest.Dial(t, threeNodes(t)[i].addr, codec.V311)
 	c.Connect(id)
 	return c
 }
@@ -251,5 +264,164 @@ func TestCrossNodeFanOut(t *testing.T) {
 				noMore(t, s, 300*time.Millisecond)
 			}
 		})
+	}
+}
+
+// TestOverlappingFilters: a session whose filters overlap gets each
+// message from another node once, as from its own node ([MQTT-3.3.5-1]).
+func TestOverlappingFilters(t *testing.T) {
+	pub := connect(t, 0, "ov-pub")
+	sub := connect(t, 1, "ov-sub")
+	sub.Send(&codec.Packet{Type: codec.SUBSCRIBE, PacketID: 1, Subscriptions: []codec.Subscription{
+		{Topic: "ov/#", QoS: 1}, {Topic: "ov/+", QoS: 1}, {Topic: "ov/x", QoS: 0}}})
+	sub.Expect(codec.SUBACK)
+	awaitInterest(t, pub, sub, "ov/probe")
+	const n = 50
+	for i := range n {
+		publish(t, pub, "ov/x", strconv.Itoa(i), byte(i%2), uint16(i+1))
+	}
+	// Each once; in order per QoS ([MQTT-4.6.0-6] orders messages of one
+	// topic and QoS): QoS 0 and 1 take different paths between nodes.
+	got := receive(t, sub, n)
+	last := [2]int{-2, -1}
+	for _, g := range got {
+		i, err := strconv.Atoi(strings.TrimPrefix(g, "ov/x "))
+		if err != nil || i != last[i%2]+2 {
+			t.Fatalf("got %q after %v: %q", g, last, got)
+		}
+		last[i%2] = i
+	}
+	noMore(t, sub, 300*time.Millisecond)
+}
+
+// TestRetainedAcrossNodes: a retained message set on one node is what a
+// subscription on any node gets; cleared on another node, it is gone
+// everywhere.
+func TestRetainedAcrossNodes(t *testing.T) {
+	ns := threeNodes(t)
+	pub := connect(t, 0, "rt-pub")
+	pub.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "rt/a", Payload: []byte("v1"), QoS: 1, PacketID: 1, Retain: true})
+	pub.Expect(codec.PUBACK)
+	for i, n := range ns {
+		enginetest.WaitFor(t, fmt.Sprintf("the retained message on node %d", i), func() bool {
+			m, ok := n.srv.Broker().Retained("rt/a")
+			return ok && string(m.Payload) == "v1"
+		})
+		sub := connect(t, i, fmt.Sprintf("rt-sub%d", i))
+		subscribe(t, sub, "rt/#", 1)
+		p := sub.Expect(codec.PUBLISH)
+		if !p.Retain || string(p.Payload) != "v1" {
+			t.Fatalf("node %d: %v", i, p)
+		}
+		sub.Send(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID})
+	}
+	// Cleared from node 2 ([MQTT-3.3.1-10]).
+	clr := connect(t, 2, "rt-clr")
+	clr.Send(&codec.Packet{Type: codec.PUBLISH, Topic: "rt/a", QoS: 1, PacketID: 1, Retain: true})
+	clr.Expect(codec.PUBACK)
+	for i, n := range ns {
+		enginetest.WaitFor(t, fmt.Sprintf("the clear on node %d", i), func() bool {
+			_, ok := n.srv.Broker().Retained("rt/a")
+			return !ok
+		})
+		sub := connect(t, i, fmt.Sprintf("rt-late%d", i))
+		subscribe(t, sub, "rt/#", 1)
+		noMore(t, sub, 200*time.Millisecond)
+	}
+}
+
+// TestSessionMoves: a persistent session left on one node, with messages
+// queued for it, is found by its client on another node: session present,
+// the queued messages in order, and its subscriptions serving it there.
+func TestSessionMoves(t *testing.T) {
+	ns := threeNodes(t)
+	c := enginetest.Dial(t, ns[0].addr, codec.V311)
+	c.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "mv", KeepAlive: 60})
+	subscribe(t, c, "mv/t", 1)
+	c.Send(&codec.Packet{Type: codec.DISCONNECT})
+	c.ExpectClosed()
+	pub := connect(t, 1, "mv-pub")
+	for i := range 5 {
+		publish(t, pub, "mv/t", strconv.Itoa(i), 1, uint16(i+1))
+	}
+	enginetest.WaitFor(t, "5 messages queued on node 0", func() bool {
+		ci, ok := ns[0].srv.Broker().Info("mv")
+		return ok && ci.Queued == 5
+	})
+	c2 := enginetest.Dial(t, ns[2].addr, codec.V311)
+	ack := c2.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "mv", KeepAlive: 60})
+	if !ack.SessionPresent {
+		t.Fatal("session present 0 on the other node") // [MQTT-3.2.2-2]
+	}
+	got := receive(t, c2, 5)
+	for i, g := range got {
+		if g != "mv/t "+strconv.Itoa(i) {
+			t.Fatalf("message %d is %q", i, g)
+		}
+	}
+	if _, ok := ns[0].srv.Broker().Info("mv"); ok {
+		t.Fatal("node 0 kept the session")
+	}
+	// Its subscription serves it on node 2 now, for messages of node 0.
+	pub0 := connect(t, 0, "mv-pub0")
+	publish(t, pub0, "mv/t", "after", 1, 1)
+	if got := receive(t, c2, 1); got[0] != "mv/t after" {
+		t.Fatalf("got %q", got[0])
+	}
+	noMore(t, c2, 300*time.Millisecond)
+}
+
+// TestTakeoverAcrossNodes: a 5.0 client connected on one node is told
+// DISCONNECT 0x8E when its client id connects on another ([MQTT-3.1.4-2]).
+func TestTakeoverAcrossNodes(t *testing.T) {
+	ns := threeNodes(t)
+	old := enginetest.Dial(t, ns[0].addr, codec.V5)
+	old.Connect("tk")
+	neu := enginetest.Dial(t, ns[1].addr, codec.V5)
+	neu.Connect("tk")
+	p := old.Expect(codec.DISCONNECT)
+	if p.ReasonCode != codec.SessionTakenOver {
+		t.Fatalf("DISCONNECT %#x, want 0x8E", byte(p.ReasonCode))
+	}
+	old.ExpectClosed()
+	neu.Send(&codec.Packet{Type: codec.PINGREQ})
+	neu.Expect(codec.PINGRESP)
+}
+
+// TestConcurrentConnects: three CONNECTs with one client id on three
+// nodes at once leave exactly one connection standing.
+func TestConcurrentConnects(t *testing.T) {
+	ns := threeNodes(t)
+	for round := range 20 {
+		id := fmt.Sprintf("cc-%d", round)
+		clients := make([]*enginetest.Client, 3)
+		var wg sync.WaitGroup
+		for i := range clients {
+			clients[i] = enginetest.Dial(t, ns[i].addr, codec.V5)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				clients[i].Send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V5, ClientID: id, CleanSession: true, KeepAlive: 60})
+			}()
+		}
+		wg.Wait()
+		time.Sleep(500 * time.Millisecond)
+		alive := 0
+		for _, c := range clients {
+			c.Send(&codec.Packet{Type: codec.PINGREQ})
+			for {
+				p, err := c.Next(2 * time.Second)
+				if err != nil {
+					break // closed
+				}
+				if p.Type == codec.PINGRESP {
+					alive++
+					break
+				}
+			}
+		}
+		if alive != 1 {
+			t.Fatalf("round %d: %d connections of one client id alive", round, alive)
+		}
 	}
 }
