@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/engine"
+	"github.com/mqttlua/broker/engine/cluster"
 	"github.com/mqttlua/broker/engine/scripttest"
 	"github.com/mqttlua/broker/engine/transport"
 	"github.com/sirupsen/logrus"
@@ -146,6 +147,12 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 	testFirst := fs.Bool("test-before-reload", false, "on reload, run the script tests against the new scripts and keep the old ones if any fails")
 	gcPercent := fs.Int("gc-percent", 0, "fixed Go garbage collection target (as GOGC): the heap grows by this percentage of the live heap between collections; 0 (the default) adapts it to the live heap, unless the GOGC environment variable is set")
 	goroutines := fs.Bool("goroutine-per-conn", false, "serve each TCP connection with a reader goroutine instead of the epoll event loops (Linux), as other platforms do")
+	nodeName := fs.String("node-name", "", "this node's name in a cluster, unique among its nodes (default: the host name)")
+	clusterName := fs.String("cluster-name", "", "run as one node of a cluster of this name, embedding a NATS server (see docs/cluster.md); its JetStream files go under --data-dir")
+	clusterListen := fs.String("cluster-listen", "", "with --cluster-name, host:port the embedded NATS server takes routes from the other nodes on")
+	clusterPeers := fs.StringSlice("cluster-peers", nil, "with --cluster-name, the other nodes' --cluster-listen addresses, comma-separated")
+	natsURL := fs.String("nats-url", "", "run as one node of a cluster over this existing NATS cluster (nats://host:port, comma-separated for several) instead of an embedded server")
+	clusterReplicas := fs.Int("cluster-replicas", 0, "copies JetStream keeps of the cluster's message log, retained messages and session registry (0: 3, or fewer with fewer nodes)")
 	help := fs.BoolP("help", "h", false, "show this help")
 	version := fs.Bool("version", false, "print the version and exit")
 	usage := func() string {
@@ -303,6 +310,15 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 		return nil, nil, runOpts{}, &exitError{2, "--max-packet-size: the protocol maximum is 268435460"}
 	}
 
+	if cc, err := clusterConfig(fs, *nodeName, *clusterName, *clusterListen, *clusterPeers, *natsURL, *clusterReplicas); err != nil {
+		return nil, nil, runOpts{}, &exitError{2, err.Error()}
+	} else if cc != nil {
+		cfg.Cluster = cc
+		if cfg.DataDir == "" && cc.URL == "" {
+			return nil, nil, runOpts{}, &exitError{2, "--cluster-name: the embedded NATS server keeps its JetStream files under --data-dir, which is empty"}
+		}
+	}
+
 	srv, err := engine.New(cfg)
 	if err != nil {
 		return nil, nil, runOpts{}, &exitError{2, err.Error()}
@@ -326,6 +342,44 @@ func setup(args []string, stderr io.Writer) (*engine.Server, *logrus.Logger, run
 		return nil, nil, runOpts{}, &exitError{1, err.Error()}
 	}
 	return srv, log, runOpts{scripts: *scripts, lualib: cfg.LuaLib, watch: *watchFlag, testBeforeReload: *testFirst}, nil
+}
+
+// clusterConfig checks the cluster flags: nil when none is given (a
+// single node).
+func clusterConfig(fs *pflag.FlagSet, node, name, listen string, peers []string, url string, replicas int) (*cluster.Config, error) {
+	if name == "" && url == "" {
+		for _, f := range []string{"cluster-listen", "cluster-peers", "cluster-replicas", "node-name"} {
+			if fs.Changed(f) {
+				return nil, fmt.Errorf("--%s needs --cluster-name or --nats-url", f)
+			}
+		}
+		return nil, nil
+	}
+	if name != "" && url != "" {
+		return nil, errors.New("--cluster-name and --nats-url: one or the other (an embedded NATS server, or an existing NATS cluster)")
+	}
+	if url != "" && (listen != "" || len(peers) > 0) {
+		return nil, errors.New("--cluster-listen and --cluster-peers are for the embedded NATS server (--cluster-name), not --nats-url")
+	}
+	if replicas < 0 || replicas > 5 {
+		return nil, fmt.Errorf("--cluster-replicas %d: want 1 to 5 (0: automatic)", replicas)
+	}
+	if node == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return nil, errors.New("--node-name: the host name is unknown; name the node")
+		}
+		node = h
+	}
+	for _, a := range append([]string{listen}, peers...) {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(strings.TrimPrefix(a, "nats-route://")); err != nil {
+			return nil, fmt.Errorf("cluster address %q: want host:port", a)
+		}
+	}
+	return &cluster.Config{Node: node, Name: name, Listen: listen, Peers: peers, URL: url, Replicas: replicas}, nil
 }
 
 // reload swaps in the scripts as they are now on disk. A script that does

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,7 +56,8 @@ func (k *Broker) SetBridge(b Bridge) { k.bridge = b }
 // forward hands a locally routed message to the bridge, if any. Messages
 // that came from another node are never sent back.
 func (k *Broker) forward(m *Message, done func(error)) {
-	if k.bridge == nil || m.remote {
+	if k.bridge == nil || m.remote || strings.HasPrefix(m.Topic, "$SYS/") {
+		// $SYS is each node's own (observe publishes it per node).
 		if done != nil {
 			done(nil)
 		}

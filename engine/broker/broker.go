@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/rand"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -116,6 +117,11 @@ type Broker struct {
 	subs     *topic.Tree[*Session, subOpts]
 	retained *topic.Retained[*Message]
 	nextAuto atomic.Int64
+	// autoPrefix starts the client ids the broker assigns: "auto-" and
+	// a random word of this start, so that an id assigned now is not one
+	// a session kept from an earlier start (in the store, or on another
+	// node of a cluster) still holds.
+	autoPrefix string
 
 	// Shared subscriptions: groups by name and filter, and a tree of
 	// their filters. shareMu guards shares and is taken before a
@@ -144,14 +150,15 @@ func New(cfg Config) *Broker {
 		cfg.Log = logrus.New()
 	}
 	k := &Broker{
-		cfg:       cfg,
-		log:       cfg.Log,
-		sessions:  map[string]*Session{},
-		subs:      topic.NewTree[*Session, subOpts](),
-		retained:  topic.NewRetained[*Message](),
-		shares:    map[string]*shareGroup{},
-		shareTree: topic.NewTree[*shareGroup, struct{}](),
-		Logins:    newLogins(cfg.Log),
+		cfg:        cfg,
+		log:        cfg.Log,
+		sessions:   map[string]*Session{},
+		subs:       topic.NewTree[*Session, subOpts](),
+		retained:   topic.NewRetained[*Message](),
+		shares:     map[string]*shareGroup{},
+		shareTree:  topic.NewTree[*shareGroup, struct{}](),
+		Logins:     newLogins(cfg.Log),
+		autoPrefix: "auto-" + strings.ToLower(rand.Text()[:8]) + "-",
 	}
 	s := DefaultSettings
 	k.settings.Store(&s)

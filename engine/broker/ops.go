@@ -29,7 +29,7 @@ func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, bat
 			c.SendPacketVia(&codec.Packet{Type: codec.CONNACK, ReasonCode: codec.V3IdentifierRejected}, batch)
 			return false, fmt.Errorf("zero-length client identifier without clean session")
 		}
-		clientID = fmt.Sprintf("auto-%d-%d", c.FD, k.nextAuto.Add(1))
+		clientID = fmt.Sprintf("%s%d-%d", k.autoPrefix, c.FD, k.nextAuto.Add(1))
 		c.SetClientID(clientID)
 		assigned = true
 	}

@@ -72,8 +72,16 @@ const (
 	// logHorizon is how long the message log keeps a message: time
 	// enough for every node to take it, and for a recovering node.
 	logHorizon = 15 * time.Minute
+	// A pull for messages lasts pullExpiry, and the server sends a
+	// heartbeat every pullHeartbeat while it waits: a pull lost to a
+	// leader change (a node stopped, the cluster starting) is noticed
+	// after two missed heartbeats and made again. With the client's
+	// defaults (30 s, 15 s) a node's consumer could stall for half a
+	// minute after such a change, which the three-process test saw.
+	pullExpiry    = 4 * time.Second
+	pullHeartbeat = time.Second
 	// maxPayload is the largest message NATS carries between nodes.
-	maxPayload = 16 << 20
+	maxPayload = 8 << 20
 )
 
 // Cluster is this node's link to the others; it implements
@@ -506,7 +514,9 @@ func (c *Cluster) consumeLog() error {
 		case in <- m:
 		case <-c.done:
 		}
-	}, jetstream.PullMaxMessages(2048))
+	}, jetstream.PullMaxMessages(2048), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		c.log.WithError(err).Warn("cluster: reading the message log")
+	}))
 	if err != nil {
 		return err
 	}
@@ -575,7 +585,9 @@ func (c *Cluster) consumeRetained(deadline time.Time) error {
 		if md, err := jm.Metadata(); err == nil && md.NumPending == 0 {
 			once.Do(func() { close(caughtUp) })
 		}
-	})
+	}, jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		c.log.WithError(err).Warn("cluster: reading the retained messages")
+	}))
 	if err != nil {
 		return err
 	}
