@@ -45,7 +45,7 @@ func freeTCPPort(t *testing.T) int {
 // startClusterProcesses runs n broker processes, each embedding a NATS
 // server routed to the others, and returns once all listen for MQTT
 // (after the cluster elected its leaders).
-func startClusterProcesses(t *testing.T, bin string, n int) []*clusterNode {
+func startClusterProcesses(t *testing.T, bin, scripts string, n int) []*clusterNode {
 	t.Helper()
 	routes := make([]string, n)
 	for i := range routes {
@@ -61,7 +61,7 @@ func startClusterProcesses(t *testing.T, bin string, n int) []*clusterNode {
 				peers = append(peers, r)
 			}
 		}
-		cmd := exec.Command(bin, "--scripts", "../../scripts", "--listen", "127.0.0.1:0",
+		cmd := exec.Command(bin, "--scripts", scripts, "--listen", "127.0.0.1:0",
 			"--data-dir", filepath.Join(t.TempDir(), "data"), "--sys-interval", "0",
 			"--node-name", "n"+strconv.Itoa(i), "--cluster-name", "lb-test",
 			"--cluster-listen", routes[i], "--cluster-peers", strings.Join(peers, ","))
@@ -128,9 +128,10 @@ func startHAProxy(t *testing.T, addrs []string) string {
 	front := "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
 	var conf strings.Builder
 	fmt.Fprintf(&conf, "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 120s\n  timeout server 120s\n")
-	fmt.Fprintf(&conf, "frontend mqtt\n  bind %s\n  default_backend nodes\nbackend nodes\n  balance roundrobin\n", front)
+	// Health checks every 300 ms: a killed node leaves the rotation.
+	fmt.Fprintf(&conf, "frontend mqtt\n  bind %s\n  default_backend nodes\nbackend nodes\n  balance roundrobin\n  option redispatch\n  retries 3\n", front)
 	for i, a := range addrs {
-		fmt.Fprintf(&conf, "  server n%d %s\n", i, a)
+		fmt.Fprintf(&conf, "  server n%d %s check inter 300ms fall 1 rise 2\n", i, a)
 	}
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(conf.String()), 0o644); err != nil {
@@ -173,7 +174,7 @@ func TestClusterBehindLoadBalancer(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	nodes := startClusterProcesses(t, bin, 3)
+	nodes := startClusterProcesses(t, bin, "../../scripts", 3)
 	addrs := make([]string, len(nodes))
 	for i, n := range nodes {
 		addrs[i] = n.addr

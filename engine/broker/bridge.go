@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine/topic"
 	"github.com/mqttlua/broker/engine/transport"
 )
 
@@ -48,6 +49,11 @@ type Bridge interface {
 	Claim(clientID string) (state []byte, settled func(), err error)
 	// Released says the session of clientID ended on this node.
 	Released(clientID string)
+	// Stored gives the record of a persistent session of this node
+	// (its subscriptions, owner and expiry, as a store keeps it) each
+	// time it changes, so that another node can take the session up if
+	// this one dies. It runs under the session's lock and must not block.
+	Stored(clientID string, record []byte)
 }
 
 // SetBridge links the broker to a cluster. Call before serving.
@@ -74,11 +80,7 @@ func (k *Broker) forward(m *Message, done func(error)) {
 // connection's reader does.
 func (k *Broker) RouteRemote(m *Message, batch *transport.Batch) int {
 	m.remote = true
-	retain := m.Retain
-	m.Retain = false // not stored here by routing
-	n := k.routeVia(m, nil, batch, nil)
-	m.Retain = retain
-	return n
+	return k.routeVia(m, nil, batch, nil)
 }
 
 // ApplyRetained sets (or, with an empty payload, clears) the retained
@@ -300,4 +302,98 @@ func (k *Broker) flushAcks(c *Client) {
 	}
 	clear(q.pending[:n])
 	q.pending = q.pending[n:]
+}
+
+// Checkpoints. A node that dies loses the QoS 1/2 messages queued or in
+// flight in its sessions; the cluster's log still has them. To know from
+// where another node must replay them, each delivery into a session is
+// tagged with the epoch current then. The cluster notes its log position
+// P and calls AdvanceEpoch (every delivery of a message at or before P is
+// tagged with an epoch up to the one returned); once PendingEpoch says
+// no delivery of that epoch or earlier waits in a session, every
+// message up to P has been acknowledged by its subscribers, and P is the
+// node's checkpoint.
+
+// AdvanceEpoch starts a new epoch and returns the one that ended.
+func (k *Broker) AdvanceEpoch() uint64 { return k.epoch.Add(1) - 1 }
+
+// PendingEpoch returns the oldest epoch of the QoS 1/2 deliveries
+// waiting in this node's persistent sessions (queued or in flight), and
+// false when none waits. It visits every persistent session: for a
+// checkpoint every second or so, not the message path.
+func (k *Broker) PendingEpoch() (uint64, bool) {
+	k.mu.Lock()
+	sessions := make([]*Session, 0, len(k.sessions))
+	for _, s := range k.sessions {
+		sessions = append(sessions, s)
+	}
+	k.mu.Unlock()
+	oldest, any := uint64(0), false
+	note := func(e uint64) {
+		if !any || e < oldest {
+			oldest, any = e, true
+		}
+	}
+	for _, s := range sessions {
+		s.mu.Lock()
+		if s.persistent {
+			for _, d := range s.queue {
+				note(d.epoch)
+			}
+			for _, o := range s.inflight {
+				note(o.epoch)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return oldest, any
+}
+
+// Recovered builds the state of a session whose node died from its last
+// record (Bridge.Stored), for Claim to return: its subscriptions, with
+// nothing queued (the cluster replays that with Replay).
+func Recovered(record []byte) []byte {
+	state, _ := json.Marshal(handoverState{Persistent: true, Record: record})
+	return state
+}
+
+// Replay delivers a message from the cluster's log to the session of
+// clientID alone, as routing would have (the highest QoS of its matching
+// subscriptions, their identifiers), after its node died with the
+// message undelivered. It reports whether the session took it.
+func (k *Broker) Replay(clientID string, m *Message) bool {
+	k.mu.Lock()
+	s := k.sessions[clientID]
+	k.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	m.remote = true
+	m.own()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := delivery{msg: m}
+	matched := false
+	for f, o := range s.subs {
+		if _, _, shared := splitShare(f); shared || !topic.MatchFilter(f, m.Topic) {
+			continue
+		}
+		if !matched || o.QoS > d.qos {
+			d.qos = o.QoS
+		}
+		matched = true
+		if o.SubID != 0 {
+			d.subIDs = append(d.subIDs, o.SubID)
+		}
+	}
+	if !matched {
+		return false
+	}
+	d.qos = min(d.qos, m.QoS)
+	if d.qos == 0 {
+		c := s.conn.Load()
+		return c != nil && k.send(c, d, false, 0, nil, nil) == nil
+	}
+	s.deliverLocked(k, d, nil, nil)
+	return true
 }

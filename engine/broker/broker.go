@@ -136,6 +136,9 @@ type Broker struct {
 	// bridge, when set, links this node to a cluster (bridge.go); nil:
 	// a single node.
 	bridge Bridge
+	// epoch tags deliveries into sessions for the cluster's checkpoints
+	// (bridge.go, PendingEpoch).
+	epoch atomic.Uint64
 
 	// Stats are the broker's counters.
 	Stats Stats

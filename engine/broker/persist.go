@@ -214,6 +214,9 @@ func seqKey(prefix []byte, id string, n uint64, width int) []byte {
 
 // storeMetaLocked writes the session's record. mu is held.
 func (s *Session) storeMetaLocked(k *Broker) {
+	if k.bridge != nil && s.persistent {
+		k.bridge.Stored(s.clientID, s.recordLocked())
+	}
 	if !s.durable(k) {
 		return
 	}

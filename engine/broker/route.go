@@ -78,7 +78,7 @@ func (k *Broker) routeVia(m *Message, from *Client, batch *transport.Batch, hook
 	if m.Props != nil && m.Props.Has(codec.PropMessageExpiry) && m.expireAt == 0 {
 		m.expireAt = time.Now().Add(time.Duration(m.Props.MessageExpiry) * time.Second).UnixNano()
 	}
-	if m.Retain {
+	if m.Retain && !m.remote { // another node's: ApplyRetained keeps it
 		if len(m.Payload) == 0 {
 			// [MQTT-3.3.1-10] an empty retained message clears the topic.
 			k.retained.Delete(m.Topic)

@@ -94,6 +94,9 @@ type delivery struct {
 	subIDs []uint32    // 5.0 subscription identifiers of the matching subscriptions
 	share  *shareGroup // the shared subscription it came through, if any
 	seq    uint64      // its key in the store, 0: not stored (persist.go)
+	// epoch is the cluster's checkpoint epoch the delivery entered its
+	// session in (bridge.go, PendingEpoch).
+	epoch uint64
 }
 
 // outbound is an unacknowledged QoS 1 or 2 delivery.
@@ -203,6 +206,9 @@ func (s *Session) window(k *Broker, c *Client) int {
 func (s *Session) deliverLocked(k *Broker, d delivery, f *codec.Fanout, batch *transport.Batch) bool {
 	if s.ended {
 		return false
+	}
+	if k.bridge != nil {
+		d.epoch = k.epoch.Load()
 	}
 	c := s.conn.Load()
 	if c == nil || len(s.queue) > 0 || len(s.inflight) >= s.window(k, c) {

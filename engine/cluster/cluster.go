@@ -68,6 +68,12 @@ const (
 	logStream    = "MQ_MSGS"
 	retainStream = "MQ_RETAIN"
 	sessBucket   = "MQ_SESS"
+	nodeBucket   = "MQ_NODES"
+
+	// checkpointEvery is how often a node records how far its sessions
+	// have taken the message log: what another node replays when this
+	// one dies starts there.
+	checkpointEvery = time.Second
 
 	// logHorizon is how long the message log keeps a message: time
 	// enough for every node to take it, and for a recovering node.
@@ -125,6 +131,18 @@ type Cluster struct {
 	claimMu  sync.Mutex
 	claiming map[string]chan struct{} // client ids this node is claiming
 
+	nodes jetstream.KeyValue // MQ_NODES: each node's checkpoint
+	// pos is the last log sequence this node's consumer routed; every
+	// message up to it has reached this node's sessions. routeMu is held
+	// while a message is routed, so that a session taken up from a dead
+	// node starts exactly after pos.
+	pos     atomic.Uint64
+	routeMu sync.Mutex
+
+	dirtyMu sync.Mutex
+	dirty   map[string][]byte // client id -> session record to write
+	wake    chan struct{}
+
 	logCons    jetstream.ConsumeContext
 	retainCons jetstream.ConsumeContext
 	ctlSub     *nats.Subscription
@@ -132,7 +150,7 @@ type Cluster struct {
 	wg         sync.WaitGroup
 
 	// Stats
-	Forwarded, Received, Duplicates, Handovers atomic.Int64
+	Forwarded, Received, Duplicates, Handovers, Replayed atomic.Int64
 }
 
 type interest struct {
@@ -167,7 +185,8 @@ func Start(cfg Config, k *broker.Broker) (*Cluster, error) {
 	c := &Cluster{cfg: cfg, log: cfg.Log.WithField("node", cfg.Node), k: k,
 		origin: cfg.Node + "/" + nuid.Next(), token: string(appendLevel(nil, cfg.Node)),
 		subs: map[string]*interest{}, core: make(chan *nats.Msg, 1<<16),
-		pending: map[*nats.Msg]*forwardWait{}, revs: map[string]uint64{}, claiming: map[string]chan struct{}{}, done: make(chan struct{})}
+		pending: map[*nats.Msg]*forwardWait{}, revs: map[string]uint64{}, claiming: map[string]chan struct{}{},
+		dirty: map[string][]byte{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	var err error
 	if cfg.URL == "" {
 		c.cfg.token = rand.Text()
@@ -192,8 +211,10 @@ func Start(cfg Config, k *broker.Broker) (*Cluster, error) {
 		return nil, err
 	}
 	k.SetBridge(c)
-	c.wg.Add(1)
+	c.wg.Add(3)
 	go c.receiveCore()
+	go c.writeRecords()
+	go c.checkpoints()
 	return c, nil
 }
 
@@ -256,6 +277,12 @@ func (c *Cluster) createStreams(ctx context.Context, replicas int) error {
 	}
 	c.sess, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: sessBucket, History: 1, Replicas: replicas, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return err
+	}
+	c.nodes, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: nodeBucket, History: 1, Replicas: replicas, Storage: jetstream.FileStorage,
 	})
 	return err
 }
@@ -533,6 +560,7 @@ func (c *Cluster) consumeLog() error {
 				return
 			}
 			origin, _, m, err := parseFrame(jm.Data())
+			c.routeMu.Lock()
 			switch {
 			case err != nil:
 				c.log.WithError(err).Warn("cluster: a logged message does not decode")
@@ -540,6 +568,12 @@ func (c *Cluster) consumeLog() error {
 				c.Received.Add(1)
 				c.k.RouteRemote(m, batch)
 			}
+			// This node's own messages reached its sessions when they were
+			// published, before the log had them.
+			if md, err := jm.Metadata(); err == nil {
+				c.pos.Store(md.Sequence.Stream)
+			}
+			c.routeMu.Unlock()
 			routed = append(routed, jm)
 			if len(in) == 0 {
 				// Delivered (queued to the sessions): acknowledged.
@@ -615,6 +649,9 @@ func consumerName(node string) string {
 
 type ownerRecord struct {
 	Node string `json:"node"`
+	// Session is a persistent session's record (broker.Bridge.Stored):
+	// what another node takes up if this one dies.
+	Session json.RawMessage `json:"session,omitempty"`
 }
 
 func sessionKey(clientID string) string {
@@ -628,12 +665,46 @@ const claimAttempts = 8
 // Claim implements broker.Bridge.
 func (c *Cluster) Claim(clientID string) ([]byte, func(), error) {
 	settled := c.startClaim(clientID)
-	state, err := c.claim(clientID)
+	prev, err := c.claim(clientID)
 	if err != nil {
 		settled()
 		return nil, nil, err
 	}
-	return state, settled, nil
+	if prev.Node == "" || prev.Node == c.cfg.Node {
+		return nil, settled, nil // new, or this node's: the broker has it
+	}
+	state, err := c.takeFrom(prev.Node, clientID)
+	switch {
+	case err == nil:
+		return state, settled, nil
+	case !errors.Is(err, nats.ErrNoResponders):
+		// Alive but not answering in time (busy, or cut off from us):
+		// taking the session now could leave it live on two nodes.
+		settled()
+		return nil, nil, fmt.Errorf("node %s did not hand the session over: %v", prev.Node, err)
+	case prev.Session == nil:
+		return nil, settled, nil // a clean session: nothing of it survives its node
+	}
+	// The old node is gone (nothing listens for it): take the session up
+	// from its record, and replay what the log holds past that node's
+	// checkpoint up to this node's position. This node's routing from
+	// the log waits meanwhile, so that the session gets every message
+	// from one or the other, in log order. The replay runs once the
+	// session is in place, on its own goroutine: it waits for JetStream,
+	// which may be electing a new leader after the same crash, and must
+	// not hold the script handler that accepted the CONNECT.
+	from := c.checkpointOf(prev.Node)
+	c.routeMu.Lock()
+	to := c.pos.Load()
+	c.log.WithFields(logrus.Fields{"client_id": clientID, "from": prev.Node, "replay": fmt.Sprintf("%d..%d", from+1, to)}).
+		Warn("cluster: taking up the session of a node that is gone")
+	return broker.Recovered(prev.Session), func() {
+		settled()
+		go func() {
+			defer c.routeMu.Unlock()
+			c.replay(clientID, from, to)
+		}()
+	}, nil
 }
 
 // startClaim marks clientID as being claimed by this node, after any
@@ -665,13 +736,16 @@ func (c *Cluster) startClaim(clientID string) func() {
 	}
 }
 
-func (c *Cluster) claim(clientID string) ([]byte, error) {
+// claim writes this node as the session's owner, and returns the record
+// it replaced.
+func (c *Cluster) claim(clientID string) (ownerRecord, error) {
 	key := sessionKey(clientID)
-	val, _ := json.Marshal(ownerRecord{Node: c.cfg.Node})
 	for range claimAttempts {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		prev, rev, err := c.owner(ctx, key)
 		if err == nil {
+			// The session's record stays until this node writes its own.
+			val, _ := json.Marshal(ownerRecord{Node: c.cfg.Node, Session: prev.Session})
 			if rev == 0 {
 				rev, err = c.sess.Create(ctx, key, val)
 			} else {
@@ -683,33 +757,30 @@ func (c *Cluster) claim(clientID string) ([]byte, error) {
 			continue // another node's CONNECT came between: read again
 		}
 		if err != nil {
-			return nil, err
+			return ownerRecord{}, err
 		}
 		c.revMu.Lock()
 		c.revs[clientID] = rev
 		c.revMu.Unlock()
-		if prev == "" || prev == c.cfg.Node {
-			return nil, nil // new, or this node's: the broker has it
-		}
-		return c.takeFrom(prev, clientID), nil
+		return prev, nil
 	}
-	return nil, fmt.Errorf("client id %q: claimed by other nodes %d times in a row", clientID, claimAttempts)
+	return ownerRecord{}, fmt.Errorf("client id %q: claimed by other nodes %d times in a row", clientID, claimAttempts)
 }
 
-// owner reads a session's owner and the record's revision (0: none).
-func (c *Cluster) owner(ctx context.Context, key string) (string, uint64, error) {
+// owner reads a session's record and its revision (0: none).
+func (c *Cluster) owner(ctx context.Context, key string) (ownerRecord, uint64, error) {
+	var rec ownerRecord
 	e, err := c.sess.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", 0, nil
+		return rec, 0, nil
 	}
 	if err != nil {
-		return "", 0, err
+		return rec, 0, err
 	}
-	var rec ownerRecord
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return "", e.Revision(), nil // unreadable: taken over as if none
+		return ownerRecord{}, e.Revision(), nil // unreadable: taken over as if none
 	}
-	return rec.Node, e.Revision(), nil
+	return rec, e.Revision(), nil
 }
 
 // isWrongRevision reports a compare-and-set that lost: another write to
@@ -723,20 +794,20 @@ func isWrongRevision(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// takeFrom asks the session's previous owner for it. A node that does
-// not answer in time (stopped, cut off) keeps nothing the new owner gets.
-func (c *Cluster) takeFrom(node, clientID string) []byte {
+// takeFrom asks the session's previous owner for it; an error means the
+// node did not answer (stopped, cut off).
+func (c *Cluster) takeFrom(node, clientID string) ([]byte, error) {
 	reply, err := c.nc.Request(ctlPrefix+string(appendLevel(nil, node))+".handover", []byte(clientID), c.cfg.HandoverTimeout)
 	if err != nil {
 		c.log.WithError(err).WithFields(logrus.Fields{"client_id": clientID, "from": node}).
-			Warn("cluster: the session's previous node did not hand it over; starting without its state")
-		return nil
+			Warn("cluster: the session's previous node did not hand it over")
+		return nil, err
 	}
 	c.Handovers.Add(1)
 	if len(reply.Data) == 0 {
-		return nil
+		return nil, nil
 	}
-	return reply.Data
+	return reply.Data, nil
 }
 
 // handover answers another node's takeover of a session this node had,
@@ -747,9 +818,10 @@ func (c *Cluster) handover(msg *nats.Msg) {
 	pending := c.claiming[clientID]
 	c.claimMu.Unlock()
 	if pending != nil {
+		// Less than the requester waits, so that it hears an answer.
 		select {
 		case <-pending:
-		case <-time.After(c.cfg.HandoverTimeout):
+		case <-time.After(c.cfg.HandoverTimeout / 2):
 		}
 	}
 	c.revMu.Lock()
@@ -783,3 +855,165 @@ func (c *Cluster) Released(clientID string) {
 
 // Node returns this node's name.
 func (c *Cluster) Node() string { return c.cfg.Node }
+
+// Stored implements broker.Bridge: the record is written to the registry
+// by writeRecords, off the session's lock.
+func (c *Cluster) Stored(clientID string, record []byte) {
+	c.dirtyMu.Lock()
+	c.dirty[clientID] = record
+	c.dirtyMu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeRecords writes the persistent sessions' records to the registry,
+// the latest of each, with compare-and-set on the revision this node
+// wrote: a record another node has written since is that node's now.
+func (c *Cluster) writeRecords() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.wake:
+		case <-c.done:
+			return
+		}
+		c.dirtyMu.Lock()
+		batch := c.dirty
+		c.dirty = map[string][]byte{}
+		c.dirtyMu.Unlock()
+		for id, rec := range batch {
+			c.revMu.Lock()
+			rev, ok := c.revs[id]
+			c.revMu.Unlock()
+			if !ok {
+				continue // not this node's any more
+			}
+			val, _ := json.Marshal(ownerRecord{Node: c.cfg.Node, Session: rec})
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			rev2, err := c.sess.Update(ctx, sessionKey(id), val, rev)
+			cancel()
+			c.revMu.Lock()
+			if cur, ok := c.revs[id]; ok && cur == rev {
+				if err == nil {
+					c.revs[id] = rev2
+				} else if isWrongRevision(err) {
+					delete(c.revs, id)
+				}
+			}
+			c.revMu.Unlock()
+			if err != nil && !isWrongRevision(err) {
+				c.log.WithError(err).WithField("client_id", id).Warn("cluster: writing a session's record")
+			}
+		}
+	}
+}
+
+type nodeRecord struct {
+	Checkpoint uint64 `json:"checkpoint"`
+	At         int64  `json:"at"` // Unix seconds
+}
+
+// checkpoints records, every checkpointEvery, the log position up to
+// which every message this node routed has been acknowledged by its
+// persistent sessions' clients (broker.PendingEpoch).
+func (c *Cluster) checkpoints() {
+	defer c.wg.Done()
+	type candidate struct{ epoch, pos uint64 }
+	var cands []candidate
+	var written uint64
+	tick := time.NewTicker(checkpointEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-c.done:
+			return
+		}
+		// pos first: every message up to it was routed, so tagged with
+		// an epoch up to the one that ends now.
+		cands = append(cands, candidate{pos: c.pos.Load(), epoch: c.k.AdvanceEpoch()})
+		oldest, waiting := c.k.PendingEpoch()
+		ck, keep := written, cands[:0]
+		for _, cd := range cands {
+			if !waiting || cd.epoch < oldest {
+				ck = max(ck, cd.pos)
+			} else {
+				keep = append(keep, cd)
+			}
+		}
+		cands = keep
+		if ck == written && written != 0 {
+			continue
+		}
+		val, _ := json.Marshal(nodeRecord{Checkpoint: ck, At: time.Now().Unix()})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := c.nodes.Put(ctx, "n."+c.token, val)
+		cancel()
+		if err == nil {
+			written = ck
+			c.log.WithField("checkpoint", ck).Trace("cluster: checkpoint")
+		} else {
+			c.log.WithError(err).Debug("cluster: writing the checkpoint")
+		}
+	}
+}
+
+// checkpointOf reads a node's last checkpoint (0: none recorded).
+func (c *Cluster) checkpointOf(node string) uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e, err := c.nodes.Get(ctx, "n."+string(appendLevel(nil, node)))
+	if err != nil {
+		return 0
+	}
+	var rec nodeRecord
+	json.Unmarshal(e.Value(), &rec)
+	return rec.Checkpoint
+}
+
+// replay delivers to one session the log's messages after from, up to
+// and including to: those its dead node may have held undelivered.
+func (c *Cluster) replay(clientID string, from, to uint64) {
+	if to <= from {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := c.js.OrderedConsumer(ctx, logStream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1,
+	})
+	if err != nil {
+		c.log.WithError(err).WithField("client_id", clientID).Error("cluster: replaying a session's messages")
+		return
+	}
+	n := 0
+	for {
+		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			c.log.WithError(err).WithField("client_id", clientID).Error("cluster: replaying a session's messages")
+			return
+		}
+		got := false
+		for jm := range batch.Messages() {
+			got = true
+			md, err := jm.Metadata()
+			if err != nil || md.Sequence.Stream > to {
+				c.Replayed.Add(int64(n))
+				return
+			}
+			if _, _, m, err := parseFrame(jm.Data()); err == nil && c.k.Replay(clientID, m) {
+				n++
+			}
+			if md.Sequence.Stream == to {
+				c.Replayed.Add(int64(n))
+				return
+			}
+		}
+		if !got {
+			c.Replayed.Add(int64(n))
+			return // the log holds nothing more (older messages expired)
+		}
+	}
+}
