@@ -16,10 +16,13 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mqttlua/broker/codec"
 )
 
 // clusterNode is one broker process of a test cluster.
 type clusterNode struct {
+	bin  string
+	args []string
 	cmd  *exec.Cmd
 	addr string // MQTT
 	logs *strings.Builder
@@ -42,6 +45,65 @@ func freeTCPPort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// start runs the node's process and returns a channel that is closed
+// once it listens for MQTT (after it joined the cluster), or gets an
+// error if it ended first.
+func (n *clusterNode) start(t *testing.T) <-chan error {
+	t.Helper()
+	cmd := exec.Command(n.bin, n.args...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.cmd = cmd
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	ready := make(chan error, 1)
+	go func() {
+		re := regexp.MustCompile(`listening on mqtt://(127\.0\.0\.1:\d+)`)
+		sc := bufio.NewScanner(stderr)
+		found := false
+		for sc.Scan() {
+			n.mu.Lock()
+			n.logs.WriteString(sc.Text() + "\n")
+			n.mu.Unlock()
+			if m := re.FindStringSubmatch(sc.Text()); m != nil && !found {
+				found = true
+				n.mu.Lock()
+				n.addr = m[1]
+				n.mu.Unlock()
+				close(ready)
+			}
+		}
+		if !found {
+			ready <- fmt.Errorf("the node ended without listening:\n%s", n.log())
+		}
+	}()
+	return ready
+}
+
+// waitNodes waits for nodes started together (each waits for the others
+// to elect JetStream's leaders).
+func waitNodes(t *testing.T, nodes []*clusterNode, ready []<-chan error) {
+	t.Helper()
+	timeout := time.After(90 * time.Second)
+	for i, r := range ready {
+		select {
+		case err := <-r:
+			if err != nil {
+				t.Fatalf("node %d: %v", i, err)
+			}
+		case <-timeout:
+			for j, n := range nodes {
+				t.Logf("node %d:\n%s", j, n.log())
+			}
+			t.Fatal("the cluster did not start in 90 s")
+		}
+	}
+}
+
 // startClusterProcesses runs n broker processes, each embedding a NATS
 // server routed to the others, and returns once all listen for MQTT
 // (after the cluster elected its leaders).
@@ -52,8 +114,7 @@ func startClusterProcesses(t *testing.T, bin, scripts string, n int) []*clusterN
 		routes[i] = "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
 	}
 	nodes := make([]*clusterNode, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
+	ready := make([]<-chan error, n)
 	for i := range n {
 		var peers []string
 		for j, r := range routes {
@@ -61,56 +122,14 @@ func startClusterProcesses(t *testing.T, bin, scripts string, n int) []*clusterN
 				peers = append(peers, r)
 			}
 		}
-		cmd := exec.Command(bin, "--scripts", scripts, "--listen", "127.0.0.1:0",
-			"--data-dir", filepath.Join(t.TempDir(), "data"), "--sys-interval", "0",
-			"--node-name", "n"+strconv.Itoa(i), "--cluster-name", "lb-test",
-			"--cluster-listen", routes[i], "--cluster-peers", strings.Join(peers, ","))
-		stderr, _ := cmd.StderrPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		node := &clusterNode{cmd: cmd, logs: &strings.Builder{}, mu: &sync.Mutex{}}
-		nodes[i] = node
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-		})
-		wg.Add(1)
-		go func() {
-			re := regexp.MustCompile(`listening on mqtt://(127\.0\.0\.1:\d+)`)
-			sc := bufio.NewScanner(stderr)
-			found := false
-			for sc.Scan() {
-				node.mu.Lock()
-				node.logs.WriteString(sc.Text() + "\n")
-				node.mu.Unlock()
-				if m := re.FindStringSubmatch(sc.Text()); m != nil && !found {
-					found = true
-					node.addr = m[1]
-					wg.Done()
-				}
-			}
-			if !found {
-				errs[i] = fmt.Errorf("node %d ended without listening:\n%s", i, node.log())
-				wg.Done()
-			}
-		}()
+		nodes[i] = &clusterNode{bin: bin, logs: &strings.Builder{}, mu: &sync.Mutex{},
+			args: []string{"--scripts", scripts, "--listen", "127.0.0.1:0",
+				"--data-dir", filepath.Join(t.TempDir(), "data"), "--sys-interval", "0",
+				"--node-name", "n" + strconv.Itoa(i), "--cluster-name", "lb-test",
+				"--cluster-listen", routes[i], "--cluster-peers", strings.Join(peers, ",")}}
+		ready[i] = nodes[i].start(t)
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(90 * time.Second):
-		for i, n := range nodes {
-			t.Logf("node %d:\n%s", i, n.log())
-		}
-		t.Fatal("the cluster did not start in 90 s")
-	}
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	waitNodes(t, nodes, ready)
 	return nodes
 }
 
@@ -189,6 +208,7 @@ func TestClusterBehindLoadBalancer(t *testing.T) {
 	}()
 
 	t.Run("paho", func(t *testing.T) { pahoThroughBalancer(t, lb) })
+	defer t.Run("quorum", func(t *testing.T) { quorumLoss(t, nodes) })
 	t.Run("mosquitto", func(t *testing.T) { mosquittoThroughBalancer(t, lb) })
 	t.Run("mqttjs", func(t *testing.T) {
 		node, err := exec.LookPath("node")
@@ -356,4 +376,89 @@ func mosquittoThroughBalancer(t *testing.T, lb string) {
 			t.Fatalf("subscriber %d got %q", i, got)
 		}
 	}
+}
+
+// quorumLoss: with two of three nodes down, the last one refuses new
+// CONNECTs (3.1.1: 0x03 server unavailable) and QoS 1 publishes (5.0:
+// PUBACK 0x80) rather than risk two owners of a session or an
+// acknowledged message on one node only; when the two come back it
+// accepts again, by itself.
+func quorumLoss(t *testing.T, nodes []*clusterNode) {
+	pub := enginetestDial(t, nodes[0].addr, codec.V5)
+	for _, n := range nodes[1:] {
+		n.cmd.Process.Kill()
+		n.cmd.Wait()
+	}
+	start := time.Now()
+	pub.send(&codec.Packet{Type: codec.PUBLISH, Topic: "quorum/t", Payload: []byte("x"), QoS: 1, PacketID: 7})
+	p, err := pub.next(30 * time.Second)
+	switch {
+	case err != nil:
+		t.Fatalf("QoS 1 publish without quorum: %v", err)
+	case p.Type != codec.PUBACK || p.ReasonCode != codec.UnspecifiedError:
+		t.Fatalf("QoS 1 publish without quorum: %v, want PUBACK 0x80", p)
+	}
+	t.Logf("QoS 1 PUBLISH without quorum: PUBACK 0x80 after %s", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	m, _, err := dialMQTT(nodes[0].addr, "quorum-late", true)
+	if err == nil || !strings.Contains(err.Error(), "CONNACK "+codec.V3ServerUnavailable.String()) {
+		if m != nil {
+			m.c.Close()
+		}
+		t.Fatalf("CONNECT without quorum: %v, want CONNACK 3", err)
+	}
+	t.Logf("CONNECT without quorum: CONNACK 0x03 after %s", time.Since(start).Round(time.Millisecond))
+	// Back: the two restart on their data folders and rejoin.
+	var ready []<-chan error
+	for _, n := range nodes[1:] {
+		ready = append(ready, n.start(t))
+	}
+	waitNodes(t, nodes[1:], ready)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m, _, err := dialMQTT(nodes[0].addr, "quorum-back", true)
+		if err == nil {
+			m.c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CONNECT after the nodes came back: %v", err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("the cluster accepted CONNECTs again %s after the nodes restarted", time.Since(start).Round(time.Millisecond))
+}
+
+// v5Conn is a bare 5.0 connection.
+type v5Conn struct {
+	c net.Conn
+	r *codec.Reader
+}
+
+func enginetestDial(t *testing.T, addr string, level byte) *v5Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	m := &v5Conn{c: c, r: codec.NewReader(c, 0)}
+	m.r.Version = level
+	m.send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: level, ClientID: "quorum-pub", CleanSession: true, KeepAlive: 60})
+	if p, err := m.next(10 * time.Second); err != nil || p.Type != codec.CONNACK || p.ReasonCode != 0 {
+		t.Fatalf("CONNACK: %v %v", p, err)
+	}
+	return m
+}
+
+func (m *v5Conn) send(p *codec.Packet) {
+	b, _ := codec.Encode(p, codec.V5)
+	m.c.Write(b)
+}
+
+func (m *v5Conn) next(d time.Duration) (*codec.Packet, error) {
+	m.c.SetReadDeadline(time.Now().Add(d))
+	p := &codec.Packet{}
+	err := m.r.ReadPacket(p)
+	return p, err
 }

@@ -277,6 +277,16 @@ func faultRound(t *testing.T, bin, scripts string, round int) string {
 			t.Errorf("round %d: subscriber %d lost %d acknowledged messages, e.g. %v", round, i, lost, missing)
 		}
 	}
+	// What the nodes said about the replays, for the report.
+	var replays []string
+	for i, n := range nodes {
+		for _, line := range strings.Split(n.log(), "\n") {
+			if strings.Contains(line, "replay") {
+				replays = append(replays, fmt.Sprintf("node %d: %s", i, line))
+			}
+		}
+	}
+	t.Logf("round %d replays:\n%s", round, strings.Join(replays, "\n"))
 	sort.Slice(pauses, func(i, j int) bool { return pauses[i] > pauses[j] })
 	return fmt.Sprintf("%d acknowledged, node %d killed 1.5 s into the load; longest publisher pause %s; all delivered %s after the publishers stopped; %s (killed at %s)",
 		len(acked), victim, pauses[0].Round(time.Millisecond), drained.Round(time.Millisecond), strings.Join(out, "; "), killedAt.Format("15:04:05.000"))

@@ -31,6 +31,7 @@ import (
 
 type config struct {
 	addr        string
+	subAddr     string // subscribers' broker (a cluster's other node), default addr
 	scenario    string
 	qos         byte
 	publishers  int
@@ -50,6 +51,7 @@ func main() {
 	var cfg config
 	var qos, level int
 	pflag.StringVar(&cfg.addr, "addr", "127.0.0.1:1883", "broker address (loopback): host:port, or mqtt://, mqtts://, ws://host:port/path, wss://host:port/path")
+	pflag.StringVar(&cfg.subAddr, "sub-addr", "", "subscribers' broker address, for a cluster: publishers on --addr, subscribers on another node (fanin, fanout, pairs, latency; default --addr)")
 	pflag.StringVar(&cfg.scenario, "scenario", "fanin", "fanin, fanout, pairs, latency, connect or idle")
 	pflag.IntVar(&qos, "qos", 0, "QoS of publications and subscriptions (0 or 1)")
 	pflag.IntVar(&cfg.publishers, "publishers", 8, "publishers (fanin, latency)")
@@ -69,13 +71,18 @@ func main() {
 	if cfg.size < headerLen {
 		cfg.size = headerLen
 	}
-	hostPort := cfg.addr
-	if _, rest, ok := strings.Cut(cfg.addr, "://"); ok {
-		hostPort = rest
+	if cfg.subAddr == "" {
+		cfg.subAddr = cfg.addr
 	}
-	if !strings.HasPrefix(hostPort, "127.") && !strings.HasPrefix(hostPort, "localhost:") && !strings.HasPrefix(hostPort, "[::1]") {
-		fmt.Fprintln(os.Stderr, "mqtt-bench: only loopback addresses are allowed")
-		os.Exit(2)
+	for _, a := range []string{cfg.addr, cfg.subAddr} {
+		hostPort := a
+		if _, rest, ok := strings.Cut(a, "://"); ok {
+			hostPort = rest
+		}
+		if !strings.HasPrefix(hostPort, "127.") && !strings.HasPrefix(hostPort, "localhost:") && !strings.HasPrefix(hostPort, "[::1]") {
+			fmt.Fprintln(os.Stderr, "mqtt-bench: only loopback addresses are allowed")
+			os.Exit(2)
+		}
 	}
 	go func() {
 		// A bench must stop on its own; this is the backstop.
@@ -223,7 +230,7 @@ func flow(cfg config, np, ns int, pubTopic, subFilter func(int) string) (result,
 	var tallies []*tally
 	var subs []*client
 	for i := 0; i < ns; i++ {
-		c, err := dial(cfg.addr, fmt.Sprintf("bench-sub-%d-%d", os.Getpid(), i), cfg.level, bulkBuf)
+		c, err := dial(cfg.subAddr, fmt.Sprintf("bench-sub-%d-%d", os.Getpid(), i), cfg.level, bulkBuf)
 		if err != nil {
 			return res, err
 		}
@@ -235,6 +242,7 @@ func flow(cfg config, np, ns int, pubTopic, subFilter func(int) string) (result,
 		tallies = append(tallies, t)
 		go c.receive(t)
 	}
+	crossNodes(cfg)
 	pubs, err := startPublishers(cfg, np, pubTopic)
 	if err != nil {
 		return res, err
@@ -348,7 +356,7 @@ func pairs(cfg config) (result, error) {
 	var tallies []*tally
 	var subs []*client
 	for i := 0; i < cfg.pairs; i++ {
-		c, err := dial(cfg.addr, fmt.Sprintf("bench-psub-%d-%d", os.Getpid(), i), cfg.level, bulkBuf)
+		c, err := dial(cfg.subAddr, fmt.Sprintf("bench-psub-%d-%d", os.Getpid(), i), cfg.level, bulkBuf)
 		if err != nil {
 			return res, err
 		}
@@ -360,6 +368,7 @@ func pairs(cfg config) (result, error) {
 		tallies = append(tallies, t)
 		go c.receive(t)
 	}
+	crossNodes(cfg)
 	pubs, err := startPublishers(cfg, cfg.pairs, func(i int) string { return fmt.Sprintf("bench/pair/%d", i) })
 	if err != nil {
 		return res, err
@@ -506,4 +515,13 @@ func rss(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// crossNodes gives a cluster time to spread the subscribers' interest
+// to the publishers' node before they start (NATS does that after
+// SUBACK).
+func crossNodes(cfg config) {
+	if cfg.subAddr != cfg.addr {
+		time.Sleep(500 * time.Millisecond)
+	}
 }

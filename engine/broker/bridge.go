@@ -83,6 +83,21 @@ func (k *Broker) RouteRemote(m *Message, batch *transport.Batch) int {
 	return k.routeVia(m, nil, batch, nil)
 }
 
+// RouteShared delivers a message to one member of the shared
+// subscription group "$share/name/filter" on this node: in a cluster the
+// cluster picks, per message, the node whose members get it (one in the
+// whole cluster, 5.0 §4.8.2). It reports whether a member took it.
+func (k *Broker) RouteShared(m *Message, name, filter string, batch *transport.Batch) bool {
+	k.shareMu.Lock()
+	g := k.shares[name+"\x00"+filter]
+	k.shareMu.Unlock()
+	if g == nil {
+		return false
+	}
+	m.remote = true
+	return k.routeTo(m, nil, batch, nil, g) > 0
+}
+
 // ApplyRetained sets (or, with an empty payload, clears) the retained
 // message of m's topic as the cluster ordered it, without delivering it.
 func (k *Broker) ApplyRetained(m *Message) {

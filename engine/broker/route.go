@@ -74,6 +74,13 @@ func (k *Broker) applyHook(hook DeliverHook, s *Session, d *delivery) (keep, cha
 
 // routeVia is route with a delivery hook (nil: none).
 func (k *Broker) routeVia(m *Message, from *Client, batch *transport.Batch, hook DeliverHook) int {
+	return k.routeTo(m, from, batch, hook, nil)
+}
+
+// routeTo is routeVia; with only set, the message goes to that shared
+// subscription group alone (in a cluster, the group's copy of a message
+// the cluster chose this node for: RouteShared).
+func (k *Broker) routeTo(m *Message, from *Client, batch *transport.Batch, hook DeliverHook, only *shareGroup) int {
 	k.Stats.Published.Add(1)
 	if m.Props != nil && m.Props.Has(codec.PropMessageExpiry) && m.expireAt == 0 {
 		m.expireAt = time.Now().Add(time.Duration(m.Props.MessageExpiry) * time.Second).UnixNano()
@@ -93,29 +100,11 @@ func (k *Broker) routeVia(m *Message, from *Client, batch *transport.Batch, hook
 	}
 	sc := scratchPool.Get().(*routeScratch)
 	sc.hook = hook
-	k.subs.Match(m.Topic, func(s *Session, o subOpts) {
-		if i, ok := sc.index[s]; ok {
-			t := &sc.targets[i]
-			if o.QoS > t.opts.QoS {
-				t.opts.QoS = o.QoS
-			}
-			t.opts.RetainAsPublished = t.opts.RetainAsPublished || o.RetainAsPublished
-			t.opts.NoLocal = t.opts.NoLocal && o.NoLocal
-			if o.SubID != 0 {
-				t.subIDs = append(t.subIDs, o.SubID)
-			}
-			return
-		}
-		sc.index[s] = len(sc.targets)
-		t := target{s: s, opts: o}
-		if o.SubID != 0 {
-			t.subIDs = []uint32{o.SubID}
-		}
-		sc.targets = append(sc.targets, t)
-	})
-	// 5.0 §4.8.2: each shared subscription group gets one copy, for one
-	// of its members.
-	k.shareTree.Match(m.Topic, func(g *shareGroup, _ struct{}) { sc.groups = append(sc.groups, g) })
+	if only != nil {
+		sc.groups = append(sc.groups, only)
+	} else {
+		k.matchSubs(m, sc)
+	}
 	for _, g := range sc.groups {
 		if s, o, ok := g.pick(nil); ok {
 			t := target{s: s, opts: o, share: g}
@@ -155,6 +144,37 @@ func (k *Broker) routeVia(m *Message, from *Client, batch *transport.Batch, hook
 		k.forward(m, nil)
 	}
 	return n
+}
+
+// matchSubs collects the sessions whose subscriptions match m, and the
+// shared subscription groups that do: 5.0 §4.8.2, each group gets one
+// copy, for one of its members. In a cluster a group spans the nodes and
+// the cluster picks the node for each message (RouteShared), so local
+// routing leaves the groups out.
+func (k *Broker) matchSubs(m *Message, sc *routeScratch) {
+	k.subs.Match(m.Topic, func(s *Session, o subOpts) {
+		if i, ok := sc.index[s]; ok {
+			t := &sc.targets[i]
+			if o.QoS > t.opts.QoS {
+				t.opts.QoS = o.QoS
+			}
+			t.opts.RetainAsPublished = t.opts.RetainAsPublished || o.RetainAsPublished
+			t.opts.NoLocal = t.opts.NoLocal && o.NoLocal
+			if o.SubID != 0 {
+				t.subIDs = append(t.subIDs, o.SubID)
+			}
+			return
+		}
+		sc.index[s] = len(sc.targets)
+		t := target{s: s, opts: o}
+		if o.SubID != 0 {
+			t.subIDs = []uint32{o.SubID}
+		}
+		sc.targets = append(sc.targets, t)
+	})
+	if k.bridge == nil {
+		k.shareTree.Match(m.Topic, func(g *shareGroup, _ struct{}) { sc.groups = append(sc.groups, g) })
+	}
 }
 
 func (k *Broker) fanOut(m *Message, from *Client, sc *routeScratch, batch *transport.Batch) {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,7 @@ type Config struct {
 // system subject uses.
 const (
 	msgPrefix    = "mq.m." // QoS 0 messages, core NATS, by topic
+	sharePrefix  = "mq.s." // QoS 1 and 2 messages for shared subscriptions, core NATS
 	logPrefix    = "mq.q." // QoS 1 and 2 messages, the MQ_MSGS stream
 	retainPrefix = "mq.r." // retained messages, the MQ_RETAIN stream
 	ctlPrefix    = "mq.ctl."
@@ -84,7 +86,10 @@ const (
 	// after two missed heartbeats and made again. With the client's
 	// defaults (30 s, 15 s) a node's consumer could stall for half a
 	// minute after such a change, which the three-process test saw.
-	pullExpiry    = 4 * time.Second
+	pullExpiry = 4 * time.Second
+	// replayTimeout bounds a replay for a session taken up from a dead
+	// node: JetStream may need a leader election first.
+	replayTimeout = 2 * time.Minute
 	pullHeartbeat = time.Second
 	// maxPayload is the largest message NATS carries between nodes.
 	maxPayload = 8 << 20
@@ -106,21 +111,27 @@ const (
 // client id's owner node; Claim takes it with compare-and-set and asks
 // the old owner (mq.ctl.<node>.handover) for the session.
 type Cluster struct {
-	cfg    Config
-	log    *logrus.Entry
-	k      *broker.Broker
-	ns     *server.Server // nil with an external NATS
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	sess   jetstream.KeyValue
-	origin string // this node's name and start, in every frame it sends
-	token  string // the node's name as a subject token
+	cfg Config
+	log *logrus.Entry
+	k   *broker.Broker
+	ns  *server.Server // nil with an external NATS
+	nc  *nats.Conn
+	// shareNC carries the shared subscriptions' queue subscriptions: a
+	// connection of its own, without NoEcho, so that NATS may choose this
+	// node's members for a message this node published on nc.
+	shareNC *nats.Conn
+	js      jetstream.JetStream
+	sess    jetstream.KeyValue
+	origin  string // this node's name and start, in every frame it sends
+	token   string // the node's name as a subject token
 
 	seq atomic.Uint64 // numbers this node's core messages, for dedupe
 
-	subMu sync.Mutex
-	subs  map[string]*interest // subject -> this node's subscription
-	core  chan *nats.Msg       // every core subscription delivers here
+	subMu  sync.Mutex
+	subs   map[string]*interest // subject -> this node's subscription
+	shares map[string]*interest // "$share/..." filter -> its queue subscriptions
+	core   chan *nats.Msg       // every core subscription delivers here
+	shared chan sharedMsg       // every queue subscription delivers here
 
 	pendMu  sync.Mutex
 	pending map[*nats.Msg]*forwardWait
@@ -154,8 +165,16 @@ type Cluster struct {
 }
 
 type interest struct {
-	n   int
-	sub *nats.Subscription
+	n    int
+	sub  *nats.Subscription
+	more []*nats.Subscription // a shared filter's other subjects
+}
+
+// sharedMsg is a message NATS chose this node for, for one shared
+// subscription group.
+type sharedMsg struct {
+	name, filter string
+	data         []byte
 }
 
 // forwardWait is a forwarded QoS 1/2 message's publisher, waiting for
@@ -184,7 +203,8 @@ func Start(cfg Config, k *broker.Broker) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Log.WithField("node", cfg.Node), k: k,
 		origin: cfg.Node + "/" + nuid.Next(), token: string(appendLevel(nil, cfg.Node)),
-		subs: map[string]*interest{}, core: make(chan *nats.Msg, 1<<16),
+		subs: map[string]*interest{}, shares: map[string]*interest{}, core: make(chan *nats.Msg, 1<<16),
+		shared:  make(chan sharedMsg, 1<<14),
 		pending: map[*nats.Msg]*forwardWait{}, revs: map[string]uint64{}, claiming: map[string]chan struct{}{},
 		dirty: map[string][]byte{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	var err error
@@ -194,7 +214,10 @@ func Start(cfg Config, k *broker.Broker) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if c.nc, err = connect(&c.cfg, c.ns); err != nil {
+	if c.nc, err = connect(&c.cfg, c.ns, true); err == nil {
+		c.shareNC, err = connect(&c.cfg, c.ns, false)
+	}
+	if err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -211,8 +234,9 @@ func Start(cfg Config, k *broker.Broker) (*Cluster, error) {
 		return nil, err
 	}
 	k.SetBridge(c)
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go c.receiveCore()
+	go c.receiveShared()
 	go c.writeRecords()
 	go c.checkpoints()
 	return c, nil
@@ -305,6 +329,9 @@ func (c *Cluster) Close() {
 	if c.nc != nil {
 		c.nc.Close()
 	}
+	if c.shareNC != nil {
+		c.shareNC.Close()
+	}
 	c.wg.Wait()
 	if c.ns != nil {
 		c.ns.Shutdown()
@@ -350,7 +377,7 @@ func parseFrame(b []byte) (origin string, seq uint64, m *broker.Message, err err
 // Forward implements broker.Bridge.
 func (c *Cluster) Forward(m *broker.Message, done func(error)) {
 	if m.QoS == 0 {
-		if err := c.forwardCore(m); err != nil {
+		if err := c.forwardCore(msgPrefix, m); err != nil {
 			c.log.WithError(err).WithField("topic", m.Topic).Warn("cluster: a QoS 0 message did not go to the other nodes")
 		}
 		if m.Retain {
@@ -372,10 +399,15 @@ func (c *Cluster) Forward(m *broker.Message, done func(error)) {
 	if m.Retain {
 		c.forwardStream(retainPrefix, m, w)
 	}
+	// Shared subscriptions take it from core NATS: one queue member in
+	// the cluster. At most once, unlike the log (docs/cluster.md).
+	if err := c.forwardCore(sharePrefix, m); err != nil {
+		c.log.WithError(err).WithField("topic", m.Topic).Warn("cluster: a message did not go to the shared subscriptions")
+	}
 }
 
-func (c *Cluster) forwardCore(m *broker.Message) error {
-	subj, err := topicSubject(msgPrefix, m.Topic)
+func (c *Cluster) forwardCore(prefix string, m *broker.Message) error {
+	subj, err := topicSubject(prefix, m.Topic)
 	if err != nil {
 		return err
 	}
@@ -444,6 +476,10 @@ func (c *Cluster) settle(w *forwardWait, err error) {
 // Subscribed implements broker.Bridge: the first local subscription to a
 // subject subscribes this node to it on NATS.
 func (c *Cluster) Subscribed(filter string) {
+	if name, f, ok := splitShare(filter); ok {
+		c.subscribedShare(filter, name, f)
+		return
+	}
 	subjects, err := filterSubjects(msgPrefix, filter)
 	if err != nil {
 		c.log.WithError(err).WithField("filter", filter).Warn("cluster: this filter gets no messages from other nodes")
@@ -470,12 +506,23 @@ func (c *Cluster) Subscribed(filter string) {
 
 // Unsubscribed implements broker.Bridge.
 func (c *Cluster) Unsubscribed(filter string) {
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	if _, _, ok := splitShare(filter); ok {
+		if in := c.shares[filter]; in != nil {
+			if in.n--; in.n == 0 {
+				for _, sub := range in.more {
+					sub.Unsubscribe()
+				}
+				delete(c.shares, filter)
+			}
+		}
+		return
+	}
 	subjects, err := filterSubjects(msgPrefix, filter)
 	if err != nil {
 		return
 	}
-	c.subMu.Lock()
-	defer c.subMu.Unlock()
 	for _, s := range subjects {
 		in := c.subs[s]
 		if in == nil {
@@ -484,6 +531,79 @@ func (c *Cluster) Unsubscribed(filter string) {
 		if in.n--; in.n == 0 {
 			in.sub.Unsubscribe()
 			delete(c.subs, s)
+		}
+	}
+}
+
+// splitShare parses "$share/{name}/{filter}".
+func splitShare(f string) (name, filter string, ok bool) {
+	rest, ok := strings.CutPrefix(f, "$share/")
+	if !ok {
+		return "", "", false
+	}
+	name, filter, ok = strings.Cut(rest, "/")
+	return name, filter, ok && name != "" && filter != ""
+}
+
+// subscribedShare makes this node a member of a shared subscription
+// group in the cluster: a NATS queue subscription, named after the
+// group and its filter, on the filter's subjects for QoS 0 messages and
+// for QoS 1/2 ones. NATS gives each message to one member of the queue:
+// one node, whose broker gives it to one of its members.
+func (c *Cluster) subscribedShare(key, name, filter string) {
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	if in := c.shares[key]; in != nil {
+		in.n++
+		return
+	}
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	queue := fmt.Sprintf("share-%x", h.Sum64())
+	in := &interest{n: 1}
+	for _, prefix := range []string{msgPrefix, sharePrefix} {
+		subjects, err := filterSubjects(prefix, filter)
+		if err != nil {
+			c.log.WithError(err).WithField("filter", key).Warn("cluster: this shared subscription gets no messages from other nodes")
+			return
+		}
+		for _, s := range subjects {
+			sub, err := c.shareNC.QueueSubscribe(s, queue, func(msg *nats.Msg) {
+				select {
+				case c.shared <- sharedMsg{name: name, filter: filter, data: msg.Data}:
+				case <-c.done:
+				}
+			})
+			if err != nil {
+				c.log.WithError(err).WithField("filter", key).Warn("cluster: cannot subscribe on NATS")
+				continue
+			}
+			sub.SetPendingLimits(-1, -1)
+			in.more = append(in.more, sub)
+		}
+	}
+	c.shares[key] = in
+}
+
+// receiveShared delivers what NATS chose this node for to one member of
+// the group.
+func (c *Cluster) receiveShared() {
+	defer c.wg.Done()
+	batch := new(transport.Batch)
+	for {
+		var sm sharedMsg
+		select {
+		case sm = <-c.shared:
+		case <-c.done:
+			return
+		}
+		if _, _, m, err := parseFrame(sm.data); err != nil {
+			c.log.WithError(err).Warn("cluster: a shared subscription's message does not decode")
+		} else if !c.k.RouteShared(m, sm.name, sm.filter, batch) {
+			c.log.WithField("filter", "$share/"+sm.name+"/"+sm.filter).Debug("cluster: a shared message found no member here")
+		}
+		if len(c.shared) == 0 {
+			batch.Settle()
 		}
 	}
 }
@@ -687,23 +807,24 @@ func (c *Cluster) Claim(clientID string) ([]byte, func(), error) {
 	}
 	// The old node is gone (nothing listens for it): take the session up
 	// from its record, and replay what the log holds past that node's
-	// checkpoint up to this node's position. This node's routing from
-	// the log waits meanwhile, so that the session gets every message
-	// from one or the other, in log order. The replay runs once the
-	// session is in place, on its own goroutine: it waits for JetStream,
-	// which may be electing a new leader after the same crash, and must
-	// not hold the script handler that accepted the CONNECT.
+	// checkpoint. The replay reaches up to where this node's routing from
+	// the log stands once the session's subscriptions are in place (the
+	// broker calls settled then): what follows comes by routing, what
+	// precedes by the replay, so nothing falls between (a message may
+	// come both ways, or out of order: counted as duplicates and order
+	// breaks by the fault test). The replay runs on its own goroutine: it
+	// waits for JetStream, which may be electing new leaders after the
+	// same crash, and must hold neither the script handler that accepted
+	// the CONNECT nor this node's routing.
 	from := c.checkpointOf(prev.Node)
-	c.routeMu.Lock()
-	to := c.pos.Load()
-	c.log.WithFields(logrus.Fields{"client_id": clientID, "from": prev.Node, "replay": fmt.Sprintf("%d..%d", from+1, to)}).
-		Warn("cluster: taking up the session of a node that is gone")
 	return broker.Recovered(prev.Session), func() {
+		c.routeMu.Lock()
+		to := c.pos.Load()
+		c.routeMu.Unlock()
 		settled()
-		go func() {
-			defer c.routeMu.Unlock()
-			c.replay(clientID, from, to)
-		}()
+		c.log.WithFields(logrus.Fields{"client_id": clientID, "from": prev.Node, "replay": fmt.Sprintf("%d..%d", from+1, to)}).
+			Warn("cluster: taking up the session of a node that is gone")
+		go c.replay(clientID, from, to)
 	}, nil
 }
 
@@ -974,46 +1095,64 @@ func (c *Cluster) checkpointOf(node string) uint64 {
 }
 
 // replay delivers to one session the log's messages after from, up to
-// and including to: those its dead node may have held undelivered.
+// and including to: those its dead node may have held undelivered. It
+// keeps trying while JetStream elects new leaders after the crash that
+// made it necessary (an empty answer then is not the end of the log),
+// for replayTimeout at most.
 func (c *Cluster) replay(clientID string, from, to uint64) {
 	if to <= from {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cons, err := c.js.OrderedConsumer(ctx, logStream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1,
-	})
-	if err != nil {
-		c.log.WithError(err).WithField("client_id", clientID).Error("cluster: replaying a session's messages")
-		return
-	}
-	n := 0
-	for {
-		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(2*time.Second))
+	deadline := time.Now().Add(replayTimeout)
+	next, n := from+1, 0
+	defer func() {
+		c.Replayed.Add(int64(n))
+		f := c.log.WithFields(logrus.Fields{"client_id": clientID, "replayed": n, "through": next - 1})
+		if next <= to {
+			f.Error("cluster: a session's replay ended before the log position it had to reach; messages may be missing")
+		} else {
+			f.Info("cluster: a session's messages replayed")
+		}
+	}()
+	for next <= to && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cons, err := c.js.OrderedConsumer(ctx, logStream, jetstream.OrderedConsumerConfig{
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: next,
+		})
+		cancel()
 		if err != nil {
-			c.log.WithError(err).WithField("client_id", clientID).Error("cluster: replaying a session's messages")
-			return
+			c.log.WithError(err).WithField("client_id", clientID).Warn("cluster: replay: the log does not answer yet")
+			time.Sleep(250 * time.Millisecond)
+			continue
 		}
-		got := false
-		for jm := range batch.Messages() {
-			got = true
-			md, err := jm.Metadata()
-			if err != nil || md.Sequence.Stream > to {
-				c.Replayed.Add(int64(n))
-				return
+		for next <= to && time.Now().Before(deadline) {
+			batch, err := cons.FetchNoWait(512)
+			if err != nil {
+				c.log.WithError(err).WithField("client_id", clientID).Warn("cluster: replay: reading the log")
+				break // a new consumer, from next
 			}
-			if _, _, m, err := parseFrame(jm.Data()); err == nil && c.k.Replay(clientID, m) {
-				n++
+			got := false
+			for jm := range batch.Messages() {
+				got = true
+				md, err := jm.Metadata()
+				if err != nil {
+					continue
+				}
+				seq := md.Sequence.Stream
+				if seq > to {
+					next = to + 1
+					break
+				}
+				if _, _, m, err := parseFrame(jm.Data()); err == nil && c.k.Replay(clientID, m) {
+					n++
+				}
+				// Messages before next that the log no longer holds
+				// (past its horizon) are skipped by the consumer.
+				next = seq + 1
 			}
-			if md.Sequence.Stream == to {
-				c.Replayed.Add(int64(n))
-				return
+			if !got {
+				time.Sleep(50 * time.Millisecond) // nothing yet: a leader is being elected
 			}
-		}
-		if !got {
-			c.Replayed.Add(int64(n))
-			return // the log holds nothing more (older messages expired)
 		}
 	}
 }

@@ -425,3 +425,32 @@ func TestConcurrentConnects(t *testing.T) {
 		}
 	}
 }
+
+// TestReplay: a session gets, in order, the log's messages of its
+// subscriptions between two positions (what a node that took it up from
+// a dead node replays).
+func TestReplay(t *testing.T) {
+	ns := threeNodes(t)
+	pub := connect(t, 0, "rp-pub")
+	start := ns[1].srv.Cluster().Position()
+	for i := range 20 {
+		publish(t, pub, "rp/"+strconv.Itoa(i%2), strconv.Itoa(i), 1, uint16(i+1))
+	}
+	enginetest.WaitFor(t, "node 1 to read the log", func() bool { return ns[1].srv.Cluster().Position() >= start+20 })
+	end := ns[1].srv.Cluster().Position()
+	c := enginetest.Dial(t, ns[1].addr, codec.V311)
+	c.ConnectWith(&codec.Packet{Type: codec.CONNECT, ClientID: "rp-sub", KeepAlive: 60})
+	subscribe(t, c, "rp/1", 1)
+	done := make(chan struct{})
+	began := time.Now()
+	go func() { ns[1].srv.Cluster().Replay("rp-sub", start, end); close(done) }()
+	got := receive(t, c, 10)
+	<-done
+	t.Logf("replayed %d..%d in %s", start+1, end, time.Since(began))
+	for i, g := range got {
+		if want := fmt.Sprintf("rp/1 %d", 2*i+1); g != want {
+			t.Fatalf("replayed %d: %q, want %q", i, g, want)
+		}
+	}
+	noMore(t, c, 300*time.Millisecond)
+}

@@ -64,13 +64,13 @@ func startServer(cfg *Config) (*server.Server, error) {
 	return ns, nil
 }
 
-// connect opens the node's one NATS connection, in-process to the
-// embedded server or to the --nats-url cluster. NoEcho: a message this
+// connect opens a NATS connection of the node, in-process to the
+// embedded server or to the --nats-url cluster. With noEcho (the
+// connection messages are published and subscribed on) a message this
 // node publishes never comes back to it.
-func connect(cfg *Config, ns *server.Server) (*nats.Conn, error) {
+func connect(cfg *Config, ns *server.Server, noEcho bool) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("mqtt-broker " + cfg.Node),
-		nats.NoEcho(),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
@@ -80,6 +80,9 @@ func connect(cfg *Config, ns *server.Server) (*nats.Conn, error) {
 			}
 			f.Warn("cluster: NATS error")
 		}),
+	}
+	if noEcho {
+		opts = append(opts, nats.NoEcho())
 	}
 	url := cfg.URL
 	if ns != nil {
