@@ -454,3 +454,80 @@ func TestReplay(t *testing.T) {
 	}
 	noMore(t, c, 300*time.Millisecond)
 }
+
+// TestSharedAcrossNodes: a shared subscription group with members on two
+// nodes gets each message once in the whole cluster (5.0 §4.8.2), QoS 0
+// and QoS 1, published on a third node and on a member's own node;
+// a plain subscriber still gets every message.
+func TestSharedAcrossNodes(t *testing.T) {
+	ns := threeNodes(t)
+	members := make([]*enginetest.Client, 2)
+	for i := range members {
+		members[i] = enginetest.Dial(t, ns[i+1].addr, codec.V5)
+		members[i].Connect(fmt.Sprintf("sh-m%d", i))
+		subscribe(t, members[i], "$share/g/sh/#", 1)
+	}
+	plain := connect(t, 2, "sh-plain")
+	subscribe(t, plain, "sh/#", 1)
+	pubs := []*enginetest.Client{connect(t, 0, "sh-pub0"), connect(t, 1, "sh-pub1")}
+	// Until the group's interest reached node 0.
+	deadline := time.Now().Add(10 * time.Second)
+	for reached := false; !reached; {
+		if time.Now().After(deadline) {
+			t.Fatal("the shared subscription's interest did not reach node 0")
+		}
+		publish(t, pubs[0], "sh/probe", "probe", 0, 0)
+		for _, m := range members {
+			if p, err := m.Next(100 * time.Millisecond); err == nil && p.Type == codec.PUBLISH {
+				reached = true
+			}
+		}
+	}
+	for _, c := range append(members, plain) {
+		for {
+			if _, err := c.Next(300 * time.Millisecond); err != nil {
+				break
+			}
+		}
+	}
+	const n = 100
+	for i := range n {
+		publish(t, pubs[i%2], "sh/t", strconv.Itoa(i), byte(i%3%2), uint16(i+1))
+	}
+	counts := map[string]int{}
+	var perMember [2]int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for j, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				p, err := m.Next(time.Second)
+				if err != nil {
+					return
+				}
+				if p.Type != codec.PUBLISH || string(p.Payload) == "probe" {
+					continue
+				}
+				if p.QoS == 1 {
+					m.Send(&codec.Packet{Type: codec.PUBACK, PacketID: p.PacketID})
+				}
+				mu.Lock()
+				counts[string(p.Payload)]++
+				perMember[j]++
+				mu.Unlock()
+			}
+		}()
+	}
+	if got := receive(t, plain, n); len(got) != n {
+		t.Fatalf("the plain subscriber got %d", len(got))
+	}
+	wg.Wait()
+	for i := range n {
+		if c := counts[strconv.Itoa(i)]; c != 1 {
+			t.Fatalf("message %d reached the group %d times (per member %v)", i, c, perMember)
+		}
+	}
+	t.Logf("members got %v of %d", perMember, n)
+}
