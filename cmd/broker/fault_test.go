@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -91,6 +92,23 @@ func faultRound(t *testing.T, bin, scripts string, round int) string {
 			t.Fatalf("SUBACK: %v %v", p.Type, err)
 		}
 		m.c.Close()
+	}
+	// A client with a will on the node that will be killed: another node
+	// must publish it.
+	willPayload := fmt.Sprintf("will-%d", round)
+	wc, err := net.Dial("tcp", addrs[victim])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close()
+	b, _ := codec.Encode(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: 4, ClientID: fmt.Sprintf("fault-%d-will", round), CleanSession: true, KeepAlive: 60,
+		Will: &codec.Will{Topic: "fault/will", Payload: []byte(willPayload), QoS: 1}}, codec.V311)
+	wc.Write(b)
+	wr := codec.NewReader(wc, 0)
+	var ack codec.Packet
+	wc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := wr.ReadPacket(&ack); err != nil || ack.Type != codec.CONNACK || ack.ReasonCode != 0 {
+		t.Fatalf("the will client's CONNACK: %v %v", ack.Type, err)
 	}
 	time.Sleep(300 * time.Millisecond) // the session records reach the registry
 	stop := make(chan struct{})
@@ -227,6 +245,10 @@ func faultRound(t *testing.T, bin, scripts string, round int) string {
 	complete := func() bool {
 		for _, s := range subs {
 			s.mu.Lock()
+			if s.count[willPayload] == 0 {
+				s.mu.Unlock()
+				return false
+			}
 			for payload := range acked {
 				if s.count[payload] == 0 {
 					s.mu.Unlock()
@@ -272,7 +294,10 @@ func faultRound(t *testing.T, bin, scripts string, round int) string {
 		if i == victim {
 			where = "on the killed node"
 		}
-		out = append(out, fmt.Sprintf("sub %d (%s): %d lost %v, %d duplicates, %d order breaks", i, where, lost, missing, dups, s.breaks))
+		out = append(out, fmt.Sprintf("sub %d (%s): %d lost %v, %d duplicates, %d order breaks, the will %d times", i, where, lost, missing, dups, s.breaks, s.count[willPayload]))
+		if s.count[willPayload] == 0 {
+			t.Errorf("round %d: subscriber %d never got the will of the killed node's client", round, i)
+		}
 		if lost > 0 {
 			t.Errorf("round %d: subscriber %d lost %d acknowledged messages, e.g. %v", round, i, lost, missing)
 		}

@@ -54,6 +54,20 @@ type Bridge interface {
 	// time it changes, so that another node can take the session up if
 	// this one dies. It runs under the session's lock and must not block.
 	Stored(clientID string, record []byte)
+	// BeginLocal and EndLocal bracket the routing of a message
+	// published on this node (a client's, a will, a script's), so that
+	// the cluster knows when every routing begun before a given moment
+	// has ended. BeginLocal's stamp is kept in the message
+	// (Message.Stamp) and given back to EndLocal. They are on the
+	// message path: a few atomics, no lock (routings may nest: a
+	// delivery hook may publish).
+	BeginLocal() (stamp uint64)
+	EndLocal(stamp uint64)
+	// Will gives the will of clientID's connection on this node
+	// (MarshalBinary's encoding), for another node to publish if this
+	// one dies with the connection; nil once this node has dealt with
+	// it (the connection ended). It must not block.
+	Will(clientID string, will []byte)
 }
 
 // SetBridge links the broker to a cluster. Call before serving.
@@ -73,6 +87,10 @@ func (k *Broker) forward(m *Message, done func(error)) {
 	k.bridge.Forward(m, done)
 }
 
+// Stamp is the bridge's stamp of a message published on this node
+// (Bridge.BeginLocal), 0 for others.
+func (m *Message) Stamp() uint64 { return m.stamp }
+
 // RouteRemote delivers a message another node routed to this node's
 // subscribers. It neither forwards it again nor changes the retained
 // messages (ApplyRetained does, in the cluster's order). batch, if not
@@ -81,6 +99,14 @@ func (k *Broker) forward(m *Message, done func(error)) {
 func (k *Broker) RouteRemote(m *Message, batch *transport.Batch) int {
 	m.remote = true
 	return k.routeVia(m, nil, batch, nil)
+}
+
+// PublishWill publishes the will of a client whose node died (the
+// cluster decided which node does, once): to this node's subscribers
+// and the cluster's, as a will is ([MQTT-3.1.2-8]).
+func (k *Broker) PublishWill(m *Message) {
+	m.Owned = true
+	k.sendWill(m)
 }
 
 // RouteShared delivers a message to one member of the shared

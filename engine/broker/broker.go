@@ -213,6 +213,9 @@ type Message struct {
 	// remote: the message came from another node (RouteRemote), and
 	// is not sent back to the cluster.
 	remote bool
+	// stamp is the bridge's, for a message published on this node
+	// (Bridge.BeginLocal).
+	stamp uint64
 }
 
 // expired reports whether the message's lifetime has passed
@@ -308,6 +311,9 @@ func (k *Broker) connClosed(c *Client, reason transport.CloseReason) {
 	s := st.sess
 	if st.will != nil && k.store != nil {
 		k.forgetWill(s.clientID, c.FD) // handled in memory from here
+	}
+	if st.will != nil && k.bridge != nil {
+		k.bridge.Will(s.clientID, nil) // this node sends it, or not
 	}
 	k.mu.Lock()
 	s.mu.Lock()

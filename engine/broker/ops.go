@@ -79,6 +79,10 @@ func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, bat
 			return false, fmt.Errorf("cluster: %v", err)
 		}
 	}
+	if k.bridge != nil && st.will != nil {
+		// Kept by the cluster too: if this node dies, another publishes it.
+		k.bridge.Will(clientID, encodeMessage(st.will))
+	}
 	k.mu.Lock()
 	s := k.sessions[clientID]
 	if s == nil && handed != nil && !p.CleanSession {

@@ -74,6 +74,10 @@ func (k *Broker) applyHook(hook DeliverHook, s *Session, d *delivery) (keep, cha
 
 // routeVia is route with a delivery hook (nil: none).
 func (k *Broker) routeVia(m *Message, from *Client, batch *transport.Batch, hook DeliverHook) int {
+	if k.bridge != nil && !m.remote {
+		m.stamp = k.bridge.BeginLocal()
+		defer k.bridge.EndLocal(m.stamp)
+	}
 	return k.routeTo(m, from, batch, hook, nil)
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/transport"
 	"github.com/nats-io/nats-server/v2/server"
@@ -150,8 +151,16 @@ type Cluster struct {
 	pos     atomic.Uint64
 	routeMu sync.Mutex
 
+	// Sessions taken up from dead nodes, and the routings of this
+	// node's messages they wait for (BeginLocal): see ownMessage.
+	stamp     atomic.Uint64
+	routing   [2]atomic.Int64 // routings under way, by their stamp's parity
+	recMu     sync.Mutex      // serialises recoverSession
+	recovered []recoveredSession
+
 	dirtyMu sync.Mutex
-	dirty   map[string][]byte // client id -> session record to write
+	records map[string]*localRecord // client id -> what the registry should hold
+	dirty   map[string]bool         // client ids whose record changed
 	wake    chan struct{}
 
 	logCons    jetstream.ConsumeContext
@@ -161,7 +170,14 @@ type Cluster struct {
 	wg         sync.WaitGroup
 
 	// Stats
-	Forwarded, Received, Duplicates, Handovers, Replayed atomic.Int64
+	Forwarded, Received, Duplicates, Handovers, Replayed, WillsPublished atomic.Int64
+}
+
+// recoveredSession is a session this node took up from a dead node.
+type recoveredSession struct {
+	clientID string
+	stamp    uint64 // messages published here with a lower stamp missed it
+	until    time.Time
 }
 
 type interest struct {
@@ -206,7 +222,7 @@ func Start(cfg Config, k *broker.Broker) (*Cluster, error) {
 		subs: map[string]*interest{}, shares: map[string]*interest{}, core: make(chan *nats.Msg, 1<<16),
 		shared:  make(chan sharedMsg, 1<<14),
 		pending: map[*nats.Msg]*forwardWait{}, revs: map[string]uint64{}, claiming: map[string]chan struct{}{},
-		dirty: map[string][]byte{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
+		records: map[string]*localRecord{}, dirty: map[string]bool{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	var err error
 	if cfg.URL == "" {
 		c.cfg.token = rand.Text()
@@ -234,7 +250,8 @@ func Start(cfg Config, k *broker.Broker) (*Cluster, error) {
 		return nil, err
 	}
 	k.SetBridge(c)
-	c.wg.Add(4)
+	c.wg.Add(5)
+	go c.watchNodes()
 	go c.receiveCore()
 	go c.receiveShared()
 	go c.writeRecords()
@@ -425,7 +442,9 @@ func (c *Cluster) forwardStream(prefix string, m *broker.Message, w *forwardWait
 	subj, err := topicSubject(prefix, m.Topic)
 	var b []byte
 	if err == nil {
-		b, err = c.frame(m, 0)
+		// In a stream the sequence field carries the message's stamp
+		// (BeginLocal), for this node's consumer (ownMessage).
+		b, err = c.frame(m, m.Stamp())
 	}
 	if err == nil {
 		msg := &nats.Msg{Subject: subj, Data: b}
@@ -679,7 +698,7 @@ func (c *Cluster) consumeLog() error {
 			case <-c.done:
 				return
 			}
-			origin, _, m, err := parseFrame(jm.Data())
+			origin, stamp, m, err := parseFrame(jm.Data())
 			c.routeMu.Lock()
 			switch {
 			case err != nil:
@@ -687,9 +706,12 @@ func (c *Cluster) consumeLog() error {
 			case origin != c.origin && !strings.HasPrefix(origin, c.cfg.Node+"/"):
 				c.Received.Add(1)
 				c.k.RouteRemote(m, batch)
+			default:
+				c.ownMessage(m, stamp)
 			}
 			// This node's own messages reached its sessions when they were
-			// published, before the log had them.
+			// published, before the log had them (ownMessage: but for
+			// sessions set up since).
 			if md, err := jm.Metadata(); err == nil {
 				c.pos.Store(md.Sequence.Stream)
 			}
@@ -772,6 +794,10 @@ type ownerRecord struct {
 	// Session is a persistent session's record (broker.Bridge.Stored):
 	// what another node takes up if this one dies.
 	Session json.RawMessage `json:"session,omitempty"`
+	// Will is the will of the session's connection, if it has one and
+	// it is connected (broker.Bridge.Will): published by another node if
+	// this one dies (watchNodes).
+	Will []byte `json:"will,omitempty"`
 }
 
 func sessionKey(clientID string) string {
@@ -795,6 +821,11 @@ func (c *Cluster) Claim(clientID string) ([]byte, func(), error) {
 	}
 	state, err := c.takeFrom(prev.Node, clientID)
 	switch {
+	case err == nil && state == nil && prev.Session != nil:
+		// The node answered but does not have the session: restarted
+		// since, it lost what it held in memory. The registry still has
+		// the subscriptions.
+		return broker.Recovered(prev.Session), settled, nil
 	case err == nil:
 		return state, settled, nil
 	case !errors.Is(err, nats.ErrNoResponders):
@@ -803,6 +834,9 @@ func (c *Cluster) Claim(clientID string) ([]byte, func(), error) {
 		settled()
 		return nil, nil, fmt.Errorf("node %s did not hand the session over: %v", prev.Node, err)
 	case prev.Session == nil:
+		if prev.Will != nil {
+			c.publishWill(clientID, prev.Will, true)
+		}
 		return nil, settled, nil // a clean session: nothing of it survives its node
 	}
 	// The old node is gone (nothing listens for it): take the session up
@@ -817,7 +851,14 @@ func (c *Cluster) Claim(clientID string) ([]byte, func(), error) {
 	// same crash, and must hold neither the script handler that accepted
 	// the CONNECT nor this node's routing.
 	from := c.checkpointOf(prev.Node)
+	if prev.Will != nil {
+		// The client is back before any node published its will: this
+		// node's claim took the will out of the record, so this node
+		// publishes it, as the lost connection's ([MQTT-3.1.2-8]).
+		c.publishWill(clientID, prev.Will, true)
+	}
 	return broker.Recovered(prev.Session), func() {
+		c.recoverSession(clientID)
 		c.routeMu.Lock()
 		to := c.pos.Load()
 		c.routeMu.Unlock()
@@ -938,6 +979,7 @@ func (c *Cluster) handover(msg *nats.Msg) {
 	c.claimMu.Lock()
 	pending := c.claiming[clientID]
 	c.claimMu.Unlock()
+	defer c.forget(clientID)
 	if pending != nil {
 		// Less than the requester waits, so that it hears an answer.
 		select {
@@ -945,9 +987,6 @@ func (c *Cluster) handover(msg *nats.Msg) {
 		case <-time.After(c.cfg.HandoverTimeout / 2):
 		}
 	}
-	c.revMu.Lock()
-	delete(c.revs, clientID)
-	c.revMu.Unlock()
 	state := c.k.HandOver(clientID)
 	if err := msg.Respond(state); err != nil {
 		c.log.WithError(err).WithField("client_id", clientID).Warn("cluster: handing a session over")
@@ -959,8 +998,8 @@ func (c *Cluster) handover(msg *nats.Msg) {
 func (c *Cluster) Released(clientID string) {
 	c.revMu.Lock()
 	rev, ok := c.revs[clientID]
-	delete(c.revs, clientID)
 	c.revMu.Unlock()
+	c.forget(clientID)
 	if !ok {
 		return
 	}
@@ -977,11 +1016,32 @@ func (c *Cluster) Released(clientID string) {
 // Node returns this node's name.
 func (c *Cluster) Node() string { return c.cfg.Node }
 
+// localRecord is what this node last learnt of one of its sessions.
+type localRecord struct {
+	session []byte // persistent sessions' record (Stored)
+	will    []byte // the connection's will (Will), nil: none
+}
+
 // Stored implements broker.Bridge: the record is written to the registry
 // by writeRecords, off the session's lock.
 func (c *Cluster) Stored(clientID string, record []byte) {
+	c.update(clientID, func(r *localRecord) { r.session = record })
+}
+
+// Will implements broker.Bridge.
+func (c *Cluster) Will(clientID string, will []byte) {
+	c.update(clientID, func(r *localRecord) { r.will = will })
+}
+
+func (c *Cluster) update(clientID string, f func(*localRecord)) {
 	c.dirtyMu.Lock()
-	c.dirty[clientID] = record
+	r := c.records[clientID]
+	if r == nil {
+		r = &localRecord{}
+		c.records[clientID] = r
+	}
+	f(r)
+	c.dirty[clientID] = true
 	c.dirtyMu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -989,9 +1049,21 @@ func (c *Cluster) Stored(clientID string, record []byte) {
 	}
 }
 
-// writeRecords writes the persistent sessions' records to the registry,
-// the latest of each, with compare-and-set on the revision this node
-// wrote: a record another node has written since is that node's now.
+// forget drops what this node keeps of a session it no longer owns.
+func (c *Cluster) forget(clientID string) {
+	c.revMu.Lock()
+	delete(c.revs, clientID)
+	c.revMu.Unlock()
+	c.dirtyMu.Lock()
+	delete(c.records, clientID)
+	delete(c.dirty, clientID)
+	c.dirtyMu.Unlock()
+}
+
+// writeRecords writes the sessions' records (subscriptions of persistent
+// sessions, wills of connections) to the registry, the latest of each,
+// with compare-and-set on the revision this node wrote: a record another
+// node has written since is that node's now.
 func (c *Cluster) writeRecords() {
 	defer c.wg.Done()
 	for {
@@ -1001,8 +1073,13 @@ func (c *Cluster) writeRecords() {
 			return
 		}
 		c.dirtyMu.Lock()
-		batch := c.dirty
-		c.dirty = map[string][]byte{}
+		batch := map[string]ownerRecord{}
+		for id := range c.dirty {
+			if r := c.records[id]; r != nil {
+				batch[id] = ownerRecord{Node: c.cfg.Node, Session: r.session, Will: r.will}
+			}
+		}
+		clear(c.dirty)
 		c.dirtyMu.Unlock()
 		for id, rec := range batch {
 			c.revMu.Lock()
@@ -1011,7 +1088,7 @@ func (c *Cluster) writeRecords() {
 			if !ok {
 				continue // not this node's any more
 			}
-			val, _ := json.Marshal(ownerRecord{Node: c.cfg.Node, Session: rec})
+			val, _ := json.Marshal(rec)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			rev2, err := c.sess.Update(ctx, sessionKey(id), val, rev)
 			cancel()
@@ -1032,6 +1109,7 @@ func (c *Cluster) writeRecords() {
 }
 
 type nodeRecord struct {
+	Node       string `json:"node"`
 	Checkpoint uint64 `json:"checkpoint"`
 	At         int64  `json:"at"` // Unix seconds
 }
@@ -1065,10 +1143,8 @@ func (c *Cluster) checkpoints() {
 			}
 		}
 		cands = keep
-		if ck == written && written != 0 {
-			continue
-		}
-		val, _ := json.Marshal(nodeRecord{Checkpoint: ck, At: time.Now().Unix()})
+		// Written every time: it is the node's heartbeat too (watchNodes).
+		val, _ := json.Marshal(nodeRecord{Node: c.cfg.Node, Checkpoint: ck, At: time.Now().Unix()})
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := c.nodes.Put(ctx, "n."+c.token, val)
 		cancel()
@@ -1154,5 +1230,175 @@ func (c *Cluster) replay(clientID string, from, to uint64) {
 				time.Sleep(50 * time.Millisecond) // nothing yet: a leader is being elected
 			}
 		}
+	}
+}
+
+// publishWill publishes the will of a connection whose node died. back:
+// its client has reconnected, so a 5.0 will with a delay is not sent
+// (5.0 §3.1.3.2.2); otherwise the delay is waited first.
+func (c *Cluster) publishWill(clientID string, b []byte, back bool) {
+	m, err := broker.UnmarshalMessage(b)
+	if err != nil {
+		c.log.WithError(err).WithField("client_id", clientID).Error("cluster: a will in the registry does not decode")
+		return
+	}
+	var delay time.Duration
+	if m.Props != nil && m.Props.Has(codec.PropWillDelay) {
+		delay = time.Duration(m.Props.WillDelay) * time.Second
+	}
+	f := c.log.WithFields(logrus.Fields{"client_id": clientID, "topic": m.Topic})
+	switch {
+	case delay > 0 && back:
+		f.Info("cluster: the will of a connection on a node that died is not sent: its client is back within the will delay")
+	case delay > 0:
+		f.WithField("delay", delay).Info("cluster: publishing the will of a connection on a node that died, after its delay")
+		time.AfterFunc(delay, func() { c.k.PublishWill(m) })
+	default:
+		f.Info("cluster: publishing the will of a connection on a node that died")
+		c.k.PublishWill(m)
+	}
+	c.WillsPublished.Add(1)
+}
+
+// nodeDeadAfter is how long a node's heartbeat may be silent before the
+// others take it for dead and publish its connections' wills.
+const nodeDeadAfter = 6 * time.Second
+
+// watchNodes looks, every two seconds, for nodes whose heartbeat
+// (checkpoints) stopped, and publishes the wills their connections left
+// in the registry: each will once, by the node whose compare-and-set
+// takes it out of its record first.
+func (c *Cluster) watchNodes() {
+	defer c.wg.Done()
+	handled := map[string]int64{} // node -> the heartbeat it was handled at
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-c.done:
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		keys, err := c.nodes.ListKeys(ctx)
+		if err != nil {
+			cancel()
+			continue
+		}
+		var dead []string
+		for key := range keys.Keys() {
+			e, err := c.nodes.Get(ctx, key)
+			if err != nil {
+				continue
+			}
+			var rec nodeRecord
+			if json.Unmarshal(e.Value(), &rec) != nil || key == "n."+c.token {
+				continue
+			}
+			if time.Since(time.Unix(rec.At, 0)) > nodeDeadAfter && handled[key] != rec.At {
+				handled[key] = rec.At
+				dead = append(dead, rec.Node)
+			}
+		}
+		cancel()
+		for _, node := range dead {
+			c.willsOf(node)
+		}
+	}
+}
+
+// willsOf publishes the wills a dead node's connections left.
+func (c *Cluster) willsOf(node string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	keys, err := c.sess.ListKeys(ctx)
+	if err != nil {
+		c.log.WithError(err).Warn("cluster: listing the sessions of a dead node")
+		return
+	}
+	n := 0
+	for key := range keys.Keys() {
+		e, err := c.sess.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		var rec ownerRecord
+		if json.Unmarshal(e.Value(), &rec) != nil || rec.Node != node || rec.Will == nil {
+			continue
+		}
+		will := rec.Will
+		rec.Will = nil // the session stays the dead node's, for its client to take up
+		val, _ := json.Marshal(rec)
+		if _, err := c.sess.Update(ctx, key, val, e.Revision()); err != nil {
+			continue // another node took it first, or the client came back
+		}
+		id, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(key, "s."))
+		c.publishWill(string(id), will, false)
+		n++
+	}
+	c.log.WithFields(logrus.Fields{"dead": node, "wills": n}).Warn("cluster: a node stopped answering; published the wills its connections left")
+}
+
+// BeginLocal implements broker.Bridge: it counts the routing under the
+// current stamp's parity (checking the stamp did not move meanwhile).
+func (c *Cluster) BeginLocal() uint64 {
+	for {
+		st := c.stamp.Load()
+		c.routing[st&1].Add(1)
+		if c.stamp.Load() == st {
+			return st
+		}
+		c.routing[st&1].Add(-1)
+	}
+}
+
+// EndLocal implements broker.Bridge.
+func (c *Cluster) EndLocal(stamp uint64) { c.routing[stamp&1].Add(-1) }
+
+// recoverSession is called once a session taken up from a dead node is
+// in place here. Messages this node published before that may have
+// missed it: they are stamped lower than the stamp started here, and
+// given to the session when they come back from the log (ownMessage).
+// It returns once every routing begun under an older stamp has ended,
+// so that the log position read next covers them.
+func (c *Cluster) recoverSession(clientID string) {
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
+	st := c.stamp.Add(1)
+	now := time.Now()
+	keep := c.recovered[:0]
+	for _, r := range c.recovered {
+		if now.Before(r.until) {
+			keep = append(keep, r)
+		}
+	}
+	c.recovered = append(keep, recoveredSession{clientID: clientID, stamp: st, until: now.Add(recoveredFor)})
+	// The previous parity only drains: new routings take the new one
+	// (and recoverSession calls are serialised, so it is not reused
+	// before it drained).
+	for deadline := now.Add(5 * time.Second); c.routing[(st-1)&1].Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// recoveredFor is how long a message published on this node may take to
+// come back from the log and still reach a session set up meanwhile:
+// past a publish's timeout.
+const recoveredFor = 2 * time.Minute
+
+// ownMessage is a message this node published, back from the log: it
+// reached the sessions of this node when it was routed, except those
+// taken up from dead nodes since, which get it now.
+func (c *Cluster) ownMessage(m *broker.Message, stamp uint64) {
+	c.recMu.Lock()
+	var ids []string
+	for _, r := range c.recovered {
+		if stamp < r.stamp {
+			ids = append(ids, r.clientID)
+		}
+	}
+	c.recMu.Unlock()
+	for _, id := range ids {
+		c.k.Replay(id, m)
 	}
 }
