@@ -25,7 +25,7 @@ func TestLayers(t *testing.T) {
 		"engine/script":       {"codec", "engine/topic", "engine/transport", "engine/broker", "lualib", "engine/store"},
 		"engine/script/iolib": {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib", "engine/store"},
 		"engine/cluster":      {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/store"},
-		"engine/observe":      {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib", "engine/store"},
+		"engine/observe":      {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "lualib", "engine/store", "engine/cluster"},
 		"engine":              {"codec", "engine/topic", "engine/transport", "engine/broker", "engine/script", "engine/script/iolib", "engine/observe", "lualib", "engine/store", "engine/cluster"},
 		"lualib":              {},
 	}

@@ -157,7 +157,7 @@ func (s *Server) Listen() error {
 		return err
 	}
 	src := observe.Sources{Transport: s.tr, Broker: s.broker, Scripts: s.pool, ScriptErrors: &s.Stats.ScriptErrors,
-		Version: Version, Started: time.Now(), Reload: func() error { return s.Reload(nil) }, Backup: s.Backup}
+		Version: Version, Started: time.Now(), Reload: func() error { return s.Reload(nil) }, Backup: s.Backup, Cluster: s.nodes}
 	h, err := observe.Listen(src, observe.HTTPConfig{Addr: s.cfg.HTTPAddr, Token: s.cfg.HTTPToken, Ready: func() bool { return !s.shut.Load() }})
 	if err != nil {
 		return err

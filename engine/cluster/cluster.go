@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1400,5 +1401,51 @@ func (c *Cluster) ownMessage(m *broker.Message, stamp uint64) {
 	c.recMu.Unlock()
 	for _, id := range ids {
 		c.k.Replay(id, m)
+	}
+}
+
+// Member is one node as the cluster's heartbeats show it.
+type Member struct {
+	Node string `json:"node"`
+	// Alive: its heartbeat is less than nodeDeadAfter old.
+	Alive    bool      `json:"alive"`
+	LastSeen time.Time `json:"last_seen"`
+	// Checkpoint is the log position its sessions' clients have
+	// acknowledged everything up to.
+	Checkpoint uint64 `json:"checkpoint"`
+}
+
+// Members lists the nodes that ever wrote a heartbeat, by name.
+func (c *Cluster) Members(ctx context.Context) ([]Member, error) {
+	keys, err := c.nodes.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Member
+	for key := range keys.Keys() {
+		e, err := c.nodes.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		var rec nodeRecord
+		if json.Unmarshal(e.Value(), &rec) != nil {
+			continue
+		}
+		seen := time.Unix(rec.At, 0)
+		out = append(out, Member{Node: rec.Node, Alive: time.Since(seen) <= nodeDeadAfter, LastSeen: seen, Checkpoint: rec.Checkpoint})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out, nil
+}
+
+// Counters are the node's cluster counters, by metric name.
+func (c *Cluster) Counters() map[string]int64 {
+	return map[string]int64{
+		"forwarded":       c.Forwarded.Load(),
+		"received":        c.Received.Load(),
+		"duplicates":      c.Duplicates.Load(),
+		"handovers":       c.Handovers.Load(),
+		"replayed":        c.Replayed.Load(),
+		"wills_published": c.WillsPublished.Load(),
 	}
 }

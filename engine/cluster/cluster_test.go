@@ -2,6 +2,9 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"fmt"
 	"net"
 	"os"
@@ -65,7 +68,7 @@ func startCluster(dir string, n int) ([]*node, error) {
 			}
 			srv, err := engine.New(engine.Config{
 				Scripts: filepath.Join(enginetest.RepoDir(), "scripts"), Listen: []string{"127.0.0.1:0"},
-				Workers: 2, SysInterval: -1, Log: log, DataDir: filepath.Join(dir, "n"+strconv.Itoa(i)),
+				Workers: 2, SysInterval: -1, Log: log, DataDir: filepath.Join(dir, "n"+strconv.Itoa(i)), HTTPAddr: "127.0.0.1:0",
 				Cluster: &cluster.Config{Node: "n" + strconv.Itoa(i), Name: "test", Listen: routes[i], Peers: peers},
 			})
 			if err != nil {
@@ -530,4 +533,47 @@ func TestSharedAcrossNodes(t *testing.T) {
 		}
 	}
 	t.Logf("members got %v of %d", perMember, n)
+}
+
+// TestOperatorsSeeTheCluster: a node's metrics carry its name and the
+// cluster's counters; GET /api/cluster lists the three members, alive.
+func TestOperatorsSeeTheCluster(t *testing.T) {
+	ns := threeNodes(t)
+	get := func(path string) string {
+		resp, err := http.Get("http://" + ns[0].srv.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	metrics := get("/metrics")
+	for _, want := range []string{`mqttlua_cluster_messages_total{direction="forwarded",node="n0"}`, `mqttlua_connections_total{node="n0"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+	var view struct {
+		Node    string
+		Members []cluster.Member
+	}
+	enginetest.WaitFor(t, "three live members", func() bool {
+		if err := json.Unmarshal([]byte(get("/api/cluster")), &view); err != nil {
+			t.Fatal(err)
+		}
+		alive := 0
+		for _, m := range view.Members {
+			if m.Alive {
+				alive++
+			}
+		}
+		return alive == 3
+	})
+	if view.Node != "n0" || view.Members[0].Node != "n0" || view.Members[2].Node != "n2" {
+		t.Fatalf("%+v", view)
+	}
 }

@@ -1,6 +1,7 @@
 package observe
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/broker"
+	"github.com/mqttlua/broker/engine/cluster"
 	"github.com/mqttlua/broker/engine/transport"
 )
 
@@ -23,6 +25,7 @@ import (
 //	GET  /api/handlers                                   Lua handlers by total time, most first
 //	POST /api/reload                                     reload the scripts
 //	POST /api/backup?dir=DIR                             a consistent copy of the data folder into DIR (new, on the broker's machine)
+//	GET  /api/cluster                                    this node's name and the cluster's members, with their heartbeats (404 for a single node)
 
 func (h *api) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/clients", h.clients)
@@ -33,6 +36,27 @@ func (h *api) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/handlers", h.handlers)
 	mux.HandleFunc("POST /api/reload", h.reload)
 	mux.HandleFunc("POST /api/backup", h.backup)
+	mux.HandleFunc("GET /api/cluster", h.cluster)
+}
+
+func (h *api) cluster(w http.ResponseWriter, r *http.Request) {
+	cl := h.src.Cluster
+	if cl == nil {
+		writeJSON(w, http.StatusNotFound, apiError{"not in a cluster"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	members, err := cl.Members(ctx)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{"the cluster's registry does not answer: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Node     string           `json:"node"`
+		Members  []cluster.Member `json:"members"`
+		Counters map[string]int64 `json:"counters"`
+	}{cl.Node(), members, cl.Counters()})
 }
 
 type api struct{ src Sources }

@@ -56,7 +56,12 @@ func isLoopback(host string) bool {
 // /healthz, /readyz, and the admin API under /api/ (admin.go).
 func Handler(src Sources, cfg HTTPConfig) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(src))
+	var r prometheus.Registerer = reg
+	if src.Cluster != nil {
+		// In a cluster every node's metrics say which node they are.
+		r = prometheus.WrapRegistererWith(prometheus.Labels{"node": src.Cluster.Node()}, reg)
+	}
+	r.MustRegister(NewCollector(src))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	(&api{src: src}).routes(mux)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mqttlua/broker/codec"
 	"github.com/mqttlua/broker/engine/broker"
+	"github.com/mqttlua/broker/engine/cluster"
 	"github.com/mqttlua/broker/engine/script"
 	"github.com/mqttlua/broker/engine/transport"
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,10 @@ type Sources struct {
 	Reload func() error
 	// Backup copies the data folder into a new folder (POST /api/backup).
 	Backup func(dir string) error
+	// Cluster is the cluster this node is in, nil for a single node:
+	// every metric is then labelled with the node's name, the cluster's
+	// counters are added, and GET /api/cluster lists the members.
+	Cluster *cluster.Cluster
 }
 
 // collector turns a snapshot of the sources into Prometheus metrics at
@@ -90,6 +95,9 @@ var metricDefs = []metricDef{
 	{"lua_worker_lock_waits_total", "Calls that found their Lua worker busy.", []string{"worker"}},
 	{"lua_errors_total", "Script failures of any kind (handlers, timers, onClose).", nil},
 	{"uptime_seconds", "Seconds since the broker started.", nil},
+	{"cluster_messages_total", "Messages between this node and the others, by direction (forwarded: sent by this node; received: routed here from others; duplicate: a copy a node's overlapping filters brought twice, dropped; replayed: delivered from the log to sessions taken up from dead nodes).", []string{"direction"}},
+	{"cluster_handovers_total", "Sessions this node took over from another node.", nil},
+	{"cluster_wills_published_total", "Wills of dead nodes' connections this node published.", nil},
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -104,6 +112,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge := func(name string, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.GaugeValue, v, labels...)
+	}
+	if cl := c.src.Cluster; cl != nil {
+		n := cl.Counters()
+		counter("cluster_messages_total", float64(n["forwarded"]), "forwarded")
+		counter("cluster_messages_total", float64(n["received"]), "received")
+		counter("cluster_messages_total", float64(n["duplicates"]), "duplicate")
+		counter("cluster_messages_total", float64(n["replayed"]), "replayed")
+		counter("cluster_handovers_total", float64(n["handovers"]))
+		counter("cluster_wills_published_total", float64(n["wills_published"]))
 	}
 	ts := c.src.Transport.Stats
 	c.src.Transport.ListenerConnections(func(url string, n int64) { gauge("connections", float64(n), url) })
