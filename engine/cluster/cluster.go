@@ -1202,8 +1202,18 @@ func (c *Cluster) replay(clientID string, from, to uint64) {
 			time.Sleep(250 * time.Millisecond)
 			continue
 		}
+		idleSince := time.Now()
 		for next <= to && time.Now().Before(deadline) {
-			batch, err := cons.FetchNoWait(512)
+			if time.Since(idleSince) > time.Second {
+				// Nothing for a second though the log holds more: the
+				// consumer sat on a server that lost the stream (its
+				// leader died). A new one, from next.
+				c.log.WithField("client_id", clientID).Warn("cluster: replay: the log's reader stalled; starting another")
+				break
+			}
+			// Bounded: a pull whose consumer's server died is never
+			// answered (FetchNoWait's would wait for ever).
+			batch, err := cons.Fetch(512, jetstream.FetchMaxWait(300*time.Millisecond))
 			if err != nil {
 				c.log.WithError(err).WithField("client_id", clientID).Warn("cluster: replay: reading the log")
 				break // a new consumer, from next
@@ -1229,6 +1239,8 @@ func (c *Cluster) replay(clientID string, from, to uint64) {
 			}
 			if !got {
 				time.Sleep(50 * time.Millisecond) // nothing yet: a leader is being elected
+			} else {
+				idleSince = time.Now()
 			}
 		}
 	}
