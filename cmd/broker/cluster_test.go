@@ -17,6 +17,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/mqttlua/broker/codec"
+	"github.com/mqttlua/broker/engine/enginetest"
 )
 
 // clusterNode is one broker process of a test cluster.
@@ -33,16 +34,6 @@ func (n *clusterNode) log() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.logs.String()
-}
-
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // start runs the node's process and returns a channel that is closed
@@ -111,7 +102,7 @@ func startClusterProcesses(t *testing.T, bin, scripts string, n int) []*clusterN
 	t.Helper()
 	routes := make([]string, n)
 	for i := range routes {
-		routes[i] = "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
+		routes[i] = "127.0.0.1:" + strconv.Itoa(enginetest.FreePort(t))
 	}
 	nodes := make([]*clusterNode, n)
 	ready := make([]<-chan error, n)
@@ -144,7 +135,7 @@ func startHAProxy(t *testing.T, addrs []string) string {
 		}
 		t.Skip("haproxy not installed (apt-get install haproxy)")
 	}
-	front := "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
+	front := "127.0.0.1:" + strconv.Itoa(enginetest.FreePort(t))
 	var conf strings.Builder
 	fmt.Fprintf(&conf, "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 120s\n  timeout server 120s\n")
 	// Health checks every 300 ms: a killed node leaves the rotation.

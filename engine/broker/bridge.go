@@ -109,6 +109,10 @@ func (k *Broker) PublishWill(m *Message) {
 	k.sendWill(m)
 }
 
+// SplitShare parses a shared subscription's filter,
+// "$share/{name}/{filter}" (5.0 §4.8.2).
+func SplitShare(f string) (name, filter string, ok bool) { return splitShare(f) }
+
 // RouteShared delivers a message to one member of the shared
 // subscription group "$share/name/filter" on this node: in a cluster the
 // cluster picks, per message, the node whose members get it (one in the
@@ -128,15 +132,7 @@ func (k *Broker) RouteShared(m *Message, name, filter string, batch *transport.B
 // message of m's topic as the cluster ordered it, without delivering it.
 func (k *Broker) ApplyRetained(m *Message) {
 	m.remote = true
-	if len(m.Payload) == 0 {
-		k.retained.Delete(m.Topic)
-	} else {
-		m.own()
-		k.retained.Set(m.Topic, m)
-	}
-	if k.store != nil {
-		k.persistRetained(m)
-	}
+	k.keepRetained(m)
 }
 
 // MarshalBinary encodes the message (topic, payload, QoS, retain flag,
@@ -214,34 +210,13 @@ func (k *Broker) adopt(clientID string, state []byte) (*Session, error) {
 		expiry = time.Duration(rec.Expiry) * time.Second
 	}
 	s := newSession(clientID, true, expiry)
-	s.owner = rec.Owner
-	for _, sub := range rec.Subs {
-		o := subOpts{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RAP, RetainHandling: sub.RH, SubID: sub.SubID}
-		if s.subs == nil {
-			s.subs = map[string]subOpts{}
-		}
-		s.subs[sub.Filter] = o
-	}
+	s.restoreLocked(&rec)
 	for _, b := range h.Deliveries {
 		d, pid, released, share, err := decodeDelivery(b)
 		if err != nil {
 			return nil, fmt.Errorf("a delivery from another node: %v", err)
 		}
-		if share != "" {
-			k.shareMu.Lock()
-			d.share = k.shares[share]
-			k.shareMu.Unlock()
-		}
-		if pid == 0 {
-			s.queue = append(s.queue, d)
-			continue
-		}
-		if s.inflight == nil {
-			s.inflight = map[uint16]*outbound{}
-		}
-		s.inflight[pid] = &outbound{delivery: d, released: released}
-		s.order = append(s.order, pid)
-		s.lastID = pid
+		s.restoreDeliveryLocked(k, d, pid, released, share)
 	}
 	for _, id := range h.Inbound2 {
 		s.markInbound2(id)

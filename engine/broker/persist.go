@@ -358,6 +358,40 @@ func decodeDelivery(b []byte) (d delivery, pid uint16, released bool, share stri
 	return d, pid, released, share, err
 }
 
+// restoreLocked sets a session's owner and subscriptions from its
+// record (a store's, or another node's). The subscriptions are not in the
+// trees yet: the caller adds them. mu is held or the session unshared.
+func (s *Session) restoreLocked(rec *sessionRecord) {
+	s.owner = rec.Owner
+	for _, sub := range rec.Subs {
+		if s.subs == nil {
+			s.subs = map[string]subOpts{}
+		}
+		s.subs[sub.Filter] = subOpts{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RAP, RetainHandling: sub.RH, SubID: sub.SubID}
+	}
+}
+
+// restoreDeliveryLocked puts a stored delivery back: queued (pid 0), or
+// in flight with its packet id, in the order given. share is its shared
+// subscription group's key, if any. mu is held or the session unshared.
+func (s *Session) restoreDeliveryLocked(k *Broker, d delivery, pid uint16, released bool, share string) {
+	if share != "" {
+		k.shareMu.Lock()
+		d.share = k.shares[share]
+		k.shareMu.Unlock()
+	}
+	if pid == 0 {
+		s.queue = append(s.queue, d)
+		return
+	}
+	if s.inflight == nil {
+		s.inflight = map[uint16]*outbound{}
+	}
+	s.inflight[pid] = &outbound{delivery: d, released: released}
+	s.order = append(s.order, pid)
+	s.lastID = pid
+}
+
 // LoadSessions reads the persistent sessions kv holds into the broker:
 // offline, with their subscriptions, their deliveries (in flight ones are
 // sent again, with DUP, when the client resumes) and their inbound QoS 2
@@ -388,14 +422,9 @@ func (k *Broker) LoadSessions(kv store.KV) (sessions, deliveries int, err error)
 		}
 		s := newSession(id, true, expiry)
 		s.left = left
-		s.owner = rec.Owner
-		for _, sub := range rec.Subs {
-			o := subOpts{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RAP, RetainHandling: sub.RH, SubID: sub.SubID}
-			if s.subs == nil {
-				s.subs = map[string]subOpts{}
-			}
-			s.subs[sub.Filter] = o
-			k.addSub(sub.Filter, s, o)
+		s.restoreLocked(&rec)
+		for f, o := range s.subs {
+			k.addSub(f, s, o)
 		}
 		k.sessions[id] = s
 		sessions++
@@ -422,21 +451,7 @@ func (k *Broker) LoadSessions(kv store.KV) (sessions, deliveries int, err error)
 		}
 		d.seq = binary.BigEndian.Uint64(rest[i+1:])
 		s.seq = max(s.seq, d.seq)
-		if share != "" {
-			k.shareMu.Lock()
-			d.share = k.shares[share]
-			k.shareMu.Unlock()
-		}
-		if pid == 0 {
-			s.queue = append(s.queue, d)
-		} else {
-			if s.inflight == nil {
-				s.inflight = map[uint16]*outbound{}
-			}
-			s.inflight[pid] = &outbound{delivery: d, released: released}
-			s.order = append(s.order, pid)
-			s.lastID = pid
-		}
+		s.restoreDeliveryLocked(k, d, pid, released, share)
 		deliveries++
 		return nil
 	})

@@ -44,6 +44,22 @@ func (k *Broker) route(m *Message, from *Client, batch *transport.Batch) int {
 	return k.routeVia(m, from, batch, nil)
 }
 
+// keepRetained stores m as its topic's retained message, or clears the
+// topic.
+func (k *Broker) keepRetained(m *Message) {
+	if len(m.Payload) == 0 {
+		// [MQTT-3.3.1-10] an empty retained message clears the topic.
+		k.retained.Delete(m.Topic)
+	} else {
+		// [MQTT-3.3.1-5] store it, replacing the previous one.
+		m.own()
+		k.retained.Set(m.Topic, m)
+	}
+	if k.store != nil {
+		k.persistRetained(m)
+	}
+}
+
 // DeliverHook decides one delivery (a script's onMqDeliver): given the
 // subscriber (its client id, and its connection or nil when offline),
 // the message and the QoS it would get, it returns the message to send
@@ -90,17 +106,7 @@ func (k *Broker) routeTo(m *Message, from *Client, batch *transport.Batch, hook 
 		m.expireAt = time.Now().Add(time.Duration(m.Props.MessageExpiry) * time.Second).UnixNano()
 	}
 	if m.Retain && !m.remote { // another node's: ApplyRetained keeps it
-		if len(m.Payload) == 0 {
-			// [MQTT-3.3.1-10] an empty retained message clears the topic.
-			k.retained.Delete(m.Topic)
-		} else {
-			// [MQTT-3.3.1-5] store it, replacing the previous one.
-			m.own()
-			k.retained.Set(m.Topic, m)
-		}
-		if k.store != nil {
-			k.persistRetained(m)
-		}
+		k.keepRetained(m)
 	}
 	sc := scratchPool.Get().(*routeScratch)
 	sc.hook = hook

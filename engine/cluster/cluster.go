@@ -496,7 +496,7 @@ func (c *Cluster) settle(w *forwardWait, err error) {
 // Subscribed implements broker.Bridge: the first local subscription to a
 // subject subscribes this node to it on NATS.
 func (c *Cluster) Subscribed(filter string) {
-	if name, f, ok := splitShare(filter); ok {
+	if name, f, ok := broker.SplitShare(filter); ok {
 		c.subscribedShare(filter, name, f)
 		return
 	}
@@ -528,7 +528,7 @@ func (c *Cluster) Subscribed(filter string) {
 func (c *Cluster) Unsubscribed(filter string) {
 	c.subMu.Lock()
 	defer c.subMu.Unlock()
-	if _, _, ok := splitShare(filter); ok {
+	if _, _, ok := broker.SplitShare(filter); ok {
 		if in := c.shares[filter]; in != nil {
 			if in.n--; in.n == 0 {
 				for _, sub := range in.more {
@@ -553,16 +553,6 @@ func (c *Cluster) Unsubscribed(filter string) {
 			delete(c.subs, s)
 		}
 	}
-}
-
-// splitShare parses "$share/{name}/{filter}".
-func splitShare(f string) (name, filter string, ok bool) {
-	rest, ok := strings.CutPrefix(f, "$share/")
-	if !ok {
-		return "", "", false
-	}
-	name, filter, ok = strings.Cut(rest, "/")
-	return name, filter, ok && name != "" && filter != ""
 }
 
 // subscribedShare makes this node a member of a shared subscription
@@ -1158,6 +1148,26 @@ func (c *Cluster) checkpoints() {
 	}
 }
 
+// nodeRecords reads every node's heartbeat record.
+func (c *Cluster) nodeRecords(ctx context.Context) ([]nodeRecord, error) {
+	keys, err := c.nodes.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []nodeRecord
+	for key := range keys.Keys() {
+		e, err := c.nodes.Get(ctx, key)
+		if err != nil {
+			continue
+		}
+		var rec nodeRecord
+		if json.Unmarshal(e.Value(), &rec) == nil {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
 // checkpointOf reads a node's last checkpoint (0: none recorded).
 func (c *Cluster) checkpointOf(node string) uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -1293,27 +1303,18 @@ func (c *Cluster) watchNodes() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		keys, err := c.nodes.ListKeys(ctx)
+		records, err := c.nodeRecords(ctx)
+		cancel()
 		if err != nil {
-			cancel()
 			continue
 		}
 		var dead []string
-		for key := range keys.Keys() {
-			e, err := c.nodes.Get(ctx, key)
-			if err != nil {
-				continue
-			}
-			var rec nodeRecord
-			if json.Unmarshal(e.Value(), &rec) != nil || key == "n."+c.token {
-				continue
-			}
-			if time.Since(time.Unix(rec.At, 0)) > nodeDeadAfter && handled[key] != rec.At {
-				handled[key] = rec.At
+		for _, rec := range records {
+			if rec.Node != c.cfg.Node && time.Since(time.Unix(rec.At, 0)) > nodeDeadAfter && handled[rec.Node] != rec.At {
+				handled[rec.Node] = rec.At
 				dead = append(dead, rec.Node)
 			}
 		}
-		cancel()
 		for _, node := range dead {
 			c.willsOf(node)
 		}
@@ -1429,20 +1430,12 @@ type Member struct {
 
 // Members lists the nodes that ever wrote a heartbeat, by name.
 func (c *Cluster) Members(ctx context.Context) ([]Member, error) {
-	keys, err := c.nodes.ListKeys(ctx)
+	records, err := c.nodeRecords(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []Member
-	for key := range keys.Keys() {
-		e, err := c.nodes.Get(ctx, key)
-		if err != nil {
-			continue
-		}
-		var rec nodeRecord
-		if json.Unmarshal(e.Value(), &rec) != nil {
-			continue
-		}
+	for _, rec := range records {
 		seen := time.Unix(rec.At, 0)
 		out = append(out, Member{Node: rec.Node, Alive: time.Since(seen) <= nodeDeadAfter, LastSeen: seen, Checkpoint: rec.Checkpoint})
 	}

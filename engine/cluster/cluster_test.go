@@ -3,10 +3,10 @@ package cluster_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
