@@ -1,4 +1,4 @@
-// Package engine is the running broker: it wires three layers together
+// Package engine is the running broker: it wires the layers together
 // and owns nothing else (config, New, Reload, Shutdown). Imports point
 // down only; layers_test.go checks it.
 //
@@ -10,6 +10,11 @@
 //	  |               one file per Lua module (server, mqtt, log, json, shared,
 //	  |               timer, broker), handlers that wait (await.go);
 //	  |               it implements broker.Hooks
+//	engine/observe    metrics, admin API, dashboard, $SYS: reads the layers' counters
+//	  |
+//	engine/cluster    several nodes as one broker over NATS (only with the cluster
+//	  |               flags): it implements broker.Bridge, forwards what the
+//	  |               broker routes and brings other nodes' messages and sessions in
 //	engine/broker     MQTT: each connection's protocol state (a Client), sessions,
 //	  |               QoS flows, retained messages, wills, routing; no Lua
 //	engine/transport  listeners (mqtt, mqtts, ws, wss, unix; PROXY headers),
@@ -86,6 +91,13 @@
 //     lock keeps its descriptor open while a loop accepts on it.
 //   - transport.Transport.mu guards the listener list; the connection
 //     table is a sync.Map.
+//
+//   - cluster.Cluster (only in a cluster): claimMu, revMu, dirtyMu,
+//     subMu, pendMu and recMu are leaves; routeMu is held while its log
+//     consumer routes one message (so taken before Broker.mu and
+//     Session.mu), and for a moment when a session from a dead node is
+//     in place. Routings of local messages are counted by atomics
+//     (BeginLocal), not locked.
 //
 // Lock order: Pool.reloadMu, VM.mu, Broker.mu, shareMu, group mu,
 // topic.Tree / topic.Retained, Session.mu, transport.Conn.mu,
