@@ -233,9 +233,10 @@ func (c *Cluster) checkpointOf(node string) uint64 {
 
 // replay delivers to one session the log's messages after from, up to
 // and including to: those its dead node may have held undelivered. It
-// keeps trying while JetStream elects new leaders after the crash that
-// made it necessary (an empty answer then is not the end of the log),
-// for replayTimeout at most.
+// reads them one by one by sequence, each read bounded (a consumer's
+// pull, tried first, could wait for ever on a server that had lost the
+// stream with the crash that made the replay necessary), and keeps
+// trying while JetStream elects new leaders, for replayTimeout at most.
 func (c *Cluster) replay(clientID string, from, to uint64) {
 	if to <= from {
 		return
@@ -251,57 +252,30 @@ func (c *Cluster) replay(clientID string, from, to uint64) {
 			f.Info("cluster: a session's messages replayed")
 		}
 	}()
+	var stream jetstream.Stream
 	for next <= to && time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		cons, err := c.js.OrderedConsumer(ctx, logStream, jetstream.OrderedConsumerConfig{
-			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: next,
-		})
-		cancel()
-		if err != nil {
-			c.log.WithError(err).WithField("client_id", clientID).Warn("cluster: replay: the log does not answer yet")
-			time.Sleep(250 * time.Millisecond)
-			continue
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		var err error
+		if stream == nil {
+			stream, err = c.js.Stream(ctx, logStream)
 		}
-		idleSince := time.Now()
-		for next <= to && time.Now().Before(deadline) {
-			if time.Since(idleSince) > time.Second {
-				// Nothing for a second though the log holds more: the
-				// consumer sat on a server that lost the stream (its
-				// leader died). A new one, from next.
-				c.log.WithField("client_id", clientID).Warn("cluster: replay: the log's reader stalled; starting another")
-				break
+		var raw *jetstream.RawStreamMsg
+		if err == nil {
+			raw, err = stream.GetMsg(ctx, next)
+		}
+		cancel()
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			next++ // past the log's horizon, or deleted
+		case err != nil:
+			c.log.WithError(err).WithFields(logrus.Fields{"client_id": clientID, "seq": next}).Warn("cluster: replay: the log does not answer yet")
+			stream = nil
+			time.Sleep(250 * time.Millisecond)
+		default:
+			if _, _, m, err := parseFrame(raw.Data); err == nil && c.k.Replay(clientID, m) {
+				n++
 			}
-			// Bounded: a pull whose consumer's server died is never
-			// answered (FetchNoWait's would wait for ever).
-			batch, err := cons.Fetch(512, jetstream.FetchMaxWait(300*time.Millisecond))
-			if err != nil {
-				c.log.WithError(err).WithField("client_id", clientID).Warn("cluster: replay: reading the log")
-				break // a new consumer, from next
-			}
-			got := false
-			for jm := range batch.Messages() {
-				got = true
-				md, err := jm.Metadata()
-				if err != nil {
-					continue
-				}
-				seq := md.Sequence.Stream
-				if seq > to {
-					next = to + 1
-					break
-				}
-				if _, _, m, err := parseFrame(jm.Data()); err == nil && c.k.Replay(clientID, m) {
-					n++
-				}
-				// Messages before next that the log no longer holds
-				// (past its horizon) are skipped by the consumer.
-				next = seq + 1
-			}
-			if !got {
-				time.Sleep(50 * time.Millisecond) // nothing yet: a leader is being elected
-			} else {
-				idleSince = time.Now()
-			}
+			next++
 		}
 	}
 }
