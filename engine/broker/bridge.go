@@ -45,14 +45,17 @@ type Bridge interface {
 	// then a node taking the session from this one waits, so that it
 	// cannot miss the connection being set up. An error means the
 	// cluster cannot decide now: the CONNECT is refused as server
-	// unavailable.
-	Claim(clientID string) (state []byte, settled func(), err error)
+	// unavailable. will is the new connection's will (MarshalBinary's
+	// encoding, nil for none), recorded with the claim, so that another
+	// node publishes it if this one dies from here on.
+	Claim(clientID string, will []byte) (state []byte, settled func(), err error)
 	// Released says the session of clientID ended on this node.
 	Released(clientID string)
 	// Stored gives the record of a persistent session of this node
 	// (its subscriptions, owner and expiry, as a store keeps it) each
 	// time it changes, so that another node can take the session up if
-	// this one dies. It runs under the session's lock and must not block.
+	// this one dies; nil for a session that is not persistent. It runs
+	// under the session's lock and must not block.
 	Stored(clientID string, record []byte)
 	// BeginLocal and EndLocal bracket the routing of a message
 	// published on this node (a client's, a will, a script's), so that
@@ -63,10 +66,9 @@ type Bridge interface {
 	// delivery hook may publish).
 	BeginLocal() (stamp uint64)
 	EndLocal(stamp uint64)
-	// Will gives the will of clientID's connection on this node
-	// (MarshalBinary's encoding), for another node to publish if this
-	// one dies with the connection; nil once this node has dealt with
-	// it (the connection ended). It must not block.
+	// Will says this node has dealt with the will of clientID's
+	// connection (the connection ended: the will was sent, or not): the
+	// registry no longer keeps it (Claim recorded it). It must not block.
 	Will(clientID string, will []byte)
 }
 

@@ -65,7 +65,12 @@ func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, bat
 	if k.bridge != nil {
 		// One session per client id in the whole cluster: this node owns
 		// it from here, and gets its state if another node had it.
-		handedState, settled, err := k.bridge.Claim(clientID)
+		var will []byte
+		if st.will != nil {
+			// Kept by the cluster too: if this node dies, another publishes it.
+			will = encodeMessage(st.will)
+		}
+		handedState, settled, err := k.bridge.Claim(clientID, will)
 		handed = handedState
 		if err == nil {
 			defer settled()
@@ -78,10 +83,6 @@ func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, bat
 			c.SendPacketVia(&codec.Packet{Type: codec.CONNACK, ReasonCode: code}, batch)
 			return false, fmt.Errorf("cluster: %v", err)
 		}
-	}
-	if k.bridge != nil && st.will != nil {
-		// Kept by the cluster too: if this node dies, another publishes it.
-		k.bridge.Will(clientID, encodeMessage(st.will))
 	}
 	k.mu.Lock()
 	s := k.sessions[clientID]
@@ -142,6 +143,9 @@ func (k *Broker) Accept(c *Client, p *codec.Packet, extra *codec.Properties, bat
 		s.forgetLocked(k) // 5.0: resumed with no expiry: nothing to keep
 	}
 	s.persistent, s.expiry = persistent, expiry
+	if k.bridge != nil && !persistent {
+		k.bridge.Stored(clientID, nil) // nothing of it outlives this node
+	}
 	s.storeMetaLocked(k)
 	s.gen++ // cancels a pending will and the expiry of the old connection
 	if s.timer != nil {

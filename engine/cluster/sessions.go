@@ -40,9 +40,9 @@ func sessionKey(clientID string) string {
 const claimAttempts = 8
 
 // Claim implements broker.Bridge.
-func (c *Cluster) Claim(clientID string) ([]byte, func(), error) {
+func (c *Cluster) Claim(clientID string, will []byte) ([]byte, func(), error) {
 	settled := c.startClaim(clientID)
-	prev, err := c.claim(clientID)
+	prev, err := c.claim(clientID, will)
 	if err != nil {
 		settled()
 		return nil, nil, err
@@ -131,14 +131,14 @@ func (c *Cluster) startClaim(clientID string) func() {
 
 // claim writes this node as the session's owner, and returns the record
 // it replaced.
-func (c *Cluster) claim(clientID string) (ownerRecord, error) {
+func (c *Cluster) claim(clientID string, will []byte) (ownerRecord, error) {
 	key := sessionKey(clientID)
 	for range claimAttempts {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		prev, rev, err := c.owner(ctx, key)
 		if err == nil {
 			// The session's record stays until this node writes its own.
-			val, _ := json.Marshal(ownerRecord{Node: c.cfg.Node, Session: prev.Session})
+			val, _ := json.Marshal(ownerRecord{Node: c.cfg.Node, Session: prev.Session, Will: will})
 			if rev == 0 {
 				rev, err = c.sess.Create(ctx, key, val)
 			} else {
@@ -155,6 +155,10 @@ func (c *Cluster) claim(clientID string) (ownerRecord, error) {
 		c.revMu.Lock()
 		c.revs[clientID] = rev
 		c.revMu.Unlock()
+		// Later writes of the record keep what this one wrote.
+		c.dirtyMu.Lock()
+		c.records[clientID] = &localRecord{session: prev.Session, will: will}
+		c.dirtyMu.Unlock()
 		return prev, nil
 	}
 	return ownerRecord{}, fmt.Errorf("client id %q: claimed by other nodes %d times in a row", clientID, claimAttempts)
@@ -256,7 +260,7 @@ func (c *Cluster) Stored(clientID string, record []byte) {
 	c.update(clientID, func(r *localRecord) { r.session = record })
 }
 
-// Will implements broker.Bridge.
+// Will implements broker.Bridge: the record is written without the will.
 func (c *Cluster) Will(clientID string, will []byte) {
 	c.update(clientID, func(r *localRecord) { r.will = will })
 }
