@@ -91,7 +91,6 @@
 //     lock keeps its descriptor open while a loop accepts on it.
 //   - transport.Transport.mu guards the listener list; the connection
 //     table is a sync.Map.
-//
 //   - cluster.Cluster (only in a cluster): claimMu, revMu, dirtyMu,
 //     subMu, pendMu and recMu are leaves; routeMu is held while its log
 //     consumer routes one message (so taken before Broker.mu and
