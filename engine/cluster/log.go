@@ -333,10 +333,10 @@ const recoveredFor = 2 * time.Minute
 func (c *Cluster) ownMessage(m *broker.Message, stamp uint64) {
 	c.recMu.Lock()
 	var ids []string
-	for _, r := range c.recovered {
-		if stamp < r.stamp {
-			ids = append(ids, r.clientID)
-		}
+	// Newest last: only the sessions set up after the message's routing
+	// began, almost always none, are looked at.
+	for i := len(c.recovered) - 1; i >= 0 && c.recovered[i].stamp > stamp; i-- {
+		ids = append(ids, c.recovered[i].clientID)
 	}
 	c.recMu.Unlock()
 	for _, id := range ids {

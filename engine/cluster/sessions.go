@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,15 +51,19 @@ func (c *Cluster) Claim(clientID string, will []byte) ([]byte, func(), error) {
 	if prev.Node == "" || prev.Node == c.cfg.Node {
 		return nil, settled, nil // new, or this node's: the broker has it
 	}
-	state, err := c.takeFrom(prev.Node, clientID)
+	state, from, err := c.takeFrom(prev.Node, clientID)
 	switch {
 	case err == nil && state == nil && prev.Session != nil:
 		// The node answered but does not have the session: restarted
 		// since, it lost what it held in memory. The registry still has
 		// the subscriptions.
 		return broker.Recovered(prev.Session), settled, nil
+	case err == nil && state == nil:
+		return nil, settled, nil // a clean session: nothing to carry
 	case err == nil:
-		return state, settled, nil
+		// Handed over with what the old node had routed to it, up to its
+		// log position from: the rest comes from the log (catchUp).
+		return state, c.catchUp(clientID, prev.Node, from, settled), nil
 	case !errors.Is(err, nats.ErrNoResponders):
 		// Alive but not answering in time (busy, or cut off from us):
 		// taking the session now could leave it live on two nodes.
@@ -72,32 +77,44 @@ func (c *Cluster) Claim(clientID string, will []byte) ([]byte, func(), error) {
 	}
 	// The old node is gone (nothing listens for it): take the session up
 	// from its record, and replay what the log holds past that node's
-	// checkpoint. The replay reaches up to where this node's routing from
-	// the log stands once the session's subscriptions are in place (the
-	// broker calls settled then): what follows comes by routing, what
-	// precedes by the replay, so nothing falls between (a message may
-	// come both ways, or out of order: counted as duplicates and order
-	// breaks by the fault test). The replay runs on its own goroutine: it
-	// waits for JetStream, which may be electing new leaders after the
-	// same crash, and must hold neither the script handler that accepted
-	// the CONNECT nor this node's routing.
-	from := c.checkpointOf(prev.Node)
+	// checkpoint.
 	if prev.Will != nil {
 		// The client is back before any node published its will: this
 		// node's claim took the will out of the record, so this node
 		// publishes it, as the lost connection's ([MQTT-3.1.2-8]).
 		c.publishWill(clientID, prev.Will, true)
 	}
-	return broker.Recovered(prev.Session), func() {
+	c.log.WithFields(logrus.Fields{"client_id": clientID, "from": prev.Node}).Warn("cluster: taking up the session of a node that is gone")
+	return broker.Recovered(prev.Session), c.catchUp(clientID, prev.Node, c.checkpointOf(prev.Node), settled), nil
+}
+
+// catchUp returns the settled function of a session that came from
+// another node, which had routed the log to it up to position from (its
+// position at the handover, or its checkpoint if it died). Once the
+// session is in place here, the log is replayed to it from there up to
+// where this node's routing stands: what follows comes by routing, what
+// precedes by the replay, so nothing falls between. Messages this node
+// published before the session was in place come back from the log to
+// it too (recoverSession, ownMessage). A message may come twice (the
+// old node had it in the state it handed over, and this node's routing
+// was behind), or out of order: counted as duplicates and order breaks
+// by the fault test. The replay runs on its own goroutine: it waits for
+// JetStream, which may be electing new leaders after a crash, and must
+// hold neither the script handler that accepted the CONNECT nor this
+// node's routing.
+func (c *Cluster) catchUp(clientID, node string, from uint64, settled func()) func() {
+	return func() {
 		c.recoverSession(clientID)
 		c.routeMu.Lock()
 		to := c.pos.Load()
 		c.routeMu.Unlock()
 		settled()
-		c.log.WithFields(logrus.Fields{"client_id": clientID, "from": prev.Node, "replay": fmt.Sprintf("%d..%d", from+1, to)}).
-			Warn("cluster: taking up the session of a node that is gone")
-		go c.replay(clientID, from, to)
-	}, nil
+		if to > from {
+			c.log.WithFields(logrus.Fields{"client_id": clientID, "from": node, "replay": fmt.Sprintf("%d..%d", from+1, to)}).
+				Debug("cluster: catching a session up with the log")
+			go c.replay(clientID, from, to)
+		}
+	}
 }
 
 // startClaim marks clientID as being claimed by this node, after any
@@ -192,23 +209,31 @@ func isWrongRevision(err error) bool {
 }
 
 // takeFrom asks the session's previous owner for it; an error means the
-// node did not answer (stopped, cut off).
-func (c *Cluster) takeFrom(node, clientID string) ([]byte, error) {
+// node did not answer (stopped, cut off). The answer is the old node's
+// log position when it let the session go (8 bytes), then the session's
+// state (nothing for a clean session).
+func (c *Cluster) takeFrom(node, clientID string) ([]byte, uint64, error) {
 	reply, err := c.nc.Request(ctlPrefix+string(appendLevel(nil, node))+".handover", []byte(clientID), c.cfg.HandoverTimeout)
 	if err != nil {
 		c.log.WithError(err).WithFields(logrus.Fields{"client_id": clientID, "from": node}).
 			Warn("cluster: the session's previous node did not hand it over")
-		return nil, err
+		return nil, 0, err
+	}
+	if len(reply.Data) < 8 {
+		return nil, 0, fmt.Errorf("node %s: a handover of %d bytes", node, len(reply.Data))
 	}
 	c.Handovers.Add(1)
-	if len(reply.Data) == 0 {
-		return nil, nil
+	pos := binary.BigEndian.Uint64(reply.Data)
+	if len(reply.Data) == 8 {
+		return nil, pos, nil
 	}
-	return reply.Data, nil
+	return reply.Data[8:], pos, nil
 }
 
 // handover answers another node's takeover of a session this node had,
-// once a claim of it under way here has settled (startClaim).
+// once a claim of it under way here has settled (startClaim). Routing
+// from the log waits meanwhile, so that the position sent with the state
+// says exactly which messages the state took in.
 func (c *Cluster) handover(msg *nats.Msg) {
 	clientID := string(msg.Data)
 	c.claimMu.Lock()
@@ -222,8 +247,12 @@ func (c *Cluster) handover(msg *nats.Msg) {
 		case <-time.After(c.cfg.HandoverTimeout / 2):
 		}
 	}
+	c.routeMu.Lock()
+	pos := c.pos.Load()
 	state := c.k.HandOver(clientID)
-	if err := msg.Respond(state); err != nil {
+	c.routeMu.Unlock()
+	reply := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(state)), pos)
+	if err := msg.Respond(append(reply, state...)); err != nil {
 		c.log.WithError(err).WithField("client_id", clientID).Warn("cluster: handing a session over")
 	}
 }
