@@ -290,6 +290,10 @@ func (c *Cluster) setup() error {
 	if c.ctlSub, err = c.nc.Subscribe(ctlPrefix+c.token+".handover", handover); err != nil {
 		return err
 	}
+	// Alive, for watchNodes on the other nodes.
+	if _, err = c.nc.Subscribe(ctlPrefix+c.token+".ping", func(msg *nats.Msg) { msg.Respond(nil) }); err != nil {
+		return err
+	}
 	if err = c.consumeLog(); err != nil {
 		return err
 	}

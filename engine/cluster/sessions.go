@@ -423,10 +423,17 @@ func (c *Cluster) watchNodes() {
 		}
 		var dead []string
 		for _, rec := range records {
-			if rec.Node != c.cfg.Node && time.Since(time.Unix(rec.At, 0)) > nodeDeadAfter && handled[rec.Node] != rec.At {
-				handled[rec.Node] = rec.At
-				dead = append(dead, rec.Node)
+			if rec.Node == c.cfg.Node || time.Since(time.Unix(rec.At, 0)) <= nodeDeadAfter || handled[rec.Node] == rec.At {
+				continue
 			}
+			// A heartbeat can stop while the node lives: its writes to
+			// JetStream wait for a leader election. Dead is also not
+			// answering on core NATS, as Claim decides.
+			if _, err := c.nc.Request(ctlPrefix+string(appendLevel(nil, rec.Node))+".ping", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+				continue
+			}
+			handled[rec.Node] = rec.At
+			dead = append(dead, rec.Node)
 		}
 		for _, node := range dead {
 			c.willsOf(node)
