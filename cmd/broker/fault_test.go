@@ -66,8 +66,9 @@ func faultRound(t *testing.T, bin, scripts string, round int) string {
 	}
 	lb := startHAProxy(t, addrs)
 	victim := 1 + round%2
+	failedBefore := t.Failed()
 	defer func() {
-		if t.Failed() {
+		if t.Failed() && !failedBefore { // this round's logs, once
 			for i, n := range nodes {
 				t.Logf("node %d:\n%s", i, n.log())
 			}
