@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"time"
 
 	"github.com/mqttlua/broker/engine/broker"
 	"github.com/mqttlua/broker/engine/transport"
@@ -65,23 +66,51 @@ func (c *Cluster) Forward(m *broker.Message, done func(error)) {
 		}
 		return
 	}
-	var w *forwardWait
-	if done != nil {
-		w = &forwardWait{left: 1, done: done}
-		if m.Retain {
-			w.left = 2
-		}
+	if done == nil {
+		// A will or a script's message: no client sends it again if
+		// JetStream refuses it (a leader being elected), so this node
+		// does.
+		done = c.retryForward(m, 1)
 	}
-	c.forwardStream(logPrefix, m, w)
-	if m.Retain {
-		c.forwardStream(retainPrefix, m, w)
-	}
+	c.forwardLogged(m, done)
 	// Shared subscriptions take it from core NATS: one queue member in
 	// the cluster. At most once, unlike the log (docs/cluster.md).
 	if err := c.forwardCore(sharePrefix, m); err != nil {
 		c.log.WithError(err).WithField("topic", m.Topic).Warn("cluster: a message did not go to the shared subscriptions")
 	}
 }
+
+// forwardLogged puts m into the log (and, retained, into MQ_RETAIN);
+// done gets JetStream's answer.
+func (c *Cluster) forwardLogged(m *broker.Message, done func(error)) {
+	w := &forwardWait{left: 1, done: done}
+	if m.Retain {
+		w.left = 2
+	}
+	c.forwardStream(logPrefix, m, w)
+	if m.Retain {
+		c.forwardStream(retainPrefix, m, w)
+	}
+}
+
+// retryForward is the answer handler of a QoS 1/2 message nobody would
+// send again: on an error it is put into the log again, every half
+// second, up to forwardAttempts times (a retained one may then be in the
+// log twice, which the subscribers see as a duplicate).
+func (c *Cluster) retryForward(m *broker.Message, attempt int) func(error) {
+	return func(err error) {
+		switch {
+		case err == nil:
+		case attempt >= forwardAttempts:
+			c.log.WithError(err).WithField("topic", m.Topic).Error("cluster: a will or script message was not taken by the cluster; given up")
+		default:
+			time.AfterFunc(500*time.Millisecond, func() { c.forwardLogged(m, c.retryForward(m, attempt+1)) })
+		}
+	}
+}
+
+// forwardAttempts bounds retryForward: 30 s of leader elections.
+const forwardAttempts = 60
 
 func (c *Cluster) forwardCore(prefix string, m *broker.Message) error {
 	subj, err := topicSubject(prefix, m.Topic)
