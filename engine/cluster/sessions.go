@@ -406,7 +406,16 @@ const nodeDeadAfter = 6 * time.Second
 // takes it out of its record first.
 func (c *Cluster) watchNodes() {
 	defer c.wg.Done()
-	handled := map[string]int64{} // node -> the heartbeat it was handled at
+	// node -> the heartbeat it was found dead at, and the passes over
+	// its wills made since: a few, because a read of the registry may
+	// come from a replica still behind after the crash (a will it does
+	// not show yet is taken on a later pass; the compare-and-set keeps
+	// each will to one publication).
+	type deadNode struct {
+		at     int64
+		passes int
+	}
+	handled := map[string]*deadNode{}
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
@@ -423,7 +432,14 @@ func (c *Cluster) watchNodes() {
 		}
 		var dead []string
 		for _, rec := range records {
-			if rec.Node == c.cfg.Node || time.Since(time.Unix(rec.At, 0)) <= nodeDeadAfter || handled[rec.Node] == rec.At {
+			if rec.Node == c.cfg.Node || time.Since(time.Unix(rec.At, 0)) <= nodeDeadAfter {
+				continue
+			}
+			if h := handled[rec.Node]; h != nil && h.at == rec.At {
+				if h.passes < willPasses {
+					h.passes++
+					dead = append(dead, rec.Node)
+				}
 				continue
 			}
 			// A heartbeat can stop while the node lives: its writes to
@@ -432,7 +448,7 @@ func (c *Cluster) watchNodes() {
 			if _, err := c.nc.Request(ctlPrefix+string(appendLevel(nil, rec.Node))+".ping", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
 				continue
 			}
-			handled[rec.Node] = rec.At
+			handled[rec.Node] = &deadNode{at: rec.At, passes: 1}
 			dead = append(dead, rec.Node)
 		}
 		for _, node := range dead {
@@ -440,6 +456,10 @@ func (c *Cluster) watchNodes() {
 		}
 	}
 }
+
+// willPasses is how many times, two seconds apart, the wills of a dead
+// node are looked for.
+const willPasses = 5
 
 // willsOf publishes the wills a dead node's connections left.
 func (c *Cluster) willsOf(node string) {
@@ -470,5 +490,7 @@ func (c *Cluster) willsOf(node string) {
 		c.publishWill(string(id), will, false)
 		n++
 	}
-	c.log.WithFields(logrus.Fields{"dead": node, "wills": n}).Warn("cluster: a node stopped answering; published the wills its connections left")
+	if n > 0 {
+		c.log.WithFields(logrus.Fields{"dead": node, "wills": n}).Warn("cluster: a node stopped answering; published the wills its connections left")
+	}
 }
