@@ -203,14 +203,7 @@ func TestClusterBehindLoadBalancer(t *testing.T) {
 	defer t.Run("quorum", func(t *testing.T) { quorumLoss(t, nodes) })
 	t.Run("mosquitto", func(t *testing.T) { mosquittoThroughBalancer(t, lb) })
 	t.Run("mqttjs", func(t *testing.T) {
-		node, err := exec.LookPath("node")
-		dir := os.Getenv("MQTTJS_NODE_PATH")
-		if err != nil || dir == "" {
-			if os.Getenv("CI") != "" {
-				t.Fatal("node and MQTTJS_NODE_PATH are needed in CI (see .ci/run)")
-			}
-			t.Skip("set MQTTJS_NODE_PATH to a node_modules folder with mqtt installed")
-		}
+		node, dir := enginetest.MQTTjs(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		script, _ := filepath.Abs(filepath.Join("..", "..", "engine", "broker", "testdata", "mqttjs", "interop.js"))
@@ -382,7 +375,7 @@ func mosquittoThroughBalancer(t *testing.T, lb string) {
 // acknowledged message on one node only; when the two come back it
 // accepts again, by itself.
 func quorumLoss(t *testing.T, nodes []*clusterNode) {
-	pub := enginetestDial(t, nodes[0].addr, codec.V5)
+	pub := dialV5(t, nodes[0].addr, "quorum-pub")
 	for _, n := range nodes[1:] {
 		n.cmd.Process.Kill()
 		n.cmd.Wait()
@@ -399,7 +392,7 @@ func quorumLoss(t *testing.T, nodes []*clusterNode) {
 	t.Logf("QoS 1 PUBLISH without quorum: PUBACK 0x80 after %s", time.Since(start).Round(time.Millisecond))
 	start = time.Now()
 	// The registry's read and write wait 5 s each before the refusal.
-	late := enginetestDialNoAck(t, nodes[0].addr, "quorum-late")
+	late := dialNoAck(t, nodes[0].addr, "quorum-late", codec.V311)
 	if p, err := late.next(30 * time.Second); err != nil || p.Type != codec.CONNACK || p.ReasonCode != codec.V3ServerUnavailable {
 		t.Fatalf("CONNECT without quorum: %v %v, want CONNACK 0x03", p, err)
 	}
@@ -425,50 +418,43 @@ func quorumLoss(t *testing.T, nodes []*clusterNode) {
 	t.Logf("the cluster accepted CONNECTs again %s after the nodes restarted", time.Since(start).Round(time.Millisecond))
 }
 
-// v5Conn is a bare 5.0 connection.
-type v5Conn struct {
-	c net.Conn
-	r *codec.Reader
+// bareConn is a bare connection (5.0 unless level says otherwise).
+type bareConn struct {
+	c     net.Conn
+	r     *codec.Reader
+	level byte
 }
 
-func enginetestDial(t *testing.T, addr string, level byte) *v5Conn {
+// dialV5 connects a clean 5.0 client and waits for its CONNACK 0.
+func dialV5(t *testing.T, addr, id string) *bareConn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	m := &v5Conn{c: c, r: codec.NewReader(c, 0)}
-	m.r.Version = level
-	m.send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: level, ClientID: "quorum-pub", CleanSession: true, KeepAlive: 60})
+	m := dialNoAck(t, addr, id, codec.V5)
 	if p, err := m.next(10 * time.Second); err != nil || p.Type != codec.CONNACK || p.ReasonCode != 0 {
 		t.Fatalf("CONNACK: %v %v", p, err)
 	}
 	return m
 }
 
-// enginetestDialNoAck sends a 3.1.1 CONNECT and returns before its
-// answer.
-func enginetestDialNoAck(t *testing.T, addr, id string) *v5Conn {
+// dialNoAck sends a clean CONNECT and returns before its answer.
+func dialNoAck(t *testing.T, addr, id string, level byte) *bareConn {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	m := &v5Conn{c: c, r: codec.NewReader(c, 0)}
-	m.r.Version = codec.V311
-	b, _ := codec.Encode(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: codec.V311, ClientID: id, CleanSession: true, KeepAlive: 60}, codec.V311)
-	c.Write(b)
+	m := &bareConn{c: c, r: codec.NewReader(c, 0), level: level}
+	m.r.Version = level
+	m.send(&codec.Packet{Type: codec.CONNECT, ProtocolLevel: level, ClientID: id, CleanSession: true, KeepAlive: 60})
 	return m
 }
 
-func (m *v5Conn) send(p *codec.Packet) {
-	b, _ := codec.Encode(p, codec.V5)
+func (m *bareConn) send(p *codec.Packet) {
+	b, _ := codec.Encode(p, m.level)
 	m.c.Write(b)
 }
 
-func (m *v5Conn) next(d time.Duration) (*codec.Packet, error) {
+func (m *bareConn) next(d time.Duration) (*codec.Packet, error) {
 	m.c.SetReadDeadline(time.Now().Add(d))
 	p := &codec.Packet{}
 	err := m.r.ReadPacket(p)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mqttlua/broker/engine/enginetest"
 )
 
 // TestMQTTjs runs MQTT.js (3.1.1 and 5.0 clients) against the default
@@ -15,14 +17,7 @@ import (
 // needs node and the mqtt package: .ci/run installs it and sets
 // MQTTJS_NODE_PATH; elsewhere the test is skipped without them.
 func TestMQTTjs(t *testing.T) {
-	node, err := exec.LookPath("node")
-	dir := os.Getenv("MQTTJS_NODE_PATH")
-	if err != nil || dir == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("node and MQTTJS_NODE_PATH are needed in CI (see .ci/run)")
-		}
-		t.Skip("set MQTTJS_NODE_PATH to a node_modules folder with mqtt installed")
-	}
+	node, dir := enginetest.MQTTjs(t)
 	_, _, addr := startBroker(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

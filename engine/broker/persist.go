@@ -132,12 +132,15 @@ func (k *Broker) durableAck(c *Client, ack codec.Packet, wrote bool) bool {
 const messageFormat = 1
 
 func encodeMessage(m *Message) []byte {
-	p := m.packet(1, m.Retain, false, 1)
-	out := make([]byte, 10, 10+len(m.Topic)+len(m.Payload)+16)
-	out[0], out[1] = messageFormat, m.QoS
-	binary.BigEndian.PutUint64(out[2:10], uint64(m.expireAt))
-	out, _ = p.Append(out, codec.V5)
+	out, _ := appendMessage(make([]byte, 0, 10+len(m.Topic)+len(m.Payload)+16), m)
 	return out
+}
+
+func appendMessage(dst []byte, m *Message) ([]byte, error) {
+	p := m.packet(1, m.Retain, false, 1)
+	dst = append(dst, messageFormat, m.QoS)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.expireAt))
+	return p.Append(dst, codec.V5)
 }
 
 func decodeMessage(b []byte) (*Message, error) {

@@ -24,19 +24,15 @@ import (
 const frameVersion = 1
 
 func (c *Cluster) frame(m *broker.Message, seq uint64) ([]byte, error) {
-	body, err := m.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, 2+len(c.origin)+8+len(body))
+	out := make([]byte, 0, 2+len(c.origin)+8+len(m.Topic)+len(m.Payload)+32)
 	out = append(out, frameVersion, byte(len(c.origin)))
 	out = append(out, c.origin...)
 	out = binary.BigEndian.AppendUint64(out, seq)
-	out = append(out, body...)
-	if len(out) > maxPayload {
-		return nil, fmt.Errorf("message of %d bytes: more than the cluster carries (%d)", len(out), maxPayload)
+	out, err := m.AppendBinary(out)
+	if err == nil && len(out) > maxPayload {
+		err = fmt.Errorf("message of %d bytes: more than the cluster carries (%d)", len(out), maxPayload)
 	}
-	return out, nil
+	return out, err
 }
 
 var errFrame = errors.New("cluster: not a frame of this version")
@@ -54,12 +50,30 @@ func parseFrame(b []byte) (origin string, seq uint64, m *broker.Message, err err
 
 // Forward implements broker.Bridge.
 func (c *Cluster) Forward(m *broker.Message, done func(error)) {
-	if m.QoS == 0 {
-		if err := c.forwardCore(msgPrefix, m); err != nil {
-			c.log.WithError(err).WithField("topic", m.Topic).Warn("cluster: a QoS 0 message did not go to the other nodes")
+	// The topic is escaped and the frame encoded once, whichever subjects
+	// the message goes to.
+	esc, err := escapeTopic(m.Topic)
+	var f []byte
+	if err == nil {
+		if m.QoS == 0 {
+			f, err = c.frame(m, c.seq.Add(1))
+		} else {
+			// In the streams the sequence field carries the message's
+			// stamp (BeginLocal), for this node's consumer (ownMessage).
+			f, err = c.frame(m, m.Stamp())
 		}
+	}
+	if err != nil {
+		c.log.WithError(err).WithField("topic", m.Topic).Warn("cluster: a message cannot go to the other nodes")
+		if done != nil {
+			done(err)
+		}
+		return
+	}
+	if m.QoS == 0 {
+		c.publishCore(msgPrefix+esc, f)
 		if m.Retain {
-			c.forwardStream(retainPrefix, m, nil)
+			c.forwardStream(retainPrefix+esc, f, nil)
 		}
 		if done != nil {
 			done(nil)
@@ -70,26 +84,24 @@ func (c *Cluster) Forward(m *broker.Message, done func(error)) {
 		// A will or a script's message: no client sends it again if
 		// JetStream refuses it (a leader being elected), so this node
 		// does.
-		done = c.retryForward(m, 1)
+		done = c.retryForward(m.Topic, esc, f, m.Retain, 1)
 	}
-	c.forwardLogged(m, done)
+	c.forwardLogged(esc, f, m.Retain, done)
 	// Shared subscriptions take it from core NATS: one queue member in
 	// the cluster. At most once, unlike the log (docs/cluster.md).
-	if err := c.forwardCore(sharePrefix, m); err != nil {
-		c.log.WithError(err).WithField("topic", m.Topic).Warn("cluster: a message did not go to the shared subscriptions")
-	}
+	c.publishCore(sharePrefix+esc, f)
 }
 
-// forwardLogged puts m into the log (and, retained, into MQ_RETAIN);
-// done gets JetStream's answer.
-func (c *Cluster) forwardLogged(m *broker.Message, done func(error)) {
+// forwardLogged puts a frame into the log (and, retained, into
+// MQ_RETAIN); done gets JetStream's answer.
+func (c *Cluster) forwardLogged(esc string, f []byte, retain bool, done func(error)) {
 	w := &forwardWait{left: 1, done: done}
-	if m.Retain {
+	if retain {
 		w.left = 2
 	}
-	c.forwardStream(logPrefix, m, w)
-	if m.Retain {
-		c.forwardStream(retainPrefix, m, w)
+	c.forwardStream(logPrefix+esc, f, w)
+	if retain {
+		c.forwardStream(retainPrefix+esc, f, w)
 	}
 }
 
@@ -97,14 +109,16 @@ func (c *Cluster) forwardLogged(m *broker.Message, done func(error)) {
 // send again: on an error it is put into the log again, every half
 // second, up to forwardAttempts times (a retained one may then be in the
 // log twice, which the subscribers see as a duplicate).
-func (c *Cluster) retryForward(m *broker.Message, attempt int) func(error) {
+func (c *Cluster) retryForward(topic, esc string, f []byte, retain bool, attempt int) func(error) {
 	return func(err error) {
 		switch {
 		case err == nil:
 		case attempt >= forwardAttempts:
-			c.log.WithError(err).WithField("topic", m.Topic).Error("cluster: a will or script message was not taken by the cluster; given up")
+			c.log.WithError(err).WithField("topic", topic).Error("cluster: a will or script message was not taken by the cluster; given up")
 		default:
-			time.AfterFunc(500*time.Millisecond, func() { c.forwardLogged(m, c.retryForward(m, attempt+1)) })
+			time.AfterFunc(500*time.Millisecond, func() {
+				c.forwardLogged(esc, f, retain, c.retryForward(topic, esc, f, retain, attempt+1))
+			})
 		}
 	}
 }
@@ -112,47 +126,33 @@ func (c *Cluster) retryForward(m *broker.Message, attempt int) func(error) {
 // forwardAttempts bounds retryForward: 30 s of leader elections.
 const forwardAttempts = 60
 
-func (c *Cluster) forwardCore(prefix string, m *broker.Message) error {
-	subj, err := topicSubject(prefix, m.Topic)
-	if err != nil {
-		return err
-	}
-	b, err := c.frame(m, c.seq.Add(1))
-	if err != nil {
-		return err
-	}
+// publishCore publishes a frame on core NATS (at most once).
+func (c *Cluster) publishCore(subject string, f []byte) {
 	c.Forwarded.Add(1)
-	return c.nc.Publish(subj, b)
+	if err := c.nc.Publish(subject, f); err != nil {
+		c.log.WithError(err).WithField("subject", subject).Warn("cluster: a message did not go to the other nodes")
+	}
 }
 
-// forwardStream publishes m into a stream; w, if not nil, is answered
-// when JetStream acknowledges it (answered).
-func (c *Cluster) forwardStream(prefix string, m *broker.Message, w *forwardWait) {
-	subj, err := topicSubject(prefix, m.Topic)
-	var b []byte
-	if err == nil {
-		// In a stream the sequence field carries the message's stamp
-		// (BeginLocal), for this node's consumer (ownMessage).
-		b, err = c.frame(m, m.Stamp())
-	}
-	if err == nil {
-		msg := &nats.Msg{Subject: subj, Data: b}
-		if w != nil {
-			c.pendMu.Lock()
-			c.pending[msg] = w
-			c.pendMu.Unlock()
-		}
-		c.Forwarded.Add(1)
-		if _, err = c.js.PublishMsgAsync(msg); err != nil && w != nil {
-			c.pendMu.Lock()
-			delete(c.pending, msg)
-			c.pendMu.Unlock()
-		} else if err == nil {
-			return
-		}
-	}
-	c.log.WithError(err).WithField("topic", m.Topic).Warn("cluster: a message was not taken by the cluster")
+// forwardStream publishes a frame into a stream; w, if not nil, is
+// answered when JetStream acknowledges it (answered).
+func (c *Cluster) forwardStream(subject string, f []byte, w *forwardWait) {
+	msg := &nats.Msg{Subject: subject, Data: f}
 	if w != nil {
+		c.pendMu.Lock()
+		c.pending[msg] = w
+		c.pendMu.Unlock()
+	}
+	c.Forwarded.Add(1)
+	_, err := c.js.PublishMsgAsync(msg)
+	if err == nil {
+		return
+	}
+	c.log.WithError(err).WithField("subject", subject).Warn("cluster: a message was not taken by the cluster")
+	if w != nil {
+		c.pendMu.Lock()
+		delete(c.pending, msg)
+		c.pendMu.Unlock()
 		c.settle(w, err)
 	}
 }

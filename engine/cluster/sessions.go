@@ -388,12 +388,15 @@ func (c *Cluster) publishWill(clientID string, b []byte, back bool) {
 		f.Info("cluster: the will of a connection on a node that died is not sent: its client is back within the will delay")
 	case delay > 0:
 		f.WithField("delay", delay).Info("cluster: publishing the will of a connection on a node that died, after its delay")
-		time.AfterFunc(delay, func() { c.k.PublishWill(m) })
+		time.AfterFunc(delay, func() {
+			c.k.PublishWill(m)
+			c.WillsPublished.Add(1)
+		})
 	default:
 		f.Info("cluster: publishing the will of a connection on a node that died")
 		c.k.PublishWill(m)
+		c.WillsPublished.Add(1)
 	}
-	c.WillsPublished.Add(1)
 }
 
 // nodeDeadAfter is how long a node's heartbeat may be silent before the

@@ -51,17 +51,17 @@ func appendLevel(dst []byte, level string) []byte {
 	return dst
 }
 
-// topicSubject is the subject of a topic name under prefix ("mq.m.").
-func topicSubject(prefix, topic string) (string, error) {
-	b := make([]byte, 0, len(prefix)+len(topic)+8)
-	b = append(b, prefix...)
+// escapeTopic is a topic name as subject tokens, without a prefix: the
+// subject of a topic under prefix ("mq.m.") is prefix + escapeTopic.
+func escapeTopic(topic string) (string, error) {
+	b := make([]byte, 0, len(topic)+8)
 	for i, level := range strings.Split(topic, "/") {
 		if i > 0 {
 			b = append(b, '.')
 		}
 		b = appendLevel(b, level)
 	}
-	if len(b) > maxSubject {
+	if len(b) > maxSubject-len(msgPrefix) {
 		return "", errSubjectTooLong
 	}
 	return string(b), nil
@@ -103,7 +103,7 @@ func filterSubjects(prefix, filter string) ([]string, error) {
 	return append(out, string(b)), nil
 }
 
-// subjectTopic inverts topicSubject.
+// subjectTopic inverts prefix + escapeTopic.
 func subjectTopic(prefix, subject string) (string, error) {
 	rest, ok := strings.CutPrefix(subject, prefix)
 	if !ok {

@@ -19,7 +19,8 @@ func TestSubjectRoundTrip(t *testing.T) {
 
 func checkTopic(t *testing.T, topic string) {
 	t.Helper()
-	subj, err := topicSubject(msgPrefix, topic)
+	esc, err := escapeTopic(topic)
+	subj := msgPrefix + esc
 	if err != nil {
 		t.Fatalf("%q: %v", topic, err)
 	}
@@ -70,7 +71,7 @@ func TestFilterSubjects(t *testing.T) {
 			t.Errorf("%q: %q, %v; want %q", filter, got, err, want)
 		}
 	}
-	if _, err := topicSubject(msgPrefix, strings.Repeat("*", maxSubject)); err == nil {
+	if _, err := escapeTopic(strings.Repeat("*", maxSubject)); err == nil {
 		t.Error("an over-long subject was accepted")
 	}
 }

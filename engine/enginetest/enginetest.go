@@ -212,6 +212,22 @@ func (c *Client) ExpectClosed() {
 	}
 }
 
+// MQTTjs returns node and the node_modules folder holding MQTT.js
+// (MQTTJS_NODE_PATH), skipping the test without them outside CI (.ci/run
+// installs them; in CI their absence fails the test).
+func MQTTjs(t testing.TB) (node, nodePath string) {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	nodePath = os.Getenv("MQTTJS_NODE_PATH")
+	if err != nil || nodePath == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("node and MQTTJS_NODE_PATH are needed in CI (see .ci/run)")
+		}
+		t.Skip("set MQTTJS_NODE_PATH to a node_modules folder with mqtt installed")
+	}
+	return node, nodePath
+}
+
 // MosquittoTool returns the path of a mosquitto client program, skipping
 // the test when it is absent outside CI (.ci/run installs
 // mosquitto-clients, and in CI its absence fails the test).
